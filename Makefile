@@ -1,0 +1,40 @@
+# speculative.images: every entry point people, CI and later issues rely on.
+#   make demo        set up this machine and run the gating demo (the main job)
+#   make test        every test (what .ci/run calls)
+#   make collection  static module binary -> plugins/modules/, tarball, install
+#   make bench       every benchmark, ours and the anchor side by side
+
+SHELL := /bin/bash
+COLLECTIONS_PATH ?= $(HOME)/.ansible/collections
+TARGET := x86_64-unknown-linux-gnu
+STATIC_BIN := target/$(TARGET)/release/speculative-images
+VENV := $(CURDIR)/.venv
+MODULES := $(shell sed -n 's/^    ("\([a-z_]*\)".*/\1/p; s/^        "\([a-z_]*\)",$$/\1/p' src/modules/mod.rs)
+
+export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: setup demo test collection static bench clean
+
+setup:
+	scripts/setup.sh
+
+# The module binary: static (no glibc pins), so it runs on any node. The
+# explicit --target keeps build scripts and proc-macros dynamic.
+static:
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET) --bin speculative-images
+
+collection: static
+	scripts/build-collection.sh "$(STATIC_BIN)" "$(COLLECTIONS_PATH)" $(MODULES)
+
+demo: setup collection
+	scripts/demo.sh
+
+test: setup
+	scripts/test.sh
+
+bench: setup collection
+	bench/run.sh
+
+clean:
+	cargo clean
+	rm -rf build $(addprefix plugins/modules/,$(MODULES))

@@ -1,0 +1,1 @@
+//! Image builders (docker CLI, podman, buildah) behind one trait.

@@ -1,0 +1,23 @@
+//! speculative.images: speculative container image gating for Zuul.
+//!
+//! The library holds all logic; the binaries in `src/bin/` are thin. Rooms:
+//! - [`ansible`]: the binary-module protocol (args in, one JSON out, masking).
+//! - [`oci`]: digests, names, references, media types.
+//! - [`client`]: registry client and copy engine.
+//! - [`registry`]: the buildset registry server.
+//! - [`host`]: host configuration files (docker, containers, buildkit, CA).
+//! - [`builder`]: image builders (docker, podman, buildah).
+//! - [`zuul`]: Zuul's variables, naming rules and result data.
+//! - [`modules`]: one file per Ansible module, gluing the rooms together.
+//! - [`cli`]: the multi-call binary's command line.
+#![deny(missing_docs)]
+
+pub mod ansible;
+pub mod builder;
+pub mod cli;
+pub mod client;
+pub mod host;
+pub mod modules;
+pub mod oci;
+pub mod registry;
+pub mod zuul;

@@ -1,0 +1,6 @@
+//! The buildset registry server: OCI distribution API routes, auth, and
+//! content-addressed filesystem storage.
+
+pub mod config;
+
+pub use config::ServerConfig;

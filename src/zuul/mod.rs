@@ -1,0 +1,10 @@
+//! Zuul's vocabulary, shared by every module: the registries' connection
+//! facts, the image list, artifacts, the naming rules every part agrees on,
+//! and the executor's result data file.
+
+pub mod naming;
+pub mod results;
+pub mod types;
+
+pub use naming::{authority, buildset_repository, intermediate_tag, temporary_tag};
+pub use types::{Artifact, BuildsetRegistry, ContainerImage, IntermediateRegistry, ZuulContext};

@@ -1,0 +1,4 @@
+//! All integration tests, in one test binary. Each file under `tests/`
+//! covers one part; `support/` starts the real services they talk to.
+
+mod support;
