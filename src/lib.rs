@@ -7,6 +7,7 @@
 //! - [`registry`]: the buildset registry server.
 //! - [`host`]: host configuration files (docker, containers, buildkit, CA).
 //! - [`builder`]: image builders (docker, podman, buildah).
+//! - [`pki`]: certificates for the registries we start.
 //! - [`zuul`]: Zuul's variables, naming rules and result data.
 //! - [`modules`]: one file per Ansible module, gluing the rooms together.
 //! - [`cli`]: the multi-call binary's command line.
@@ -19,5 +20,6 @@ pub mod client;
 pub mod host;
 pub mod modules;
 pub mod oci;
+pub mod pki;
 pub mod registry;
 pub mod zuul;

@@ -2,3 +2,5 @@
 //! covers one part; `support/` starts the real services they talk to.
 
 mod support;
+
+mod distribution_fixture;

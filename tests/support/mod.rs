@@ -1,2 +1,61 @@
-//! Shared test support: real services (registries, docker) started for tests.
+//! Shared test support: the real services tests talk to, started per test
+//! on loopback with fresh credentials and certificates.
 #![allow(dead_code)]
+
+pub mod distribution;
+pub mod tls;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A random password of 24 alphanumerics.
+pub fn random_password() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 24)
+}
+
+/// Wait until `ready` returns true, polling every 50 ms, or panic naming
+/// `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} was not ready within {timeout:?}");
+}
+
+/// Run a command, panicking with its output when it fails; returns stdout.
+pub fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Make the local Docker daemon trust `cert_pem` for `authority`
+/// (`/etc/docker/certs.d/<authority>/ca.crt`; read per connection, no
+/// reload needed).
+pub fn docker_trust(authority: &str, cert_pem: &str) {
+    let dir = std::path::Path::new("/etc/docker/certs.d").join(authority);
+    std::fs::create_dir_all(&dir).expect("create certs.d dir");
+    std::fs::write(dir.join("ca.crt"), cert_pem).expect("write ca.crt");
+}

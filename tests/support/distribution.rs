@@ -1,0 +1,117 @@
+//! Debian's `docker-registry` (distribution 2.8, the seed's `registry:2`)
+//! configured exactly as the seed's compose file does: TLS from
+//! `domain.crt`/`domain.key` and htpasswd auth with realm "Registry Realm".
+//! Used as the intermediate registry, and as the anchor in benchmarks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::tls::{server_pki, TlsPair};
+use super::{free_port, random_password, wait_until};
+
+/// A running distribution registry; stopped and removed on drop.
+pub struct Distribution {
+    /// Listening port.
+    pub port: u16,
+    /// Host clients use: `127.0.0.1` or `::1`.
+    pub host: String,
+    /// htpasswd user.
+    pub username: String,
+    /// That user's password.
+    pub password: String,
+    /// TLS material (the cert is its own CA).
+    pub tls: TlsPair,
+    /// The registry's storage root.
+    pub data: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Distribution {
+    /// Start one on 127.0.0.1.
+    pub fn start() -> Distribution {
+        Distribution::start_on("127.0.0.1")
+    }
+
+    /// Start one on IPv6 loopback only.
+    pub fn start_ipv6() -> Distribution {
+        Distribution::start_on("::1")
+    }
+
+    fn start_on(host: &str) -> Distribution {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = server_pki(dir.path(), &["localhost", "127.0.0.1", "::1"]);
+        let username = "zuul".to_string();
+        let password = random_password();
+        let hash = bcrypt::hash_with_result(&password, 4)
+            .expect("bcrypt")
+            .format_for_version(bcrypt::Version::TwoY);
+        let htpasswd = dir.path().join("htpasswd");
+        std::fs::write(&htpasswd, format!("{username}:{hash}\n")).expect("write htpasswd");
+        let data = dir.path().join("data");
+        let port = free_port();
+        let ip: IpAddr = host.parse().expect("ip");
+        let addr = SocketAddr::new(ip, port);
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\n\
+                 log:\n  level: warn\n\
+                 storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: \"{addr}\"\n  tls:\n    certificate: {cert}\n    key: {key}\n\
+                 auth:\n  htpasswd:\n    realm: Registry Realm\n    path: {htpasswd}\n",
+                data = data.display(),
+                cert = tls.cert_path.display(),
+                key = tls.key_path.display(),
+                htpasswd = htpasswd.display(),
+            ),
+        )
+        .expect("write config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry (apt install docker-registry)");
+        wait_until("docker-registry", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        Distribution {
+            port,
+            host: host.to_string(),
+            username,
+            password,
+            tls,
+            data,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// `host:port`, IPv6 in brackets.
+    pub fn authority(&self) -> String {
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => format!("[{}]:{}", self.host, self.port),
+            _ => format!("{}:{}", self.host, self.port),
+        }
+    }
+
+    /// The registry's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
