@@ -9,7 +9,7 @@ COLLECTIONS_PATH ?= $(HOME)/.ansible/collections
 TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/speculative-images
 VENV := $(CURDIR)/.venv
-MODULES := $(shell sed -n 's/^    ("\([a-z_]*\)".*/\1/p; s/^        "\([a-z_]*\)",$$/\1/p' src/modules/mod.rs)
+MODULES := $(shell scripts/modules.sh)
 
 export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 

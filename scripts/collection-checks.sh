@@ -15,7 +15,7 @@ check() {
     failed=$((failed + 1)); echo "FAIL $what"; sed 's/^/     /' /tmp/collection-check.out | tail -n 15
   fi
 }
-modules=$(sed -n 's/^    ("\([a-z_]*\)".*/\1/p; s/^        "\([a-z_]*\)",$/\1/p' src/modules/mod.rs)
+modules=$(scripts/modules.sh)
 for m in $modules; do
   bin=plugins/modules/$m
   check "$m: binary is statically linked" bash -c "file '$bin' | grep -q 'statically linked'"
