@@ -5,3 +5,5 @@ mod support;
 
 mod distribution_fixture;
 mod registry_docker;
+mod registry_inprocess;
+mod registry_protocol;
