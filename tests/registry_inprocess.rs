@@ -20,8 +20,6 @@ pub struct InProcess {
     pub storage: PathBuf,
     pub username: String,
     pub password: String,
-    pub token_secret: String,
-    pub config: ServerConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -77,8 +75,6 @@ impl InProcess {
             storage,
             username: "zuul".into(),
             password,
-            token_secret: config.token_secret.clone(),
-            config,
             _dir: dir,
         }
     }
