@@ -123,5 +123,4 @@ fn docker_logs_in_pushes_and_pulls_over_tls() {
     ]);
     assert_eq!(pulled_digest, repo_digest);
     let _ = docker.cmd().args(["rmi", "-f", &image]).output();
-    eprintln!("{}", registry.log());
 }

@@ -199,5 +199,9 @@ fn free_port_on(host: &str) -> u16 {
 impl Drop for BuildsetServer {
     fn drop(&mut self) {
         self.kill();
+        // A trust entry `docker_trust` made for this server is now useless.
+        let _ = std::fs::remove_dir_all(
+            std::path::Path::new("/etc/docker/certs.d").join(self.authority()),
+        );
     }
 }
