@@ -3,4 +3,6 @@
 
 mod support;
 
+mod client_copy;
+mod client_fixtures;
 mod distribution_fixture;

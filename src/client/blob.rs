@@ -2,6 +2,8 @@
 //! (`POST` a session, `PUT` the whole body with its digest), and the
 //! cross-repository mount.
 
+use std::sync::{Arc, Mutex};
+
 use futures_util::TryStreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
@@ -72,15 +74,26 @@ impl RemoteRegistry {
         let url = with_digest(&location, digest);
         let scopes = [repository_scope(repository.as_str(), "pull,push")];
         let action = format!("PUT {}", redact_url(&url));
-        let response = t
+        // HTTP/2 loses a body stream's error on the way out: record it here.
+        let failure = Arc::new(Mutex::new(None::<Error>));
+        let recorder = failure.clone();
+        let body = body.inspect_err(move |e| {
+            if let Ok(mut slot) = recorder.lock() {
+                slot.get_or_insert_with(|| e.clone());
+            }
+        });
+        let result = t
             .send_once(Method::PUT, &url, &scopes, |request| {
                 request
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, size)
                     .body(reqwest::Body::wrap_stream(body))
             })
-            .await?;
-        t.expect(response, &action, &[StatusCode::CREATED])
+            .await;
+        if let Some(e) = failure.lock().ok().and_then(|mut slot| slot.take()) {
+            return Err(e);
+        }
+        t.expect(result?, &action, &[StatusCode::CREATED])
             .await
             .map(drop)
     }

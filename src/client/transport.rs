@@ -308,20 +308,41 @@ fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
         if let Some(r) = c.downcast_ref::<rustls::Error>() {
-            return Some(r.to_string());
+            return Some(describe_tls(r));
         }
-        // io::Error hides its inner error from `source()`.
-        if let Some(inner) = c
+        // io::Error hides its inner error from `source()`; look inside.
+        cause = match c
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
         {
-            if let Some(r) = inner.downcast_ref::<rustls::Error>() {
-                return Some(r.to_string());
-            }
-        }
-        cause = c.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
     }
     None
+}
+
+/// A rustls failure in words a site admin acts on, with rustls' own text.
+fn describe_tls(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let words = match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "its certificate is not signed by a trusted CA"
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName)
+        | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => {
+            "its certificate is not valid for this host name"
+        }
+        rustls::Error::InvalidCertificate(C::Expired)
+        | rustls::Error::InvalidCertificate(C::ExpiredContext { .. }) => {
+            "its certificate has expired"
+        }
+        rustls::Error::InvalidCertificate(_) if format!("{e:?}").contains("CaUsedAsEndEntity") => {
+            "it presents a CA certificate as its own, and not the certificate given for it"
+        }
+        _ => return e.to_string(),
+    };
+    format!("{words} ({e})")
 }
 
 #[cfg(test)]
