@@ -6,3 +6,5 @@ mod support;
 mod client_copy;
 mod client_fixtures;
 mod distribution_fixture;
+mod transfer_modules;
+mod transfer_support;
