@@ -1,6 +1,6 @@
 //! Registry client and copy engine, in layers:
 //!
-//! - [`copy`]: the copy engine (one image, every platform, between two
+//! - [`mod@copy`]: the copy engine (one image, every platform, between two
 //!   registries or within one), written against the [`Registry`] trait.
 //! - [`Registry`] (`registry.rs`): the spec's blob, manifest and tag
 //!   operations; [`RemoteRegistry`] implements it over HTTP, one file per
