@@ -57,6 +57,15 @@ pub fn with_buildset_mirrors(
     if doc.contains_key("registries") {
         return Err(RegistriesConfError::V1);
     }
+    // A file of comments only (as distributions ship it) keeps them on top
+    // rather than after what we add.
+    let header = if doc.is_empty() {
+        let text = doc.trailing().as_str().unwrap_or_default().to_string();
+        doc.set_trailing("");
+        text
+    } else {
+        String::new()
+    };
     let mut modified = set_unqualified(&mut doc, unqualified)?;
     let registries = match doc
         .entry("registry")
@@ -89,7 +98,10 @@ pub fn with_buildset_mirrors(
     if !modified {
         return Ok(old_text.to_string());
     }
-    Ok(doc.to_string())
+    if header.trim().is_empty() {
+        return Ok(doc.to_string());
+    }
+    Ok(format!("{}\n\n{doc}", header.trim_end()))
 }
 
 /// Set `unqualified-search-registries`; whether it changed.
@@ -158,7 +170,7 @@ fn fix_entry(table: &mut Table, ns: &Namespace, mirror: &str) -> Result<bool, Re
     let locations: Vec<Option<&str>> = mirrors.iter().map(|m| str_key(m, "location")).collect();
     let first_is_ours = locations.first() == Some(&Some(mirror));
     let ours_elsewhere = locations.iter().skip(1).any(|l| *l == Some(mirror));
-    let has_upstream = locations.iter().any(|l| *l == Some(ns.upstream.as_str()));
+    let has_upstream = locations.contains(&Some(ns.upstream.as_str()));
     if first_is_ours && !ours_elsewhere && has_upstream {
         return Ok(modified);
     }
@@ -285,6 +297,21 @@ location = "mirror.example.org"
             .map(|m| str_key(m, "location").unwrap().to_string())
             .collect();
         assert_eq!(mirrors, [B, "mirror.example.org", "registry-1.docker.io"]);
+        assert_eq!(
+            with_buildset_mirrors(Some(&text), B, &namespaces(), &unq()).unwrap(),
+            text
+        );
+    }
+
+    #[test]
+    fn a_comments_only_file_keeps_them_on_top() {
+        let old =
+            "# Shipped by the distribution.\n# unqualified-search-registries = [\"example.com\"]\n";
+        let text = with_buildset_mirrors(Some(old), B, &namespaces(), &unq()).unwrap();
+        assert!(
+            text.starts_with("# Shipped by the distribution.\n# unqualified-search-registries = [\"example.com\"]\n\nunqualified-search-registries = [\"docker.io\"]\n"),
+            "{text}"
+        );
         assert_eq!(
             with_buildset_mirrors(Some(&text), B, &namespaces(), &unq()).unwrap(),
             text
