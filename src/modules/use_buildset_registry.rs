@@ -64,13 +64,19 @@ impl Module for UseBuildsetRegistry {
     type Args = Args;
 
     fn run(args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
-        let paths = HostPaths::system();
-        let preload = args.preload;
-        let settings = settings(&paths, args)?;
-        ctx.secrets.add(settings.auth_token());
-        let plan = buildset_clients::plan(&paths, &settings)?;
-        configure(&paths, &settings, &plan, preload, ctx)
+        run_on(&HostPaths::system(), args, ctx)
     }
+}
+
+/// The module on the host `paths` stands for. Daemons and system commands
+/// (dockerd's reload, the CA bundle rebuild, preloading) only act when
+/// `paths` is the real host.
+pub fn run_on(paths: &HostPaths, args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
+    let preload = args.preload && paths.is_system();
+    let settings = settings(paths, args)?;
+    ctx.secrets.add(settings.auth_token());
+    let plan = buildset_clients::plan(paths, &settings)?;
+    configure(paths, &settings, &plan, preload, ctx)
 }
 
 /// Validate the arguments into settings; nothing is touched yet.
@@ -157,13 +163,14 @@ fn configure(
     let diffs: Vec<_> = plan.changed().map(|e| e.diff()).collect();
     // A daemon.json already right but not yet live (an interrupted run)
     // still needs the reload.
-    let needs_reload =
-        plan.daemon_json_changed() || docker_daemon::mirror_is_live(&mirror) == Some(false);
+    let system = paths.is_system();
+    let needs_reload = system
+        && (plan.daemon_json_changed() || docker_daemon::mirror_is_live(&mirror) == Some(false));
 
     let mut reloaded = None;
     if !ctx.check_mode {
         files = plan.apply()?;
-        if let Some((store, _)) = plan.ca_store.filter(|_| plan.ca_changed()) {
+        if let Some((store, _)) = plan.ca_store.filter(|_| system && plan.ca_changed()) {
             store.update()?;
         }
         if needs_reload {
