@@ -5,3 +5,8 @@ mod support;
 
 mod distribution_fixture;
 mod host_files;
+mod registry_auth;
+mod registry_clients;
+mod registry_docker;
+mod registry_inprocess;
+mod registry_protocol;
