@@ -5,6 +5,7 @@ mod support;
 
 mod distribution_fixture;
 mod host_files;
+mod host_real;
 mod registry_auth;
 mod registry_clients;
 mod registry_docker;
