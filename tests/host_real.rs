@@ -399,7 +399,7 @@ fn every_client_gets_the_speculative_images_and_running_containers_survive() {
     });
     let _ = Command::new("docker").args(["rm", "-f", &sleeper]).output();
     let _ = Command::new("docker")
-        .args(["rmi", &sleeper_image])
+        .args(["rmi", "-f", &sleeper_image])
         .output();
     remove_test_images(registry.port);
     drop(snapshot);
