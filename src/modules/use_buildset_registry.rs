@@ -179,7 +179,9 @@ fn configure(
     }
 
     let mut preloaded = Vec::new();
-    if preload {
+    if preload && docker_daemon::live_mirrors().is_none() {
+        ctx.warn("preload skipped: no docker daemon answers on this host");
+    } else if preload {
         let images = preload_list(settings)?;
         let missing = docker_preload::missing(&images)?;
         if !ctx.check_mode {
