@@ -6,7 +6,9 @@
 # Zuul's use-buildset-registry role before this project started (issue 4).
 # Every host file it touches, the CA bundle and dockerd's live mirrors are
 # put back afterwards.
-# Usage: bench/use-buildset-registry.sh   (BIN=path to a speculative-images binary)
+# Usage: bench/use-buildset-registry.sh
+#   SPECULATIVE_IMAGES_BIN=...  the binary to measure (default: the static
+#                               release build `make collection` ships)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,7 +16,7 @@ ROOT=$PWD
 # Zuul's role, measured on this machine before we started (issue 4).
 ANCHOR_TASKS=42 ANCHOR_FIRST=8.4 ANCHOR_RERUN=7.5
 
-BIN=${BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/speculative-images}
+BIN=${SPECULATIVE_IMAGES_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/speculative-images}
 [[ -x $BIN ]] || make --no-print-directory static >/dev/null
 PLAYBOOK=$ROOT/.venv/bin/ansible-playbook
 [[ -x $PLAYBOOK ]] || PLAYBOOK=$(command -v ansible-playbook)
