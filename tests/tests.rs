@@ -6,6 +6,8 @@ mod support;
 mod client_copy;
 mod client_fixtures;
 mod distribution_fixture;
+mod host_files;
+mod host_real;
 mod registry_auth;
 mod registry_clients;
 mod registry_docker;

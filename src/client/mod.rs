@@ -32,6 +32,7 @@
 
 mod auth;
 mod blob;
+pub mod catalog;
 pub mod command;
 pub mod copy;
 mod endpoint;
