@@ -6,6 +6,7 @@ mod support;
 mod distribution_fixture;
 mod registry_auth;
 mod registry_clients;
+mod registry_crash;
 mod registry_docker;
 mod registry_inprocess;
 mod registry_protocol;
