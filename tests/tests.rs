@@ -10,3 +10,4 @@ mod registry_crash;
 mod registry_docker;
 mod registry_inprocess;
 mod registry_protocol;
+mod registry_server;

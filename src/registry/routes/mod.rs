@@ -41,7 +41,7 @@ pub type AppState = Arc<Registry>;
 /// The registry's router: `/v2/...`, `/auth/token`, request logging.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/auth/token", get(token::issue))
+        .route("/auth/token", get(token::issue).post(token::issue_oauth))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(log::log_request))
         .with_state(state)

@@ -7,6 +7,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -26,6 +27,8 @@ pub struct UploadState {
     writer: Option<Writer>,
     /// Bytes written so far.
     size: u64,
+    /// Last request that used it.
+    touched: Instant,
 }
 
 struct Writer {
@@ -57,6 +60,7 @@ impl Storage {
                 hasher: Algorithm::Sha256.hasher(),
             }),
             size: 0,
+            touched: Instant::now(),
         };
         self.uploads_map()
             .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(state)));
@@ -200,6 +204,7 @@ impl Storage {
                         repository,
                         writer: Some(Writer { file, hasher }),
                         size,
+                        touched: Instant::now(),
                     }))
                 })
                 .await?
@@ -211,10 +216,62 @@ impl Storage {
                     .clone()
             }
         };
-        if session.lock().await.repository != *repository {
+        let mut state = session.lock().await;
+        if state.repository != *repository {
             return Err(unknown());
         }
+        state.touched = Instant::now();
+        drop(state);
         Ok(session)
+    }
+
+    /// Housekeeping for abandoned uploads (clients that start an upload
+    /// and never finish it, e.g. a failed mount attempt): close the files
+    /// of uploads idle longer than `idle` (their hash state is rebuilt
+    /// from disk if they come back), and remove uploads untouched on disk
+    /// for longer than `stale`.
+    pub async fn tidy_uploads(&self, idle: Duration, stale: Duration) {
+        let sessions: Vec<(String, Session)> = self
+            .uploads_map()
+            .iter()
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect();
+        for (id, session) in sessions {
+            let Ok(state) = session.try_lock() else {
+                continue; // in use
+            };
+            if state.touched.elapsed() > idle {
+                self.uploads_map().remove(&id);
+            }
+        }
+        let layout = self.layout.clone();
+        let in_memory: std::collections::HashSet<String> =
+            self.uploads_map().keys().cloned().collect();
+        let _ = blocking(move || {
+            let Ok(entries) = std::fs::read_dir(layout.uploads()) else {
+                return Ok(());
+            };
+            for entry in entries.flatten() {
+                let Ok(id) = entry.file_name().into_string() else {
+                    continue;
+                };
+                if in_memory.contains(&id) {
+                    continue;
+                }
+                let modified = std::fs::metadata(layout.upload_data(&id))
+                    .or_else(|_| entry.metadata())
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let age = SystemTime::now()
+                    .duration_since(modified)
+                    .unwrap_or_default();
+                if age > stale {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+            Ok(())
+        })
+        .await;
     }
 }
 
