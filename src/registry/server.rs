@@ -114,7 +114,9 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum:
         let tls = tls.clone();
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // Large uploads over HTTP/2 need more than the default 64 KiB window.
+            builder.http2().adaptive_window(true);
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {
