@@ -616,3 +616,24 @@ async fn concurrent_uploads_of_the_same_blob_both_succeed() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_manifest_pushed_without_content_type_keeps_its_declared_media_type() {
+    let registry = InProcess::new();
+    let config = registry.push_blob("org/img", b"{}").await;
+    let layer = registry.push_blob("org/img", b"layer").await;
+    let manifest = image_manifest(&config, 2, &layer, 5);
+    let put = registry
+        .send(
+            "PUT",
+            "/v2/org/img/manifests/v1",
+            &[("content-type", "application/json")],
+            manifest,
+        )
+        .await;
+    assert_eq!(put.status, 201);
+    let got = registry
+        .send("HEAD", "/v2/org/img/manifests/v1", &[], vec![])
+        .await;
+    assert_eq!(got.header("content-type"), Some(OCI_MANIFEST));
+}
