@@ -93,7 +93,7 @@ cat >"$WORK/ours.json" <<EOF
  "storage": "$WORK/ours-data", "users": [{"username": "$USER", "password_bcrypt": "$HASH"}],
  "token_secret": "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')", "anonymous_pull": true}
 EOF
-"$BIN" serve --config "$WORK/ours.json" 2>"$WORK/ours.log" &
+"$BIN" serve --config "$WORK/ours.json" >"$WORK/ours.log" 2>&1 &
 PIDS+=($!)
 
 # --- Debian's docker-registry, configured as the seed does ----------------------
@@ -118,13 +118,13 @@ auth:
     realm: Registry Realm
     path: $WORK/htpasswd
 EOF
-docker-registry serve "$WORK/distribution.yml" 2>"$WORK/distribution.log" &
+docker-registry serve "$WORK/distribution.yml" >"$WORK/distribution.log" 2>&1 &
 PIDS+=($!)
 
 for registry in "$OURS" "$DIST"; do
   trust "$registry"
   wait_for "$registry"
-  echo "$PASSWORD" | docker login --username "$USER" --password-stdin "$registry" >/dev/null
+  echo "$PASSWORD" | docker login --username "$USER" --password-stdin "$registry" >/dev/null 2>&1
 done
 
 # --- the image: FROM scratch, 8 random layers -----------------------------------
@@ -138,7 +138,7 @@ mkdir -p "$WORK/context"
   done
 } >"$WORK/context/Dockerfile"
 IMAGES+=("$NAME:latest")
-docker build -q -t "$NAME:latest" "$WORK/context" >/dev/null
+docker build -q -t "$NAME:latest" "$WORK/context" >/dev/null 2>&1
 rm -f "$WORK/context"/layer*
 IMAGE_ID=$(docker image inspect --format '{{.Id}}' "$NAME:latest")
 IMAGES+=("$IMAGE_ID")
@@ -165,11 +165,10 @@ for round in $(seq "$ROUNDS"); do
   }
   pull_ours=$(pull "$OURS")
   pull_dist=$(pull "$DIST")
-  # Keep the image for the next round's push.
-  docker tag "$OURS/$repo:latest" "$NAME:latest"
-  docker rmi "$OURS/$repo:latest" >/dev/null
-
   echo "round $round: push ours ${push_ours}s distribution ${push_dist}s; pull ours ${pull_ours}s distribution ${pull_dist}s" >&2
+  # Keep the image under its own name for the next round's push.
+  docker tag "$DIST/$repo:latest" "$NAME:latest"
+  docker rmi "$DIST/$repo:latest" >/dev/null
   best_push_ours=$(min "$best_push_ours" "$push_ours"); best_push_dist=$(min "$best_push_dist" "$push_dist")
   best_pull_ours=$(min "$best_pull_ours" "$pull_ours"); best_pull_dist=$(min "$best_pull_dist" "$pull_dist")
 done

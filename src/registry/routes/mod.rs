@@ -1,7 +1,7 @@
 //! HTTP routes of the distribution API. Handlers parse the request, ask
-//! [`auth`](crate::registry::auth) whether it is allowed, call
-//! [`Storage`] and shape the response;
-//! they never touch the filesystem.
+//! [`auth`](crate::registry::auth) whether it is allowed, call [`Storage`]
+//! and shape the response; they never touch the filesystem. Names come
+//! from [`path`], error codes from [`errors`](crate::registry::errors).
 
 mod blobs;
 mod listing;
