@@ -19,6 +19,9 @@ use crate::oci::{Algorithm, Digest, Hasher, RepositoryName};
 /// Bytes gathered before one write + hash off the async runtime.
 const WRITE_BATCH: usize = 1 << 20;
 
+/// Batches queued for the writer while it works on one.
+const BATCHES_IN_FLIGHT: usize = 2;
+
 /// An upload in progress.
 pub struct UploadState {
     repository: RepositoryName,
@@ -275,28 +278,50 @@ impl Storage {
     }
 }
 
-/// Stream `body` into the upload, hashing and writing in batches off the
-/// async runtime. A failed write marks the upload broken (`writer: None`).
+/// Stream `body` into the upload. Batches of [`WRITE_BATCH`] bytes go to
+/// a blocking task that hashes and writes them while the next batch
+/// arrives (at most [`BATCHES_IN_FLIGHT`] wait, so memory stays bounded).
+/// Everything received is written, also when the client stops early; a
+/// failed write marks the upload broken (`writer: None`).
 async fn write_stream<S, E>(state: &mut UploadState, mut body: S) -> Result<()>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut batch: Vec<u8> = Vec::new();
+    let Some(writer) = state.writer.take() else {
+        return Err(StorageError::Io {
+            context: "writing an upload".into(),
+            source: std::io::Error::other("an earlier write failed"),
+        });
+    };
+    let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<u8>>(BATCHES_IN_FLIGHT);
+    let offset = state.size;
+    let task = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        let mut written = 0u64;
+        while let Some(batch) = incoming.blocking_recv() {
+            writer.hasher.update(&batch);
+            if let Err(e) = writer.file.write_all(&batch) {
+                return (None, written, Err(e));
+            }
+            // Let the kernel start writing now, so the fsync that
+            // finishes the upload has little left to wait for.
+            start_writeback(&writer.file, offset + written, batch.len() as u64);
+            written += batch.len() as u64;
+        }
+        (Some(writer), written, Ok(()))
+    });
+    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     let mut outcome = Ok(());
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) => {
-                if batch.is_empty() && chunk.len() >= WRITE_BATCH {
-                    flush(state, chunk.to_vec()).await?;
-                    continue;
-                }
-                if batch.capacity() == 0 {
-                    batch.reserve(WRITE_BATCH);
-                }
                 batch.extend_from_slice(&chunk);
                 if batch.len() >= WRITE_BATCH {
-                    flush(state, std::mem::take(&mut batch)).await?;
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BATCH));
+                    if batches.send(full).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
                 }
             }
             Err(e) => {
@@ -306,31 +331,37 @@ where
         }
     }
     if !batch.is_empty() {
-        flush(state, batch).await?;
+        let _ = batches.send(batch).await;
     }
+    drop(batches);
+    let (writer, written, result) = task.await.map_err(|e| StorageError::Io {
+        context: "writing an upload".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    state.writer = writer;
+    state.size += written;
+    result.map_err(io_context("writing an upload"))?;
     outcome
 }
 
-async fn flush(state: &mut UploadState, batch: Vec<u8>) -> Result<()> {
-    let Some(mut writer) = state.writer.take() else {
-        return Err(StorageError::Io {
-            context: "writing an upload".into(),
-            source: std::io::Error::other("an earlier write failed"),
-        });
-    };
-    let len = batch.len() as u64;
-    let writer = blocking(move || {
-        writer.hasher.update(&batch);
-        writer
-            .file
-            .write_all(&batch)
-            .map_err(io_context("writing an upload"))?;
-        Ok(writer)
-    })
-    .await?;
-    state.writer = Some(writer);
-    state.size += len;
-    Ok(())
+/// Ask the kernel to start writing a range of `file` back to disk,
+/// without waiting (Linux `sync_file_range`; elsewhere a no-op).
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: a valid open descriptor; the call only schedules I/O.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
 }
 
 /// Hash a whole file with `algorithm`; returns the digest and size.
