@@ -4,3 +4,4 @@
 pub mod config;
 
 pub use config::ServerConfig;
+pub mod instance;
