@@ -134,6 +134,9 @@ fn present(
                 );
                 return Ok(Outcome::new(true).msg(msg));
             }
+            if wanted.port != inst.identity().port {
+                instance::ensure_port_free(wanted.port)?;
+            }
             supervisor.stop(layout)?;
             let inst = Instance::create(layout, wanted, Some(&inst))?;
             (inst, "reconfigured and restarted")
@@ -147,6 +150,7 @@ fn present(
             // Leftovers of an unfinished creation (or a server whose
             // identity file is gone) go first.
             supervisor.stop(layout)?;
+            instance::ensure_port_free(wanted.port)?;
             let inst = Instance::create(layout, wanted, None)?;
             ctx.secrets.add(inst.password());
             ctx.secrets.add(inst.token_secret());
@@ -394,6 +398,24 @@ mod tests {
                 "would create and start a registry under {} on port {port}",
                 root.display()
             )
+        );
+        assert!(!root.exists());
+    }
+
+    #[test]
+    fn a_taken_port_fails_before_anything_is_created() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("reg");
+        let (out, failed) = run(json!({"root": root, "port": port, "host": "127.0.0.1"}));
+        assert!(failed, "{out}");
+        let msg = out["msg"].as_str().unwrap();
+        assert!(
+            msg.starts_with(&format!(
+                "cannot start the buildset registry on port {port}: binding [::]:{port}: Address already in use"
+            )),
+            "{msg}"
         );
         assert!(!root.exists());
     }

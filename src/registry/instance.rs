@@ -245,14 +245,7 @@ impl Instance {
     /// quotes the end of the server's log.
     pub fn start(&self, supervisor: &Supervisor, exe: &Path) -> anyhow::Result<u32> {
         install_binary(exe, &self.layout.binary())?;
-        let listen = listen_address(self.identity.port);
-        if let Err(e) = TcpListener::bind(listen) {
-            anyhow::bail!(
-                "cannot start the buildset registry on port {}: binding {listen}: {e} \
-                 (another program holds the port? choose another `port`)",
-                self.identity.port
-            );
-        }
+        ensure_port_free(self.identity.port)?;
         let mut started = supervisor.start(&self.layout)?;
         let probe = Probe::new(self.identity.port, &self.ca_pem)?;
         let deadline = Instant::now() + START_TIMEOUT;
@@ -332,6 +325,19 @@ pub fn remove(layout: &Layout, supervisor: &Supervisor) -> anyhow::Result<Remova
 /// Whether the root holds an instance, complete or not.
 pub fn is_instance(layout: &Layout) -> bool {
     layout.identity().is_file() || layout.config().is_file()
+}
+
+/// Fail unless `port` can be bound on every address (checked before
+/// anything is created, and again before each start).
+pub fn ensure_port_free(port: u16) -> anyhow::Result<()> {
+    let listen = listen_address(port);
+    if let Err(e) = TcpListener::bind(listen) {
+        anyhow::bail!(
+            "cannot start the buildset registry on port {port}: binding {listen}: {e} \
+             (another program holds the port? choose another `port`)"
+        );
+    }
+    Ok(())
 }
 
 /// Every address on `port`: `[::]` (IPv4 and IPv6) where IPv6 exists.
