@@ -4,3 +4,4 @@
 mod support;
 
 mod distribution_fixture;
+mod run_buildset_registry;
