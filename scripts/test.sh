@@ -21,7 +21,7 @@ step() {
 zuul_return_check() {
   local jobdir
   jobdir=$(mktemp -d)
-  ZUUL_JOBDIR=$jobdir ANSIBLE_ACTION_PLUGINS="$PWD/tests/ansible/action_plugins" \
+  ZUUL_JOBDIR=$jobdir ANSIBLE_LIBRARY="$PWD/tests/ansible/library" \
     ansible-playbook tests/ansible/zuul_return_test.yml
   local rc=$?
   rm -rf "$jobdir"

@@ -31,6 +31,8 @@ pub enum Command {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// Copy an image (every platform) between registries.
+    Copy(crate::client::command::CopyCommand),
 }
 
 /// Entry point of the multi-call binary; returns the exit code.
@@ -41,6 +43,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
+        Command::Copy(copy) => copy.run(),
     };
     match result {
         Ok(()) => 0,
@@ -51,8 +54,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-fn serve(_config: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("the registry server is not implemented yet")
+/// `serve --config FILE`: run the buildset registry until SIGTERM.
+fn serve(config: &Path) -> anyhow::Result<()> {
+    let config = crate::registry::ServerConfig::load(config)?;
+    crate::registry::serve(&config)
 }
 
 /// Ansible's calling convention: exactly one argument, an existing file.

@@ -3,5 +3,14 @@
 
 mod support;
 
+mod client_copy;
+mod client_fixtures;
 mod distribution_fixture;
+mod registry_auth;
+mod registry_clients;
+mod registry_docker;
+mod registry_inprocess;
+mod registry_protocol;
 mod run_buildset_registry;
+mod transfer_modules;
+mod transfer_support;
