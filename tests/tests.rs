@@ -15,5 +15,6 @@ mod registry_docker;
 mod registry_inprocess;
 mod registry_protocol;
 mod registry_server;
+mod run_buildset_registry;
 mod transfer_modules;
 mod transfer_support;
