@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::catalog::Catalog;
 use crate::host::buildset_clients::{self, Plan, Settings};
+use crate::host::daemon_json::same_url;
 use crate::host::docker_daemon::{self, Reload};
 use crate::host::docker_preload::{self, Preload};
 use crate::host::registries_conf::Namespace;
@@ -164,8 +165,16 @@ fn configure(
     // A daemon.json already right but not yet live (an interrupted run)
     // still needs the reload.
     let system = paths.is_system();
+    // Asked once: `docker info` is the slowest step of an unchanged run.
+    let live = if system {
+        docker_daemon::live_mirrors()
+    } else {
+        None
+    };
+    let live_first = live.as_ref().and_then(|m| m.first());
     let needs_reload = system
-        && (plan.daemon_json_changed() || docker_daemon::mirror_is_live(&mirror) == Some(false));
+        && (plan.daemon_json_changed()
+            || (live.is_some() && !live_first.is_some_and(|m| same_url(m, &mirror))));
 
     let mut reloaded = None;
     if !ctx.check_mode {
@@ -179,7 +188,7 @@ fn configure(
     }
 
     let mut preloaded = Vec::new();
-    if preload && docker_daemon::live_mirrors().is_none() {
+    if preload && live.is_none() {
         ctx.warn("preload skipped: no docker daemon answers on this host");
     } else if preload {
         let images = preload_list(settings)?;
