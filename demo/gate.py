@@ -310,6 +310,7 @@ def main() -> int:
         b_images = [{"context": ".", "repository": "example/consumer", "tags": ["latest"]}]
         publish_vars = {
             "docker_registry": PUBLICATION,
+            "docker_registry_cert": pub_creds["cert"],
             "docker_credentials": {
                 "username": pub_creds["username"],
                 "password": pub_creds["password"],
@@ -332,7 +333,7 @@ def main() -> int:
         b_upload = executor.run_job(upload_job, "1002", "gate", consumer_src, parent=b_registry)
         expect(b_upload.success, "B: upload job (build, push, publish temporary tag)", failures)
         consumer_repo = f"{PUBLICATION}/example/consumer"
-        built = digest_of(f"{b_authority}/{consumer_repo}:latest", b_buildset.get("cert", ""))
+        built = digest_of(f"{b_authority}/example/consumer:latest", b_buildset.get("cert", ""))
         info(f"B's example/consumer in its buildset registry: {built}")
         summary.append(("B example/consumer", "B's buildset registry", built))
 

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod client_copy;
+mod client_fixtures;
 mod distribution_fixture;
 mod host_files;
 mod host_real;
@@ -11,3 +13,5 @@ mod registry_clients;
 mod registry_docker;
 mod registry_inprocess;
 mod registry_protocol;
+mod transfer_modules;
+mod transfer_support;
