@@ -12,7 +12,7 @@ use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
 use crate::ansible::{Context, Module, Outcome};
-use crate::client::catalog::Catalog;
+use crate::client::{Endpoint, RemoteRegistry};
 use crate::host::buildset_clients::{self, Plan, Settings};
 use crate::host::daemon_json::same_url;
 use crate::host::docker_daemon::{self, Reload};
@@ -229,17 +229,13 @@ fn configure(
 /// Every image of another registry the buildset registry holds.
 fn preload_list(settings: &Settings) -> anyhow::Result<Vec<Preload>> {
     let connect = crate::zuul::naming::authority(&settings.host, settings.port);
-    let catalog = Catalog::new(
-        &connect,
-        &settings.cert,
-        Some((settings.username.clone(), settings.password.clone())),
+    let registry = RemoteRegistry::new(
+        Endpoint::new(connect)
+            .with_credentials(&settings.username, &settings.password)
+            .with_ca_pem(&settings.cert),
     )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime
-        .block_on(docker_preload::list(&catalog, &settings.authority()))
+    crate::client::runtime::block_on(docker_preload::list(&registry, &settings.authority()))
+        .context("starting the async runtime")?
         .context("listing the buildset registry's images to preload")
 }
 
