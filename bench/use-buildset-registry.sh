@@ -151,8 +151,17 @@ floor=$(awk "BEGIN {print $(date +%s.%N) - $start}")
 read -r _ first tasks first_changed < <(run_role first)
 read -r _ rerun rerun_tasks rerun_changed < <(run_role rerun)
 
+# The module alone on the configured host (what the re-run costs above
+# Ansible's own floor).
+jq --slurpfile r buildset_registry.json '{buildset_registry: $r[0], preload: true,
+  _ansible_module_name: "speculative.images.use_buildset_registry"}' -n >module-args.json
+start=$(date +%s.%N)
+module_changed=$("$BIN" module-args.json | jq .changed)
+module=$(awk "BEGIN {print $(date +%s.%N) - $start}")
+
 printf 'use_buildset_registry (ours):  first run %5.2f s (changed=%s), re-run %5.2f s (changed=%s), %s task(s)\n' \
   "$first" "$first_changed" "$rerun" "$rerun_changed" "$tasks"
+printf 'module alone, unchanged host: %.3f s (changed=%s)\n' "$module" "$module_changed"
 printf 'ansible-playbook floor (one ping task, same machine now): %.2f s; load average %s\n' "$floor" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'use-buildset-registry (Zuul):  first run %5.2f s,             re-run %5.2f s (changed every run), %s tasks\n' \
   "$ANCHOR_FIRST" "$ANCHOR_RERUN" "$ANCHOR_TASKS"

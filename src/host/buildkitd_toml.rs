@@ -5,6 +5,7 @@
 
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
+use super::is_stale_alias;
 use super::registries_conf::{buildset_mirror, Namespace};
 
 /// Why buildkitd.toml cannot be edited.
@@ -83,13 +84,15 @@ fn put_first(
             .collect::<Option<_>>()
             .ok_or_else(shape)?,
     };
+    let stale = |c: &str| key == "mirrors" && is_stale_alias(c, entry);
     if current.first().map(String::as_str) == Some(entry)
         && current.iter().filter(|c| *c == entry).count() == 1
+        && !current.iter().any(|c| stale(c))
     {
         return Ok(false);
     }
     let mut list: Array = std::iter::once(entry.to_string())
-        .chain(current.into_iter().filter(|c| c != entry))
+        .chain(current.into_iter().filter(|c| c != entry && !stale(c)))
         .map(Value::from)
         .collect();
     if let Some(old) = section.get(key).and_then(Item::as_array) {
@@ -137,6 +140,16 @@ ca = ["/etc/docker/certs.d/zuul-jobs.buildset-registry:5000/ca.crt"]
         assert_eq!(
             with_buildset_mirrors(Some(&text), B, CA, &namespaces()).unwrap(),
             text
+        );
+    }
+
+    #[test]
+    fn replaces_the_mirror_of_an_earlier_buildset_registry() {
+        let old = "[registry.\"docker.io\"]\nmirrors = [\"zuul-jobs.buildset-registry:4000\", \"m.example\"]\n";
+        let text = with_buildset_mirrors(Some(old), B, CA, &namespaces()).unwrap();
+        assert!(
+            text.contains(r#"mirrors = ["zuul-jobs.buildset-registry:5000", "m.example"]"#),
+            "{text}"
         );
     }
 

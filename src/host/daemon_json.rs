@@ -4,6 +4,8 @@
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use super::is_stale_alias;
+
 /// Why daemon.json cannot be edited.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DaemonJsonError {
@@ -37,7 +39,8 @@ pub fn with_first_mirror(old: Option<&str>, mirror: &str) -> Result<String, Daem
         _ => IndexMap::new(),
     };
     let current = mirrors(&doc)?;
-    if current.first().map(|m| same_url(m, mirror)) == Some(true) {
+    let stale = current.iter().any(|m| is_stale_alias(m, mirror));
+    if current.first().map(|m| same_url(m, mirror)) == Some(true) && !stale {
         if let Some(old) = old {
             return Ok(old.to_string());
         }
@@ -46,7 +49,7 @@ pub fn with_first_mirror(old: Option<&str>, mirror: &str) -> Result<String, Daem
     list.extend(
         current
             .into_iter()
-            .filter(|m| !same_url(m, mirror))
+            .filter(|m| !same_url(m, mirror) && !is_stale_alias(m, mirror))
             .map(Value::String),
     );
     doc.insert("registry-mirrors".into(), Value::Array(list));
@@ -106,6 +109,17 @@ mod tests {
             [M.to_string(), "https://m.example/".to_string()]
         );
         assert_eq!(with_first_mirror(Some(&text), M).unwrap(), text);
+    }
+
+    #[test]
+    fn drops_the_mirror_of_an_earlier_buildset_registry() {
+        let old = r#"{"registry-mirrors": ["https://zuul-jobs.buildset-registry:4000/", "https://m.example/"]}"#;
+        let text = with_first_mirror(Some(old), M).unwrap();
+        let doc: IndexMap<String, Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            mirrors(&doc).unwrap(),
+            [M.to_string(), "https://m.example/".to_string()]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde::Deserialize;
 
-use crate::client::catalog::Catalog;
+use crate::client::{Registry, RemoteRegistry};
 use crate::oci::reference::DOCKER_HUB;
 
 /// One image to have in the local store.
@@ -52,18 +52,21 @@ pub fn is_other_registry(repository: &str) -> bool {
 
 /// Every image of another registry in the buildset registry, to be pulled
 /// from `pull_authority` (the name clients use for the registry).
-pub async fn list(catalog: &Catalog, pull_authority: &str) -> anyhow::Result<Vec<Preload>> {
+pub async fn list(registry: &RemoteRegistry, pull_authority: &str) -> anyhow::Result<Vec<Preload>> {
     let mut out = Vec::new();
-    for repository in catalog.repositories().await? {
-        if !is_other_registry(&repository) {
+    for repository in registry.catalog().await? {
+        if !is_other_registry(repository.as_str()) {
             continue;
         }
-        for tag in catalog.tags(&repository).await? {
-            let digest = catalog.manifest_digest(&repository, &tag).await?;
+        for tag in registry.tags_list(&repository).await? {
+            // A tag deleted since the listing is simply not preloaded.
+            let Some(digest) = registry.manifest_head(&repository, tag.as_str()).await? else {
+                continue;
+            };
             out.push(Preload {
                 upstream: format!("{repository}:{tag}"),
                 source: format!("{pull_authority}/{repository}:{tag}"),
-                digest,
+                digest: digest.to_string(),
             });
         }
     }

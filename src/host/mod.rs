@@ -32,6 +32,22 @@ pub use edit::FileEdit;
 /// image name.
 pub const REGISTRY_ALIAS: &str = "zuul-jobs.buildset-registry";
 
+/// Whether `location` (a mirror URL or `host:port[/path]`) names the
+/// registry alias but not `current`: a mirror of an earlier buildset
+/// registry, dead now that the alias points elsewhere.
+pub fn is_stale_alias(location: &str, current: &str) -> bool {
+    let bare = |l: &str| {
+        l.trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string()
+    };
+    let (location, current) = (bare(location), bare(current));
+    let authority = location.split('/').next().unwrap_or_default();
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    host == REGISTRY_ALIAS && location != current
+}
+
 /// Where the host's files are: the real root, or a directory standing in
 /// for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +128,29 @@ impl HostPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_alias_mirrors() {
+        let ours = "zuul-jobs.buildset-registry:6000/quay.io";
+        assert!(is_stale_alias(
+            "zuul-jobs.buildset-registry:5000/quay.io",
+            ours
+        ));
+        assert!(!is_stale_alias(ours, ours));
+        assert!(!is_stale_alias("quay.io", ours));
+        assert!(is_stale_alias(
+            "https://zuul-jobs.buildset-registry:5000/",
+            "https://zuul-jobs.buildset-registry:6000/"
+        ));
+        assert!(!is_stale_alias(
+            "https://zuul-jobs.buildset-registry:6000",
+            "https://zuul-jobs.buildset-registry:6000/"
+        ));
+        assert!(!is_stale_alias(
+            "https://mirror.example.org/",
+            "https://zuul-jobs.buildset-registry:6000/"
+        ));
+    }
 
     #[test]
     fn roots_paths() {

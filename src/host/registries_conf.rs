@@ -6,6 +6,8 @@
 
 use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table};
 
+use super::is_stale_alias;
+
 /// Why registries.conf cannot be edited.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistriesConfError {
@@ -171,7 +173,9 @@ fn fix_entry(table: &mut Table, ns: &Namespace, mirror: &str) -> Result<bool, Re
     let first_is_ours = locations.first() == Some(&Some(mirror));
     let ours_elsewhere = locations.iter().skip(1).any(|l| *l == Some(mirror));
     let has_upstream = locations.contains(&Some(ns.upstream.as_str()));
-    if first_is_ours && !ours_elsewhere && has_upstream {
+    let stale = |l: Option<&str>| l.is_some_and(|l| is_stale_alias(l, mirror));
+    let has_stale = locations.iter().any(|l| stale(*l));
+    if first_is_ours && !ours_elsewhere && has_upstream && !has_stale {
         return Ok(modified);
     }
     let old: Vec<Table> = mirrors.iter().cloned().collect();
@@ -182,10 +186,10 @@ fn fix_entry(table: &mut Table, ns: &Namespace, mirror: &str) -> Result<bool, Re
         .unwrap_or_else(|| mirror_table(mirror));
     mirrors.clear();
     mirrors.push(ours);
-    for m in old
-        .into_iter()
-        .filter(|m| str_key(m, "location") != Some(mirror))
-    {
+    for m in old.into_iter().filter(|m| {
+        let location = str_key(m, "location");
+        location != Some(mirror) && !stale(location)
+    }) {
         mirrors.push(m);
     }
     if !has_upstream {
@@ -315,6 +319,23 @@ location = "mirror.example.org"
         assert_eq!(
             with_buildset_mirrors(Some(&text), B, &namespaces(), &unq()).unwrap(),
             text
+        );
+    }
+
+    #[test]
+    fn replaces_the_mirror_of_an_earlier_buildset_registry() {
+        let old = with_buildset_mirrors(
+            None,
+            "zuul-jobs.buildset-registry:4000",
+            &namespaces(),
+            &unq(),
+        )
+        .unwrap();
+        let text = with_buildset_mirrors(Some(&old), B, &namespaces(), &unq()).unwrap();
+        assert!(!text.contains(":4000"), "{text}");
+        assert_eq!(
+            text,
+            with_buildset_mirrors(None, B, &namespaces(), &unq()).unwrap()
         );
     }
 

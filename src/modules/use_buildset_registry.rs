@@ -12,8 +12,9 @@ use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 
 use crate::ansible::{Context, Module, Outcome};
-use crate::client::catalog::Catalog;
+use crate::client::{Endpoint, RemoteRegistry};
 use crate::host::buildset_clients::{self, Plan, Settings};
+use crate::host::daemon_json::same_url;
 use crate::host::docker_daemon::{self, Reload};
 use crate::host::docker_preload::{self, Preload};
 use crate::host::registries_conf::Namespace;
@@ -164,8 +165,16 @@ fn configure(
     // A daemon.json already right but not yet live (an interrupted run)
     // still needs the reload.
     let system = paths.is_system();
+    // Asked once: `docker info` is the slowest step of an unchanged run.
+    let live = if system {
+        docker_daemon::live_mirrors()
+    } else {
+        None
+    };
+    let live_first = live.as_ref().and_then(|m| m.first());
     let needs_reload = system
-        && (plan.daemon_json_changed() || docker_daemon::mirror_is_live(&mirror) == Some(false));
+        && (plan.daemon_json_changed()
+            || (live.is_some() && !live_first.is_some_and(|m| same_url(m, &mirror))));
 
     let mut reloaded = None;
     if !ctx.check_mode {
@@ -179,7 +188,7 @@ fn configure(
     }
 
     let mut preloaded = Vec::new();
-    if preload && docker_daemon::live_mirrors().is_none() {
+    if preload && live.is_none() {
         ctx.warn("preload skipped: no docker daemon answers on this host");
     } else if preload {
         let images = preload_list(settings)?;
@@ -220,17 +229,13 @@ fn configure(
 /// Every image of another registry the buildset registry holds.
 fn preload_list(settings: &Settings) -> anyhow::Result<Vec<Preload>> {
     let connect = crate::zuul::naming::authority(&settings.host, settings.port);
-    let catalog = Catalog::new(
-        &connect,
-        &settings.cert,
-        Some((settings.username.clone(), settings.password.clone())),
+    let registry = RemoteRegistry::new(
+        Endpoint::new(connect)
+            .with_credentials(&settings.username, &settings.password)
+            .with_ca_pem(&settings.cert),
     )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime
-        .block_on(docker_preload::list(&catalog, &settings.authority()))
+    crate::client::runtime::block_on(docker_preload::list(&registry, &settings.authority()))
+        .context("starting the async runtime")?
         .context("listing the buildset registry's images to preload")
 }
 
