@@ -4,3 +4,7 @@
 mod support;
 
 mod distribution_fixture;
+
+mod publish_support;
+
+mod build_docker_image;
