@@ -264,3 +264,51 @@ fn failed_build_shows_its_last_lines_and_publishes_nothing() {
     );
     assert!(!work.join("app/.zuul-siblings").exists());
 }
+
+#[test]
+fn podman_and_buildah_build_and_push_with_their_own_ca() {
+    let home = tempfile::tempdir().unwrap();
+    write_project(home.path());
+    let reg = Distribution::start();
+    for command in ["podman", "buildah"] {
+        let prefix = unique(&format!("pub{command}"));
+        let result = succeeded(run_module(
+            "build_docker_image",
+            json!({"docker_images": [{"context": "tool", "dockerfile": "Containerfile",
+                                      "repository": format!("{prefix}/tool")}],
+                   "zuul": zuul(home.path()), "container_command": command,
+                   "buildset_registry": buildset(&reg)}),
+            home.path(),
+        ));
+        let remote = format!("{}/{prefix}/tool:latest", reg.authority());
+        let found = skopeo_inspect(&remote, &reg.tls.cert_pem, &reg.username, &reg.password)
+            .unwrap_or_else(|| panic!("{remote} not pushed by {command}"));
+        assert_eq!(found["Labels"]["org.zuul-ci.change"], "42");
+        let id = result["images"][0]["image_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let _ = Command::new(command).args(["rmi", "-f", &id]).output();
+    }
+}
+
+#[test]
+fn arch_is_refused_by_docker() {
+    let home = tempfile::tempdir().unwrap();
+    write_project(home.path());
+    let result = run_module(
+        "build_docker_image",
+        json!({"docker_images": [{"context": "tool", "dockerfile": "Containerfile",
+                                  "repository": "org/tool", "arch": ["linux/arm64"]}],
+               "zuul": zuul(home.path())}),
+        home.path(),
+    );
+    let msg = failure_msg(&result);
+    assert!(
+        msg.ends_with(
+            "arch is not supported by the docker builder (multi-arch builds need docker buildx, \
+             which this host lacks; set container_command to podman or buildah)"
+        ),
+        "{msg}"
+    );
+}
