@@ -153,6 +153,18 @@ fn builds_tags_labels_and_pushes_every_tag() {
     .unwrap();
     assert!(log.contains("$ docker build"), "{log}");
     assert!(log.contains("Step 1/"), "{log}");
+
+    // The same sources again: every tag stays where it is.
+    let again = succeeded(run_module(
+        "build_docker_image",
+        json!({"docker_images": images(&prefix), "zuul": zuul(home.path())}),
+        home.path(),
+    ));
+    assert_eq!(again["changed"], false, "{again:#}");
+    assert_eq!(
+        again["images"][0]["image_id"],
+        result["images"][0]["image_id"]
+    );
 }
 
 #[test]

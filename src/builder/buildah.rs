@@ -18,6 +18,17 @@ impl Builder for Buildah {
         oci_build("buildah", spec, log)
     }
 
+    fn image_id(&self, name: &str) -> Result<Option<String>, BuildError> {
+        super::inspect_id(std::process::Command::new("buildah").args([
+            "inspect",
+            "--type",
+            "image",
+            "--format",
+            "{{.FromImageID}}",
+            name,
+        ]))
+    }
+
     fn push(
         &self,
         local: &str,

@@ -38,7 +38,13 @@ impl Builder for Docker {
             "docker build",
             log,
         )?;
-        read_image_id(&iidfile)
+        read_image_id(&iidfile).map(|id| super::bare_id(&id))
+    }
+
+    fn image_id(&self, name: &str) -> Result<Option<String>, BuildError> {
+        super::inspect_id(
+            Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", name]),
+        )
     }
 
     fn push(

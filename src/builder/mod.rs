@@ -72,6 +72,10 @@ pub trait Builder {
     /// Build `spec`, streaming the output to `log`; returns the image ID.
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError>;
 
+    /// The ID of the local image `name`, or `None` when there is none
+    /// (IDs compare equal across builders: no `sha256:` prefix).
+    fn image_id(&self, name: &str) -> Result<Option<String>, BuildError>;
+
     /// Push the local image `local` to `remote` (a full name under
     /// `login.authority`), streaming the output to `log`.
     fn push(
@@ -91,6 +95,22 @@ pub fn for_command(container_command: &str) -> Result<Box<dyn Builder>, BuildErr
         "buildah" => Ok(Box::new(buildah::Buildah)),
         other => Err(BuildError::UnknownBuilder(other.to_string())),
     }
+}
+
+/// An image ID without its `sha256:` prefix, as every builder can report it.
+pub fn bare_id(id: &str) -> String {
+    id.trim().trim_start_matches("sha256:").to_string()
+}
+
+/// Run an inspect command for an image ID; a failure means no such image.
+fn inspect_id(cmd: &mut std::process::Command) -> Result<Option<String>, BuildError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| BuildError::Spawn { program, source })?;
+    let id = String::from_utf8_lossy(&out.stdout);
+    Ok((out.status.success() && !id.trim().is_empty()).then(|| bare_id(&id)))
 }
 
 /// `host:port` of a registry as container tools must write it: an IPv6

@@ -23,6 +23,12 @@ impl Builder for Podman {
         oci_build("podman", spec, log)
     }
 
+    fn image_id(&self, name: &str) -> Result<Option<String>, BuildError> {
+        super::inspect_id(
+            Command::new("podman").args(["image", "inspect", "--format", "{{.Id}}", name]),
+        )
+    }
+
     fn push(
         &self,
         local: &str,
@@ -58,7 +64,7 @@ pub(super) fn oci_build(
         &format!("{program} build"),
         log,
     )?;
-    read_image_id(&iidfile)
+    read_image_id(&iidfile).map(|id| super::bare_id(&id))
 }
 
 /// `push` for the containers-storage tools.

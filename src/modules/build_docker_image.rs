@@ -105,6 +105,7 @@ impl Module for BuildDockerImage {
 
         // Build everything first: a failed build publishes nothing.
         let mut built = Vec::new();
+        let mut changed = false;
         for (index, plan) in plans.iter().enumerate() {
             let log_path = log_dir.join(log_name(&plan.repository));
             let mut log = File::create(&log_path)
@@ -124,10 +125,20 @@ impl Module for BuildDockerImage {
                         .with_context(|| failed("preparing the siblings of"))?,
                 )
             };
+            let before = plan
+                .spec
+                .tags
+                .iter()
+                .map(|tag| builder.image_id(tag))
+                .collect::<Result<Vec<_>, _>>()?;
             let image_id = builder
                 .build(&plan.spec, &mut log)
                 .with_context(|| failed("building"))?;
             drop(copy);
+            // A rebuild from the cache moves no tag: nothing changed.
+            changed |= before
+                .iter()
+                .any(|id| id.as_deref() != Some(image_id.as_str()));
             built.push((image_id, log_path));
         }
 
@@ -162,7 +173,7 @@ impl Module for BuildDockerImage {
             .map(|(plan, (id, log))| report(plan, Some(id), Some(log)))
             .collect();
         let pushed: usize = images.iter().map(|i| i.buildset_registry_tags.len()).sum();
-        Ok(Outcome::new(true)
+        Ok(Outcome::new(changed)
             .msg(format!(
                 "built {} image(s) with {}, pushed {pushed} tag(s) to the buildset registry",
                 images.len(),
