@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::siblings;
 use super::BuildSpec;
 use crate::oci::{Reference, Tag};
+use crate::publish::targets::full_repository;
 use crate::zuul::{buildset_repository, temporary_tag, ContainerImage};
 
 /// The label every image built for a change carries.
@@ -109,7 +110,7 @@ pub fn plan_image(
     image: &ContainerImage,
     options: &PlanOptions,
 ) -> Result<ImagePlan, PlanError> {
-    let repository = full_repository(index, image, options)?;
+    let repository = checked_repository(index, image, options)?;
     let tags = local_tags(index, image, options)?;
 
     let context_dir = options.work_dir.join(&image.context);
@@ -170,7 +171,7 @@ pub fn plan_image(
 
 /// `<docker_registry>/<repository>`, validated as an image name without a
 /// tag or digest.
-fn full_repository(
+fn checked_repository(
     index: usize,
     image: &ContainerImage,
     options: &PlanOptions,
@@ -179,12 +180,7 @@ fn full_repository(
     if image.repository.is_empty() {
         return Err(problem("must not be empty".into()));
     }
-    let full = match &options.docker_registry {
-        Some(registry) if !registry.is_empty() => {
-            format!("{}/{}", registry.trim_end_matches('/'), image.repository)
-        }
-        _ => image.repository.clone(),
-    };
+    let full = full_repository(&image.repository, options.docker_registry.as_deref());
     let parsed: Reference = full.parse().map_err(|e| problem(format!("{e}")))?;
     if parsed.tag.is_some() || parsed.digest.is_some() {
         return Err(problem(format!(

@@ -1,0 +1,14 @@
+//! Publishing images: the policy between a built image and its final tag.
+//!
+//! - [`credentials`]: `docker_credentials`, and which repositories it may
+//!   write (checked before any request is sent).
+//! - [`targets`]: where an upload copies each tag from and to, under its
+//!   temporary tag.
+//! - [`retention`]: which temporary tags a promote cleans up.
+//!
+//! The modules `upload_docker_image` and `promote_docker_image` glue these
+//! to the registry client.
+
+pub mod credentials;
+pub mod retention;
+pub mod targets;
