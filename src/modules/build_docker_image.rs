@@ -211,9 +211,21 @@ fn home() -> anyhow::Result<PathBuf> {
         .context("HOME is not set")
 }
 
+/// `path` with a leading `~` expanded; relative paths are under the home
+/// directory too.
+fn under_home(path: &Path) -> anyhow::Result<PathBuf> {
+    let rest = path.strip_prefix("~").unwrap_or(path);
+    if rest.is_absolute() {
+        return Ok(rest.to_path_buf());
+    }
+    Ok(home()?.join(rest))
+}
+
 fn work_dir(args: &Args) -> anyhow::Result<PathBuf> {
+    // Relative paths are relative to the home directory, like Zuul's
+    // `zuul.project.src_dir`.
     if let Some(dir) = &args.zuul_work_dir {
-        return Ok(dir.clone());
+        return under_home(dir);
     }
     let src_dir = args
         .zuul
@@ -226,7 +238,7 @@ fn work_dir(args: &Args) -> anyhow::Result<PathBuf> {
 
 fn log_dir(args: &Args) -> anyhow::Result<PathBuf> {
     match &args.build_log_dir {
-        Some(dir) => Ok(dir.clone()),
+        Some(dir) => under_home(dir),
         None => Ok(home()?.join("zuul-output/logs/container-builds")),
     }
 }
