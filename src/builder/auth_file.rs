@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 use super::{BuildError, RegistryLogin};
+use crate::oci::reference::is_docker_hub;
+
+/// The key docker's `config.json` keeps Docker Hub's credentials under.
+const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
 /// A temporary credentials directory.
 pub struct AuthFile {
@@ -26,7 +30,13 @@ impl AuthFile {
             .map_err(|e| BuildError::file("creating a directory in", std::env::temp_dir(), e))?;
         let auth = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", login.username, login.password));
-        let config = serde_json::json!({"auths": {login.authority.clone(): {"auth": auth}}});
+        // The docker CLI files Docker Hub's credentials under its old index URL.
+        let key = if is_docker_hub(&login.authority) {
+            DOCKER_HUB_AUTH_KEY.to_string()
+        } else {
+            login.authority.clone()
+        };
+        let config = serde_json::json!({"auths": {key: {"auth": auth}}});
         let path = dir.path().join("config.json");
         write_private(&path, config.to_string().as_bytes())?;
         if let Some(ca) = &login.ca_pem {
@@ -92,6 +102,13 @@ mod tests {
         let ca = file.cert_dir().unwrap().join("ca.crt");
         assert_eq!(std::fs::read_to_string(ca).unwrap(), "PEM");
         let dir = file.docker_config_dir().to_path_buf();
+        let hub = AuthFile::write(&RegistryLogin {
+            authority: "docker.io".into(),
+            ..login.clone()
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(hub.auth_file()).unwrap();
+        assert!(text.contains(r#""https://index.docker.io/v1/":"#), "{text}");
         drop(file);
         assert!(!dir.exists());
     }
