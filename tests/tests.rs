@@ -4,6 +4,11 @@
 mod support;
 
 mod distribution_fixture;
+mod registry_auth;
+mod registry_clients;
+mod registry_docker;
+mod registry_inprocess;
+mod registry_protocol;
 
 mod publish_support;
 
