@@ -3,12 +3,16 @@
 
 mod support;
 
+mod client_copy;
+mod client_fixtures;
 mod distribution_fixture;
 mod registry_auth;
 mod registry_clients;
 mod registry_docker;
 mod registry_inprocess;
 mod registry_protocol;
+mod transfer_modules;
+mod transfer_support;
 
 mod publish_support;
 
