@@ -55,6 +55,8 @@ impl Builder for Docker {
         log: &mut dyn Write,
     ) -> Result<(), BuildError> {
         let auth = AuthFile::write(login)?;
+        // A name the image already had (the build's own tag) stays.
+        let had_name = self.image_id(remote)?.is_some();
         run_captured(
             Command::new("docker").args(["tag", local, remote]),
             &format!("docker tag {local} {remote}"),
@@ -67,10 +69,14 @@ impl Builder for Docker {
             log,
         );
         // The registry's name was only needed for the push.
-        let untagged = run_captured(
-            Command::new("docker").args(["rmi", remote]),
-            &format!("docker rmi {remote}"),
-        );
+        let untagged = if had_name {
+            Ok(String::new())
+        } else {
+            run_captured(
+                Command::new("docker").args(["rmi", remote]),
+                &format!("docker rmi {remote}"),
+            )
+        };
         pushed.map_err(explain_untrusted)?;
         untagged.map(|_| ())
     }

@@ -6,7 +6,10 @@
 //! tagged `org/img:latest` and `org/img:change_42_latest` (with
 //! `docker_registry` set, both under `<docker_registry>/org/img`), labelled
 //! `org.zuul-ci.change=42`, and each plain tag is pushed to the buildset
-//! registry as `<authority>/<buildset repository>:latest`.
+//! registry as `<authority>/<buildset repository>:latest`, the buildset
+//! repository being the image's `repository` (not prefixed with
+//! `docker_registry`) under the shared naming rule, as zuul-jobs does and
+//! as `push_to_intermediate_registry` looks it up.
 
 use std::path::PathBuf;
 
@@ -147,7 +150,12 @@ pub fn plan_image(
             .iter()
             .map(|tag| Push {
                 local: format!("{repository}:{tag}"),
-                remote: format!("{authority}/{}:{tag}", buildset_repository(&repository)),
+                // Named as the transfer modules look it up: after the
+                // image's own repository, whatever `docker_registry` says.
+                remote: format!(
+                    "{authority}/{}:{tag}",
+                    buildset_repository(&image.repository)
+                ),
             })
             .collect(),
         None => Vec::new(),
@@ -293,16 +301,25 @@ mod tests {
     fn docker_registry_prefix_and_buildset_names() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = options(dir.path());
-        opts.docker_registry = Some("docker.io".into());
+        opts.docker_registry = Some("registry.example.org:5000".into());
         let plan = plan_image(0, &image("org/app"), &opts).unwrap();
-        assert_eq!(plan.repository, "docker.io/org/app");
-        assert_eq!(plan.spec.tags[0], "docker.io/org/app:latest");
+        assert_eq!(plan.repository, "registry.example.org:5000/org/app");
+        assert_eq!(
+            plan.spec.tags[0],
+            "registry.example.org:5000/org/app:latest"
+        );
+        assert_eq!(
+            plan.pushes[0].local,
+            "registry.example.org:5000/org/app:latest"
+        );
         assert_eq!(plan.pushes[0].remote, "127.0.0.1:5000/org/app:latest");
 
-        opts.docker_registry = Some("quay.io".into());
+        opts.docker_registry = None;
         opts.change = None;
-        let plan = plan_image(0, &image("org/app"), &opts).unwrap();
-        assert_eq!(plan.spec.tags[1], "quay.io/org/app:gate_latest");
+        let plan = plan_image(0, &image("docker.io/org/app"), &opts).unwrap();
+        assert_eq!(plan.spec.tags[1], "docker.io/org/app:gate_latest");
+        assert_eq!(plan.pushes[0].remote, "127.0.0.1:5000/org/app:latest");
+        let plan = plan_image(0, &image("quay.io/org/app"), &opts).unwrap();
         assert_eq!(
             plan.pushes[0].remote,
             "127.0.0.1:5000/quay.io/org/app:latest"

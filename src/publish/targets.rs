@@ -1,10 +1,11 @@
 //! Where an upload copies each tag: from the buildset registry (or the
 //! local daemon) to the target registry under its temporary tag.
 //!
-//! With `docker_registry` unset the target is Docker Hub; the repository
-//! keeps the name the build gave it (`<docker_registry>/<repository>`), and
-//! in the buildset registry it sits under the naming rule every part
-//! shares ([`crate::zuul::buildset_repository`]).
+//! With `docker_registry` unset the target is Docker Hub. The target
+//! repository, and the local image the daemon pushes, carry the name the
+//! build gave it (`<docker_registry>/<repository>`); in the buildset
+//! registry it sits under its own `repository` with the naming rule every
+//! part shares ([`crate::zuul::buildset_repository`]).
 
 use crate::oci::{Reference, Tag};
 use crate::zuul::{buildset_repository, temporary_tag, ContainerImage};
@@ -64,9 +65,12 @@ pub fn uploads(
                 .map_err(|e| invalid(format!("{e}")))?;
             let source = match buildset_authority {
                 Some(authority) => Some(
-                    format!("{authority}/{}:{tag}", buildset_repository(&full))
-                        .parse::<Reference>()
-                        .map_err(|e| invalid(format!("{e}")))?,
+                    format!(
+                        "{authority}/{}:{tag}",
+                        buildset_repository(&image.repository)
+                    )
+                    .parse::<Reference>()
+                    .map_err(|e| invalid(format!("{e}")))?,
                 ),
                 None => None,
             };
@@ -130,7 +134,7 @@ mod tests {
         );
         assert_eq!(
             all[0].source.as_ref().unwrap().to_string(),
-            "127.0.0.1:5000/quay.io/org/app:latest"
+            "127.0.0.1:5000/org/app:latest"
         );
         assert_eq!(all[0].local, "quay.io/org/app:latest");
         let none = uploads(&[image("org/app")], None, None, Some("1"), "gate").unwrap();
