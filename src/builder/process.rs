@@ -120,13 +120,14 @@ mod tests {
         let err = run_streamed(
             Command::new("sh").args([
                 "-c",
-                "for i in $(seq 1 30); do echo line $i; done; echo oops >&2; exit 3",
+                "for i in $(seq 1 30); do echo line $i; done; sleep 0.2; echo oops >&2; exit 3",
             ]),
             "sh demo",
             &mut log,
         )
         .unwrap_err();
         let log = String::from_utf8(log).unwrap();
+        // Two pipes: order holds within a stream (the sleep orders them here).
         assert!(log.starts_with("$ sh demo\nline 1\n"), "{log}");
         assert!(log.contains("line 30\n") && log.contains("oops\n"), "{log}");
         let BuildError::Failed { tail, status, .. } = &err else {
