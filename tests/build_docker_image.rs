@@ -1,5 +1,5 @@
-//! `build_docker_image` with the real docker CLI and daemon, pushing to a
-//! real TLS + htpasswd registry.
+//! `build_docker_image` with the real docker CLI and daemon, pushing to
+//! our buildset registry server (TLS, bearer tokens).
 
 use std::path::Path;
 use std::process::Command;
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::publish_support::{
     failure_msg, run_module, skopeo_inspect, succeeded, unique, DockerCleanup,
 };
-use crate::support::distribution::Distribution;
+use crate::support::buildset::BuildsetServer;
 use crate::support::{docker_trust, run};
 
 /// A project with two images: `app` (multi-stage, built to its `tools`
@@ -23,9 +23,16 @@ fn write_project(home: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(&tool).unwrap();
     std::fs::copy("/bin/busybox", app.join("busybox")).unwrap();
     std::fs::copy("/bin/busybox", tool.join("busybox")).unwrap();
+    // Concurrent tests building the same Dockerfile on the shared daemon
+    // would share (and race on) build cache chains; this file keeps each
+    // test's images its own.
+    let build_id = home.display().to_string();
+    std::fs::write(app.join("build-id"), &build_id).unwrap();
+    std::fs::write(tool.join("build-id"), &build_id).unwrap();
     std::fs::write(
         app.join("Dockerfile"),
         "FROM scratch AS base\n\
+         COPY build-id /build-id\n\
          COPY busybox /bin/busybox\n\
          FROM base AS tools\n\
          ARG FLAVOUR\n\
@@ -38,7 +45,7 @@ fn write_project(home: &Path) -> std::path::PathBuf {
     .unwrap();
     std::fs::write(
         tool.join("Containerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\n",
+        "FROM scratch\nCOPY build-id /build-id\nCOPY busybox /bin/busybox\n",
     )
     .unwrap();
     let lib = home.join("src/example.org/org/lib");
@@ -57,9 +64,9 @@ fn images(prefix: &str) -> Value {
     ])
 }
 
-fn buildset(reg: &Distribution) -> Value {
+fn buildset(reg: &BuildsetServer) -> Value {
     json!({"host": reg.host, "port": reg.port, "username": reg.username,
-           "password": reg.password, "cert": reg.tls.cert_pem})
+           "password": reg.password, "cert": reg.ca_pem})
 }
 
 fn zuul(home: &Path) -> Value {
@@ -76,8 +83,8 @@ fn in_image(image: &str, cmd: &str) -> String {
 fn builds_tags_labels_and_pushes_every_tag() {
     let home = tempfile::tempdir().unwrap();
     let work = write_project(home.path());
-    let reg = Distribution::start();
-    docker_trust(&reg.authority(), &reg.tls.cert_pem);
+    let reg = BuildsetServer::start();
+    docker_trust(&reg.authority(), &reg.ca_pem);
     let prefix = unique("pubbuild");
     let _cleanup = DockerCleanup {
         prefix: prefix.clone(),
@@ -104,7 +111,7 @@ fn builds_tags_labels_and_pushes_every_tag() {
     for (image, tags) in [("app", ["latest", "v1"]), ("tool", ["latest", "v2"])] {
         for tag in tags {
             let remote = format!("{}/{prefix}/{image}:{tag}", reg.authority());
-            let found = skopeo_inspect(&remote, &reg.tls.cert_pem, &reg.username, &reg.password)
+            let found = skopeo_inspect(&remote, &reg.ca_pem, &reg.username, &reg.password)
                 .unwrap_or_else(|| panic!("{remote} not in the buildset registry"));
             assert_eq!(found["Labels"]["org.zuul-ci.change"], "42", "{remote}");
             let local = run(Command::new("docker").args([
@@ -160,7 +167,10 @@ fn builds_tags_labels_and_pushes_every_tag() {
         json!({"docker_images": images(&prefix), "zuul": zuul(home.path())}),
         home.path(),
     ));
-    assert_eq!(again["changed"], false, "{again:#}");
+    assert_eq!(
+        again["changed"], false,
+        "first: {result:#}\nagain: {again:#}"
+    );
     assert_eq!(
         again["images"][0]["image_id"],
         result["images"][0]["image_id"]
@@ -237,12 +247,12 @@ fn failed_build_shows_its_last_lines_and_publishes_nothing() {
     let work = write_project(home.path());
     std::fs::write(
         work.join("tool/Containerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\n\
+        "FROM scratch\nCOPY build-id /build-id\nCOPY busybox /bin/busybox\n\
          RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo the compiler said no; exit 7\"]\n",
     )
     .unwrap();
-    let reg = Distribution::start();
-    docker_trust(&reg.authority(), &reg.tls.cert_pem);
+    let reg = BuildsetServer::start();
+    docker_trust(&reg.authority(), &reg.ca_pem);
     let prefix = unique("pubfail");
     let _cleanup = DockerCleanup {
         prefix: prefix.clone(),
@@ -271,7 +281,7 @@ fn failed_build_shows_its_last_lines_and_publishes_nothing() {
     // The first image built fine, but nothing reached the registry.
     let app = format!("{}/{prefix}/app:latest", reg.authority());
     assert_eq!(
-        skopeo_inspect(&app, &reg.tls.cert_pem, &reg.username, &reg.password),
+        skopeo_inspect(&app, &reg.ca_pem, &reg.username, &reg.password),
         None
     );
     assert!(!work.join("app/.zuul-siblings").exists());
@@ -281,7 +291,7 @@ fn failed_build_shows_its_last_lines_and_publishes_nothing() {
 fn podman_and_buildah_build_and_push_with_their_own_ca() {
     let home = tempfile::tempdir().unwrap();
     write_project(home.path());
-    let reg = Distribution::start();
+    let reg = BuildsetServer::start();
     for command in ["podman", "buildah"] {
         let prefix = unique(&format!("pub{command}"));
         let result = succeeded(run_module(
@@ -293,7 +303,7 @@ fn podman_and_buildah_build_and_push_with_their_own_ca() {
             home.path(),
         ));
         let remote = format!("{}/{prefix}/tool:latest", reg.authority());
-        let found = skopeo_inspect(&remote, &reg.tls.cert_pem, &reg.username, &reg.password)
+        let found = skopeo_inspect(&remote, &reg.ca_pem, &reg.username, &reg.password)
             .unwrap_or_else(|| panic!("{remote} not pushed by {command}"));
         assert_eq!(found["Labels"]["org.zuul-ci.change"], "42");
         let id = result["images"][0]["image_id"]

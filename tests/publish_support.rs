@@ -110,3 +110,119 @@ pub fn skopeo_inspect(
     }
     Some(serde_json::from_slice(&out.stdout).expect("skopeo JSON"))
 }
+
+/// Media types of the documents test images are made of.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Add to `layout` an image for `arch` created at `created` (RFC 3339),
+/// with one layer of `layer_bytes` random bytes; returns its descriptor.
+pub fn oci_image(
+    layout: &crate::registry_clients::OciLayout,
+    arch: &str,
+    created: &str,
+    layer_bytes: usize,
+) -> Value {
+    let mut layer = vec![0u8; layer_bytes];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut layer);
+    let layer = layout.blob("application/vnd.oci.image.layer.v1.tar", &layer);
+    let config = json!({
+        "architecture": arch, "os": "linux", "created": created,
+        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
+    });
+    let config = layout.blob(
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer],
+    });
+    let mut descriptor = layout.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
+    descriptor["platform"] = json!({"architecture": arch, "os": "linux"});
+    descriptor
+}
+
+/// Add to `layout` an index of `children` (descriptors); returns its
+/// descriptor.
+pub fn oci_index(layout: &crate::registry_clients::OciLayout, children: &[Value]) -> Value {
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children});
+    layout.blob(OCI_INDEX, &serde_json::to_vec(&index).unwrap())
+}
+
+/// Push `descriptor` (tagged `layout_tag` in `layout`) to the registry as
+/// `repository:tag` with skopeo, every platform, digests kept. Returns the
+/// digest.
+pub fn push_to(
+    registry: &crate::support::buildset::BuildsetServer,
+    layout: &crate::registry_clients::OciLayout,
+    descriptor: Value,
+    repository_tag: &str,
+) -> String {
+    layout.tag("push", descriptor.clone());
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::write(certs.path().join("ca.crt"), &registry.ca_pem).unwrap();
+    crate::support::run(
+        Command::new("skopeo")
+            .args(["copy", "--all", "--preserve-digests", "--dest-cert-dir"])
+            .arg(certs.path())
+            .arg("--dest-creds")
+            .arg(format!("{}:{}", registry.username, registry.password))
+            .arg(format!("oci:{}:push", layout.path().display()))
+            .arg(format!(
+                "docker://{}/{repository_tag}",
+                registry.authority()
+            )),
+    );
+    descriptor["digest"].as_str().unwrap().to_string()
+}
+
+/// The digest `repository:reference` names on the registry, or `None`
+/// (anonymous pull).
+pub fn digest_of(
+    registry: &crate::support::buildset::BuildsetServer,
+    repository: &str,
+    reference: &str,
+) -> Option<String> {
+    let response = registry
+        .client()
+        .head(format!(
+            "{}/v2/{repository}/manifests/{reference}",
+            registry.url()
+        ))
+        .header(
+            "Accept",
+            format!(
+                "{OCI_MANIFEST}, {OCI_INDEX}, \
+                 application/vnd.docker.distribution.manifest.v2+json, \
+                 application/vnd.docker.distribution.manifest.list.v2+json"
+            ),
+        )
+        .send()
+        .expect("HEAD manifest");
+    if response.status() == 404 {
+        return None;
+    }
+    assert_eq!(response.status(), 200, "{}", registry.log());
+    Some(
+        response.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+/// The registry's request log lines after the first `mark` lines.
+pub fn log_since(registry: &crate::support::buildset::BuildsetServer, mark: usize) -> Vec<String> {
+    registry
+        .log()
+        .lines()
+        .skip(mark)
+        .map(str::to_string)
+        .collect()
+}
+
+/// How many lines the registry's log has now.
+pub fn log_mark(registry: &crate::support::buildset::BuildsetServer) -> usize {
+    registry.log().lines().count()
+}

@@ -17,3 +17,5 @@ mod transfer_support;
 mod publish_support;
 
 mod build_docker_image;
+mod publish_promote;
+mod publish_upload;
