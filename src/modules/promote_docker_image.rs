@@ -17,7 +17,7 @@ use crate::client::{Endpoint, HubApi, RemoteRegistry, HUB_API_URL};
 use crate::oci::{Reference, Tag};
 use crate::publish::cleanup::{Cleanup, TagStore};
 use crate::publish::credentials::DockerCredentials;
-use crate::publish::promote::{read_temporaries, write_final, Promoted, TagPromotion};
+use crate::publish::promote::{read_temporaries, write_all, Promoted, TagPromotion};
 use crate::publish::targets::full_repository;
 use crate::zuul::{temporary_tag, ContainerImage, ZuulContext};
 
@@ -132,18 +132,16 @@ async fn promote(
     let mut promoted = Vec::new();
     let mut cleanup = Cleanup::default();
     for ((handle, promotions), manifests) in handles.iter().zip(&reads) {
-        for (promotion, manifest) in promotions.iter().zip(manifests) {
-            if check_mode {
-                promoted.push(Promoted {
-                    repository: promotion.repository.to_string(),
-                    tag: promotion.final_tag.to_string(),
-                    temporary_tag: promotion.temporary.to_string(),
-                    digest: manifest.digest.clone(),
-                    media_type: manifest.media_type.clone(),
-                });
-            } else {
-                promoted.push(write_final(handle, promotion, manifest).await?);
-            }
+        if check_mode {
+            promoted.extend(promotions.iter().zip(manifests).map(|(p, m)| Promoted {
+                repository: p.repository.to_string(),
+                tag: p.final_tag.to_string(),
+                temporary_tag: p.temporary.to_string(),
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+            }));
+        } else {
+            promoted.extend(write_all(handle, promotions, manifests).await?);
         }
         if !check_mode {
             clean_up(args, handle, promotions, &mut cleanup).await;
@@ -178,11 +176,11 @@ async fn clean_up(
     } else {
         TagStore::Registry(handle)
     };
-    for promotion in promotions {
-        store
-            .delete(&promotion.repository, &promotion.temporary, report)
-            .await;
-    }
+    let temporaries: Vec<_> = promotions
+        .iter()
+        .map(|p| (p.repository.clone(), p.temporary.clone()))
+        .collect();
+    store.delete_all(&temporaries, report).await;
     let mut repositories: Vec<_> = promotions.iter().map(|p| &p.repository).collect();
     repositories.dedup();
     let now = chrono::Utc::now();

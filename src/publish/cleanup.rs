@@ -10,6 +10,7 @@
 //! tag names the same manifest, so a final tag is never taken along.
 
 use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
 use futures_util::StreamExt;
 
 use super::retention::{is_stale, is_temporary, parse_time};
@@ -37,21 +38,29 @@ pub struct Cleanup {
 }
 
 impl TagStore<'_> {
-    /// Delete `tag` of `repository`, recording the outcome in `report`.
-    pub async fn delete(&self, repository: &RepositoryName, tag: &Tag, report: &mut Cleanup) {
-        let outcome = match self {
+    /// Delete every `(repository, tag)`, all at once, recording each
+    /// outcome in `report` in the order given.
+    pub async fn delete_all(&self, tags: &[(RepositoryName, Tag)], report: &mut Cleanup) {
+        let outcomes = join_all(tags.iter().map(|(r, t)| self.delete(r, t))).await;
+        for ((repository, tag), outcome) in tags.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => report.deleted.push(format!("{repository}:{tag}")),
+                Err(why) => report
+                    .warnings
+                    .push(format!("could not delete tag {repository}:{tag}: {why}")),
+            }
+        }
+    }
+
+    /// Delete `tag` of `repository`.
+    async fn delete(&self, repository: &RepositoryName, tag: &Tag) -> Result<(), String> {
+        match self {
             TagStore::Registry(registry) => delete_on_registry(registry, repository, tag).await,
             TagStore::Hub(hub) => hub
                 .delete_tag(repository, tag)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-        };
-        match outcome {
-            Ok(()) => report.deleted.push(format!("{repository}:{tag}")),
-            Err(why) => report
-                .warnings
-                .push(format!("could not delete tag {repository}:{tag}: {why}")),
         }
     }
 
@@ -74,17 +83,17 @@ impl TagStore<'_> {
                 return;
             }
         };
+        let mut stale = Vec::new();
         for (tag, written) in aged {
             match written {
-                Some(written) if is_stale(written, now) => {
-                    self.delete(repository, &tag, report).await
-                }
+                Some(written) if is_stale(written, now) => stale.push((repository.clone(), tag)),
                 Some(_) => {}
                 None => report.warnings.push(format!(
                     "could not tell the age of {repository}:{tag}; left in place"
                 )),
             }
         }
+        self.delete_all(&stale, report).await;
     }
 
     /// The temporary tags of `repository` not in `keep`, with when they
@@ -114,12 +123,19 @@ impl TagStore<'_> {
                     .tags_list(repository)
                     .await
                     .map_err(|e| e.to_string())?;
-                let mut aged = Vec::new();
-                for tag in tags.into_iter().filter(|t| wanted(t.as_str())) {
-                    let written = created(registry, repository, &tag).await.ok().flatten();
-                    aged.push((tag, written));
-                }
-                Ok(aged)
+                let candidates: Vec<Tag> =
+                    tags.into_iter().filter(|t| wanted(t.as_str())).collect();
+                let ages = join_all(
+                    candidates
+                        .iter()
+                        .map(|tag| created(registry, repository, tag)),
+                )
+                .await;
+                Ok(candidates
+                    .into_iter()
+                    .zip(ages)
+                    .map(|(tag, age)| (tag, age.ok().flatten()))
+                    .collect())
             }
         }
     }

@@ -12,6 +12,8 @@
 //!
 //! [`retention`]: super::retention
 
+use futures_util::future::try_join_all;
+
 use crate::client::{Error as ClientError, Manifest, Registry, RemoteRegistry};
 use crate::oci::{Digest, RepositoryName, Tag};
 
@@ -76,29 +78,44 @@ pub enum PromoteError {
     Client(#[from] ClientError),
 }
 
-/// Read the manifest of every temporary tag, failing on the first missing.
+/// Read the manifest of every temporary tag (all at once), failing if any
+/// is missing.
 pub async fn read_temporaries(
     registry: &RemoteRegistry,
     promotions: &[TagPromotion],
 ) -> Result<Vec<Manifest>, PromoteError> {
-    let mut manifests = Vec::with_capacity(promotions.len());
-    for p in promotions {
-        match registry
+    try_join_all(promotions.iter().map(|p| async move {
+        registry
             .manifest_get(&p.repository, p.temporary.as_str())
             .await
-        {
-            Ok(manifest) => manifests.push(manifest),
-            Err(e) if e.is_not_found() => {
-                return Err(PromoteError::TemporaryMissing {
-                    registry: registry.name().to_string(),
-                    repository: p.repository.clone(),
-                    tag: p.temporary.clone(),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(manifests)
+            .map_err(|e| {
+                if e.is_not_found() {
+                    PromoteError::TemporaryMissing {
+                        registry: registry.name().to_string(),
+                        repository: p.repository.clone(),
+                        tag: p.temporary.clone(),
+                    }
+                } else {
+                    e.into()
+                }
+            })
+    }))
+    .await
+}
+
+/// Write every promotion's manifest under its final tag, all at once.
+pub async fn write_all(
+    registry: &RemoteRegistry,
+    promotions: &[TagPromotion],
+    manifests: &[Manifest],
+) -> Result<Vec<Promoted>, PromoteError> {
+    try_join_all(
+        promotions
+            .iter()
+            .zip(manifests)
+            .map(|(p, m)| write_final(registry, p, m)),
+    )
+    .await
 }
 
 /// Write `manifest` under the final tag and check the tag resolves to it.
