@@ -170,3 +170,23 @@ fn a_repository_outside_the_credentials_is_refused_before_any_request() {
     );
     assert_eq!(log_since(&registry, mark), Vec::<String>::new());
 }
+
+#[test]
+fn check_mode_reads_and_writes_nothing() {
+    let registry = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let image = oci_image(&layout, "amd64", &now(), 1024);
+    let digest = push_to(&registry, &layout, image, "org/app:change_42_latest");
+    let home = tempfile::tempdir().unwrap();
+    let mut args = args(&registry, json!([{"repository": "org/app"}]));
+    args["_ansible_check_mode"] = json!(true);
+
+    let result = succeeded(run_module("promote_docker_image", args, home.path()));
+    assert_eq!(result["changed"], true);
+    assert_eq!(result["promoted"][0]["digest"], digest);
+    assert_eq!(digest_of(&registry, "org/app", "latest"), None);
+    assert_eq!(
+        digest_of(&registry, "org/app", "change_42_latest"),
+        Some(digest)
+    );
+}

@@ -136,3 +136,22 @@ fn without_a_buildset_registry_the_daemon_pushes() {
     assert_eq!(digest_of(&target, &format!("{prefix}/app"), "latest"), None);
     assert!(!result.to_string().contains(&target.password));
 }
+
+#[test]
+fn check_mode_sends_nothing() {
+    let source = BuildsetServer::start();
+    let target = BuildsetServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let (source_mark, target_mark) = (log_mark(&source), log_mark(&target));
+    let mut args = args(&target, "^org/", json!([{"repository": "org/app"}]));
+    args["buildset_registry"] = buildset(&source);
+    args["_ansible_check_mode"] = json!(true);
+
+    let result = succeeded(run_module("upload_docker_image", args, home.path()));
+    assert_eq!(
+        result["targets"],
+        json!([format!("{}/org/app:change_42_latest", target.authority())])
+    );
+    assert_eq!(log_since(&target, target_mark), Vec::<String>::new());
+    assert_eq!(log_since(&source, source_mark), Vec::<String>::new());
+}
