@@ -47,7 +47,8 @@ fn copies_every_tag_under_its_temporary_tag() {
         json!([{"repository": "org/app", "tags": ["latest", "v1"]}]),
     );
     args["buildset_registry"] = buildset(&source);
-    let result = succeeded(run_module("upload_docker_image", args, home.path()));
+    let result = succeeded(run_module("upload_docker_image", args.clone(), home.path()));
+    assert_eq!(result["changed"], true);
 
     for tag in ["change_42_latest", "change_42_v1"] {
         assert_eq!(
@@ -65,6 +66,10 @@ fn copies_every_tag_under_its_temporary_tag() {
     );
     let text = result.to_string();
     assert!(!text.contains(&target.password) && !text.contains(&source.password));
+
+    // Again: the target already holds it all.
+    let again = succeeded(run_module("upload_docker_image", args, home.path()));
+    assert_eq!(again["changed"], false, "{again:#}");
 }
 
 #[test]

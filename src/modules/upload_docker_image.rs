@@ -100,7 +100,8 @@ impl Module for UploadDockerImage {
             )
             .context("pushing from the local Docker daemon (no buildset registry is known)")?,
         };
-        Ok(Outcome::new(true)
+        let changed = uploaded.iter().any(|u| u.changed);
+        Ok(Outcome::new(changed)
             .msg(format!(
                 "uploaded {} tag(s) under temporary tags",
                 uploaded.len()

@@ -23,6 +23,9 @@ pub struct Uploaded {
     /// Its digest, when the copy engine moved it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// Whether the target changed (it did not already hold this image
+    /// under that tag).
+    pub changed: bool,
 }
 
 /// Copy every upload from `source` to the target registry `targets` holds
@@ -50,6 +53,7 @@ pub async fn copy_from_buildset(
             tag: upload.tag.clone(),
             target: upload.target.to_string(),
             digest: report.digest,
+            changed: report.changed,
         });
     }
     Ok(done)
@@ -77,6 +81,7 @@ pub fn push_from_daemon(
             tag: upload.tag.clone(),
             target: remote,
             digest: None,
+            changed: true,
         });
     }
     Ok(done)
