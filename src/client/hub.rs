@@ -168,3 +168,101 @@ fn failed(action: &str, e: &reqwest::Error) -> Error {
     };
     Error::new(kind, HUB, action)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Docker Hub cannot be reached here; a stand-in speaking the three
+    //! calls the way Hub documents them checks the requests we send.
+
+    use super::*;
+    use axum::extract::{Query, State};
+    use axum::http::HeaderMap;
+    use axum::routing::{delete, get, post};
+    use axum::{Json, Router};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    type Deleted = Arc<Mutex<Vec<String>>>;
+
+    async fn start() -> (String, Deleted) {
+        let deleted: Deleted = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let next = format!("{base}/v2/repositories/org/app/tags/?page=2");
+        let app = Router::new()
+            .route(
+                "/v2/users/login/",
+                post(|Json(body): Json<serde_json::Value>| async move {
+                    if body == serde_json::json!({"username": "u", "password": "pw"}) {
+                        (StatusCode::OK, Json(serde_json::json!({"token": "jwt-1"})))
+                    } else {
+                        (StatusCode::UNAUTHORIZED, Json(serde_json::json!({})))
+                    }
+                }),
+            )
+            .route(
+                "/v2/repositories/org/app/tags/",
+                get(move |Query(q): Query<HashMap<String, String>>, h: HeaderMap| {
+                    let next = next.clone();
+                    async move {
+                        assert_eq!(h["authorization"], "JWT jwt-1");
+                        Json(if q.get("page").map(String::as_str) == Some("2") {
+                            serde_json::json!({"next": null, "results": [
+                                {"name": "latest", "last_updated": "2026-11-25T10:00:00.123456Z"}]})
+                        } else {
+                            serde_json::json!({"next": next, "results": [
+                                {"name": "change_1_latest", "last_updated": "2026-11-20T10:00:00Z"}]})
+                        })
+                    }
+                }),
+            )
+            .route(
+                "/v2/repositories/org/app/tags/{tag}/",
+                delete(
+                    |State(deleted): State<Deleted>,
+                     axum::extract::Path(tag): axum::extract::Path<String>,
+                     h: HeaderMap| async move {
+                        assert_eq!(h["authorization"], "JWT jwt-1");
+                        if tag == "gone" {
+                            return StatusCode::NOT_FOUND;
+                        }
+                        deleted.lock().unwrap().push(tag);
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(deleted.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (base, deleted)
+    }
+
+    #[tokio::test]
+    async fn login_list_and_delete() {
+        let (base, deleted) = start().await;
+        let err = HubApi::login(&base, "u", "wrong").await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unauthorized);
+        assert!(!err.to_string().contains("wrong"), "{err}");
+
+        let hub = HubApi::login(&base, "u", "pw").await.unwrap();
+        let repo: RepositoryName = "org/app".parse().unwrap();
+        let tags = hub.tags(&repo).await.unwrap();
+        let names: Vec<_> = tags.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["change_1_latest", "latest"]);
+        assert_eq!(
+            tags[0].last_updated.as_deref(),
+            Some("2026-11-20T10:00:00Z")
+        );
+
+        let tag: Tag = "change_1_latest".parse().unwrap();
+        assert_eq!(
+            hub.delete_tag(&repo, &tag).await.unwrap(),
+            TagDeleted::Deleted
+        );
+        let gone: Tag = "gone".parse().unwrap();
+        assert_eq!(
+            hub.delete_tag(&repo, &gone).await.unwrap(),
+            TagDeleted::Absent
+        );
+        assert_eq!(*deleted.lock().unwrap(), ["change_1_latest"]);
+    }
+}
