@@ -18,3 +18,9 @@ mod registry_server;
 mod run_buildset_registry;
 mod transfer_modules;
 mod transfer_support;
+
+mod publish_support;
+
+mod build_docker_image;
+mod publish_promote;
+mod publish_upload;
