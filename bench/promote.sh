@@ -62,6 +62,13 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 requests() { grep -c ' in=' "$WORK/registry.log" || true; }
+# wire_ms FIRST: ms from the first to the last request logged after line FIRST
+wire_ms() {
+  grep ' in=' "$WORK/registry.log" | tail -n +"$(($1 + 1))" | python3 -c '
+import sys, datetime
+t = [datetime.datetime.fromisoformat(l.split()[0].replace("Z", "+00:00")) for l in sys.stdin]
+print(round((t[-1] - t[0]).total_seconds() * 1000) if t else 0)'
+}
 CREDS=(--src-creds "$USER_NAME:$PASSWORD" --dest-creds "$USER_NAME:$PASSWORD"
        --src-cert-dir "$WORK/certs" --dest-cert-dir "$WORK/certs")
 
@@ -104,7 +111,7 @@ temporary_tags() { # NAME: (re)create change_1_<tag> for every tag, untimed
   done
 }
 
-ours() { # NAME -> "ms requests"
+ours() { # NAME -> "ms requests wire_ms"
   local args=$WORK/args.json start end before
   jq -n --arg repo "bench/$1" --arg registry "$REGISTRY" --rawfile cert "$WORK/domain.crt" \
      --arg user "$USER_NAME" --arg password "$PASSWORD" --argjson tags "$(printf '%s\n' "${TAGS[@]}" | jq -R . | jq -s .)" \
@@ -117,10 +124,10 @@ ours() { # NAME -> "ms requests"
   HOME=$WORK "$BIN" "$args" >"$WORK/out.json"
   end=$(now_ns)
   jq -e '.failed == false' "$WORK/out.json" >/dev/null || { cat "$WORK/out.json" >&2; exit 1; }
-  echo "$(( (end - start) / 1000000 )) $(( $(requests) - before ))"
+  echo "$(( (end - start) / 1000000 )) $(( $(requests) - before )) $(wire_ms "$before")"
 }
 
-theirs() { # NAME -> "ms requests"
+theirs() { # NAME -> "ms requests wire_ms"
   local start end before tag
   before=$(requests); start=$(now_ns)
   for tag in "${TAGS[@]}"; do
@@ -128,26 +135,30 @@ theirs() { # NAME -> "ms requests"
       "docker://$REGISTRY/bench/$1:$tag"
   done
   end=$(now_ns)
-  echo "$(( (end - start) / 1000000 )) $(( $(requests) - before ))"
+  echo "$(( (end - start) / 1000000 )) $(( $(requests) - before )) $(wire_ms "$before")"
 }
 
 echo "promote: ${#TAGS[@]} tags per run, $RUNS runs, medians; registry: ours, TLS + bearer tokens"
 for spec in "small 1 5" "big 8 64"; do
   read -r name layers mib <<<"$spec"
   make_image "$name" "$layers" "$mib"
-  o_ms=() o_req=() t_ms=() t_req=()
+  o_ms=() o_req=() o_wire=() t_ms=() t_req=() t_wire=()
   for _ in $(seq "$RUNS"); do
     temporary_tags "$name"
-    read -r ms req <<<"$(ours "$name")"; o_ms+=("$ms"); o_req+=("$req")
+    read -r ms req wire <<<"$(ours "$name")"; o_ms+=("$ms"); o_req+=("$req"); o_wire+=("$wire")
     temporary_tags "$name"
-    read -r ms req <<<"$(theirs "$name")"; t_ms+=("$ms"); t_req+=("$req")
+    read -r ms req wire <<<"$(theirs "$name")"; t_ms+=("$ms"); t_req+=("$req"); t_wire+=("$wire")
   done
   om=$(printf '%s\n' "${o_ms[@]}" | median); orq=$(printf '%s\n' "${o_req[@]}" | median)
   tm=$(printf '%s\n' "${t_ms[@]}" | median); trq=$(printf '%s\n' "${t_req[@]}" | median)
+  ow=$(printf '%s\n' "${o_wire[@]}" | median); tw=$(printf '%s\n' "${t_wire[@]}" | median)
   n=${#TAGS[@]}
   printf '%-5s %3d MiB  promote_docker_image: %5d ms (%5.1f ms/tag, %4.1f requests/tag incl. auth, deletes, tag list)\n' \
     "$name" $((layers * mib)) "$om" "$(awk -v a="$om" -v n="$n" 'BEGIN{print a/n}')" "$(awk -v a="$orq" -v n="$n" 'BEGIN{print a/n}')"
   printf '%-5s %3d MiB  skopeo copy --all:    %5d ms (%5.1f ms/tag, %4.1f requests/tag)\n' \
     "$name" $((layers * mib)) "$tm" "$(awk -v a="$tm" -v n="$n" 'BEGIN{print a/n}')" "$(awk -v a="$trq" -v n="$n" 'BEGIN{print a/n}')"
-  printf '%-5s %3d MiB  ratio ours/skopeo:    %5.2f\n' "$name" $((layers * mib)) "$(awk -v a="$om" -v b="$tm" 'BEGIN{print a/b}')"
+  printf '%-5s %3d MiB  on the wire (first to last request, registry clock): ours %d ms (%.1f ms/tag), skopeo %d ms (%.1f ms/tag)\n' \
+    "$name" $((layers * mib)) "$ow" "$(awk -v a="$ow" -v n="$n" 'BEGIN{print a/n}')" "$tw" "$(awk -v a="$tw" -v n="$n" 'BEGIN{print a/n}')"
+  printf '%-5s %3d MiB  ratio ours/skopeo:    %5.2f (wall), %5.2f (wire)\n' "$name" $((layers * mib)) \
+    "$(awk -v a="$om" -v b="$tm" 'BEGIN{print a/b}')" "$(awk -v a="$ow" -v b="$tw" 'BEGIN{print (b ? a/b : 0)}')"
 done
