@@ -7,6 +7,7 @@
 //! - [`registry`]: the buildset registry server.
 //! - [`host`]: host configuration files (docker, containers, buildkit, CA).
 //! - [`builder`]: image builders (docker, podman, buildah).
+//! - [`crypto`]: the TLS cryptography provider.
 //! - [`pki`]: certificates for the registries we start.
 //! - [`publish`]: upload and promote policy (targets, permits, retention).
 //! - [`zuul`]: Zuul's variables, naming rules and result data.
@@ -18,6 +19,7 @@ pub mod ansible;
 pub mod builder;
 pub mod cli;
 pub mod client;
+pub mod crypto;
 pub mod host;
 pub mod modules;
 pub mod oci;

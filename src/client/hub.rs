@@ -56,6 +56,7 @@ impl std::fmt::Debug for HubApi {
 impl HubApi {
     /// Log in at `base` (normally [`HUB_API_URL`]) for a JWT.
     pub async fn login(base: &str, username: &str, password: &str) -> Result<HubApi, Error> {
+        crate::crypto::install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("speculative-images/", env!("CARGO_PKG_VERSION")))
             .build()

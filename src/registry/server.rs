@@ -155,7 +155,7 @@ fn tls_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     );
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("reading the private key {}", files.key.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = crate::crypto::provider();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
