@@ -54,8 +54,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-fn serve(_config: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("the registry server is not implemented yet")
+/// `serve --config FILE`: run the buildset registry until SIGTERM.
+fn serve(config: &Path) -> anyhow::Result<()> {
+    let config = crate::registry::ServerConfig::load(config)?;
+    crate::registry::serve(&config)
 }
 
 /// Ansible's calling convention: exactly one argument, an existing file.

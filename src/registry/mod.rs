@@ -1,6 +1,40 @@
-//! The buildset registry server: OCI distribution API routes, auth, and
-//! content-addressed filesystem storage.
+//! The buildset registry server: the OCI distribution API routes
+//! ([`routes`]), who may do what ([`auth`]), content-addressed filesystem
+//! storage ([`storage`]), the spec's errors ([`errors`]) and the listener
+//! with TLS ([`server`]).
 
+pub mod auth;
 pub mod config;
+pub mod errors;
+pub mod instance;
+pub mod routes;
+pub mod server;
+pub mod storage;
+
+use std::sync::Arc;
 
 pub use config::ServerConfig;
+pub use routes::{AppState, Registry};
+pub use server::serve;
+
+/// The registry's router over `state` (for in-process tests and [`serve`]).
+pub fn app(state: AppState) -> axum::Router {
+    routes::app(state)
+}
+
+/// Build the shared state from a configuration: open the storage, load
+/// the users. `scheme` is `https` when serving TLS.
+pub fn state(config: &ServerConfig) -> anyhow::Result<AppState> {
+    use anyhow::Context as _;
+    let storage = storage::Storage::open(&config.storage)
+        .with_context(|| format!("opening storage {}", config.storage.display()))?;
+    Ok(Arc::new(Registry {
+        storage,
+        auth: auth::Authenticator::new(config),
+        scheme: if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+    }))
+}

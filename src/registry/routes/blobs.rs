@@ -1,0 +1,118 @@
+//! `/v2/<name>/blobs/<digest>`: HEAD and GET (whole or one byte range).
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse as _, Response};
+use tokio::io::AsyncReadExt as _;
+use tokio_util::io::ReaderStream;
+
+use super::{empty, set, Reply, Req};
+use crate::oci::{Digest, RepositoryName};
+use crate::registry::auth::{Action, Need};
+use crate::registry::errors::{ApiError, ErrorCode};
+
+/// Read size when streaming a blob.
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// Parse a digest from a path or query, as DIGEST_INVALID when malformed.
+pub(super) fn parse_digest(text: &str) -> Result<Digest, ApiError> {
+    text.parse().map_err(|e: crate::oci::DigestError| {
+        ApiError::with_detail(ErrorCode::DigestInvalid, e.to_string())
+    })
+}
+
+/// HEAD or GET a blob.
+pub async fn get(request: &Req<'_>, name: RepositoryName, digest: &str, head: bool) -> Reply {
+    request
+        .authorize(Need::Repository(name, Action::Pull))
+        .await?;
+    let digest = parse_digest(digest)?;
+    let storage = request.storage();
+    if head {
+        let size = storage.blob_size(&digest).await?;
+        let mut response = empty(StatusCode::OK);
+        headers(&mut response, &digest, size);
+        return Ok(response);
+    }
+    let size = storage.blob_size(&digest).await?;
+    let range = match request.header(header::RANGE) {
+        None => None,
+        Some(text) => match parse_range(text, size) {
+            Some(range) => Some(range),
+            None => {
+                let mut response = ApiError::new(ErrorCode::RangeNotSatisfiable).into_response();
+                set(&mut response, "content-range", format!("bytes */{size}"));
+                return Ok(response);
+            }
+        },
+    };
+    let (start, len) = range.unwrap_or((0, size));
+    let blob = storage.open_blob(&digest, start).await?;
+    let stream = ReaderStream::with_capacity(blob.file.take(len), STREAM_CHUNK);
+    let mut response = Response::new(Body::from_stream(stream));
+    headers(&mut response, &digest, len);
+    if range.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        set(
+            &mut response,
+            "content-range",
+            format!("bytes {start}-{}/{}", start + len - 1, blob.size),
+        );
+    }
+    Ok(response)
+}
+
+/// Blobs are shared by every repository, so deleting one through a
+/// repository is not offered.
+pub async fn delete(request: &Req<'_>, name: RepositoryName) -> Reply {
+    request
+        .authorize(Need::Repository(name, Action::Delete))
+        .await?;
+    Err(ApiError::new(ErrorCode::Unsupported))
+}
+
+fn headers(response: &mut Response, digest: &Digest, len: u64) {
+    set(response, "content-type", "application/octet-stream");
+    set(response, "content-length", len.to_string());
+    set(response, "docker-content-digest", digest.to_string());
+    set(response, "etag", format!("\"{digest}\""));
+    set(response, "accept-ranges", "bytes");
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` within `size`: (start, length).
+fn parse_range(text: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = text.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (start, end) = if first.is_empty() {
+        let suffix: u64 = last.parse().ok()?;
+        (size.checked_sub(suffix.min(size))?, size.checked_sub(1)?)
+    } else {
+        let start: u64 = first.parse().ok()?;
+        let end = if last.is_empty() {
+            size.checked_sub(1)?
+        } else {
+            last.parse::<u64>().ok()?.min(size.checked_sub(1)?)
+        };
+        (start, end)
+    };
+    (start <= end && end < size).then(|| (start, end - start + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 10)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 10)));
+        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 5)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

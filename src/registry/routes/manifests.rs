@@ -1,0 +1,121 @@
+//! `/v2/<name>/manifests/<reference>`: GET/HEAD/PUT/DELETE by tag or
+//! digest. Bytes and media type are kept as pushed; `Accept` is honoured.
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+
+use super::{empty, set, Reply, Req};
+use crate::oci::{media_type, RepositoryName};
+use crate::registry::auth::{Action, Need};
+use crate::registry::errors::{ApiError, ErrorCode};
+use crate::registry::storage::{ManifestReference, MAX_MANIFEST_BYTES};
+
+fn parse_reference(text: &str) -> Result<ManifestReference, ApiError> {
+    text.parse().map_err(|e| {
+        use crate::registry::storage::ReferenceError as E;
+        match e {
+            E::Digest(e) => ApiError::with_detail(ErrorCode::DigestInvalid, e.to_string()),
+            E::Tag(e) => ApiError::with_detail(ErrorCode::TagInvalid, e.to_string()),
+        }
+    })
+}
+
+/// GET or HEAD a manifest.
+pub async fn get(request: &Req<'_>, name: RepositoryName, reference: &str, head: bool) -> Reply {
+    request
+        .authorize(Need::Repository(name.clone(), Action::Pull))
+        .await?;
+    let reference = parse_reference(reference)?;
+    let manifest = request.storage().get_manifest(&name, &reference).await?;
+    if !accepts(
+        request.header(header::ACCEPT),
+        &manifest.media_type,
+        request,
+    ) {
+        return Err(ApiError::with_detail(
+            ErrorCode::ManifestUnknown,
+            format!(
+                "the manifest is {}, which the Accept header does not list",
+                manifest.media_type
+            ),
+        ));
+    }
+    let len = manifest.bytes.len();
+    let mut response = if head {
+        empty(StatusCode::OK)
+    } else {
+        Response::new(Body::from(manifest.bytes))
+    };
+    set(&mut response, "content-type", &manifest.media_type);
+    set(&mut response, "content-length", len.to_string());
+    set(
+        &mut response,
+        "docker-content-digest",
+        manifest.digest.to_string(),
+    );
+    set(&mut response, "etag", format!("\"{}\"", manifest.digest));
+    Ok(response)
+}
+
+/// Whether the client accepts `stored`: yes unless its `Accept` headers
+/// name manifest types and not this one (nor a wildcard).
+fn accepts(first: Option<&str>, stored: &str, request: &Req<'_>) -> bool {
+    if first.is_none() {
+        return true;
+    }
+    let types: Vec<&str> = request
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+        .collect();
+    let names_manifests = types.iter().any(|t| media_type::is_manifest_type(t));
+    !names_manifests || types.iter().any(|t| *t == stored || *t == "*/*")
+}
+
+/// PUT a manifest.
+pub async fn put(request: &Req<'_>, name: RepositoryName, reference: &str, body: Body) -> Reply {
+    request
+        .authorize(Need::Repository(name.clone(), Action::Push))
+        .await?;
+    let reference = parse_reference(reference)?;
+    let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::with_detail(
+                ErrorCode::ManifestInvalid,
+                "the manifest is larger than 4 MiB or was not received whole",
+            )
+        })?;
+    let digest = request
+        .storage()
+        .put_manifest(
+            &name,
+            &reference,
+            request.header(header::CONTENT_TYPE),
+            bytes,
+        )
+        .await?;
+    let mut response = empty(StatusCode::CREATED);
+    set(
+        &mut response,
+        "location",
+        format!("/v2/{name}/manifests/{digest}"),
+    );
+    set(&mut response, "docker-content-digest", digest.to_string());
+    set(&mut response, "content-length", "0");
+    Ok(response)
+}
+
+/// DELETE a tag, or a manifest by digest (with its tags).
+pub async fn delete(request: &Req<'_>, name: RepositoryName, reference: &str) -> Reply {
+    request
+        .authorize(Need::Repository(name.clone(), Action::Delete))
+        .await?;
+    let reference = parse_reference(reference)?;
+    request.storage().delete_manifest(&name, &reference).await?;
+    Ok(empty(StatusCode::ACCEPTED))
+}

@@ -1,0 +1,370 @@
+//! Manifests and tags: a manifest's bytes are stored as content under
+//! their digest, kept exactly as pushed; a repository records which
+//! manifests were pushed to it (with their media type) and where its tags
+//! point. A manifest is accepted only when it is well-formed JSON of a
+//! known kind and everything it names is already stored.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::files::write_atomic;
+use super::paths::Layout;
+use super::{blocking, io_context, Result, Storage, StorageError};
+use crate::oci::{media_type, Algorithm, Digest, DigestError, NameError, RepositoryName, Tag};
+
+/// The largest manifest accepted (distribution's limit).
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// A manifest named by tag or by digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestReference {
+    /// By tag.
+    Tag(Tag),
+    /// By digest.
+    Digest(Digest),
+}
+
+/// Why a reference string is neither a tag nor a digest.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// Has a `:` but is not a digest.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// Not a valid tag.
+    #[error(transparent)]
+    Tag(#[from] NameError),
+}
+
+impl FromStr for ManifestReference {
+    type Err = ReferenceError;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        if s.contains(':') {
+            Ok(ManifestReference::Digest(s.parse()?))
+        } else {
+            Ok(ManifestReference::Tag(s.parse()?))
+        }
+    }
+}
+
+impl fmt::Display for ManifestReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestReference::Tag(t) => t.fmt(f),
+            ManifestReference::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+/// A stored manifest, bytes exactly as pushed.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// The media type it was pushed with.
+    pub media_type: String,
+    /// Its bytes.
+    pub bytes: Bytes,
+}
+
+/// Something a manifest names that must already be stored.
+enum Needed {
+    Blob(Digest),
+    Manifest(Digest),
+}
+
+impl Storage {
+    /// Store a manifest under `reference` in `repository`. `content_type`
+    /// is the media type the client sent. Returns its digest.
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &ManifestReference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<Digest> {
+        let algorithm = match reference {
+            ManifestReference::Digest(d) => d.algorithm(),
+            ManifestReference::Tag(_) => Algorithm::Sha256,
+        };
+        let digest = Digest::compute(algorithm, &bytes);
+        if let ManifestReference::Digest(expected) = reference {
+            if *expected != digest {
+                return Err(StorageError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let (media_type, needed) = examine(&bytes, content_type)?;
+        let layout = self.layout.clone();
+        let (name, reference, digest2) = (repository.clone(), reference.clone(), digest.clone());
+        blocking(move || {
+            for need in needed {
+                let present = match &need {
+                    Needed::Blob(d) => layout.blob(d).is_file(),
+                    Needed::Manifest(d) => layout.revision(&name, d).is_file(),
+                };
+                if !present {
+                    let (Needed::Blob(d) | Needed::Manifest(d)) = need;
+                    return Err(StorageError::ManifestBlobUnknown(d));
+                }
+            }
+            let blob = layout.blob(&digest2);
+            if !blob.is_file() {
+                write_atomic(&layout.tmp_file(), &blob, &bytes)
+                    .map_err(io_context(format!("storing manifest {digest2}")))?;
+            }
+            write_atomic(
+                &layout.tmp_file(),
+                &layout.revision(&name, &digest2),
+                media_type.as_bytes(),
+            )
+            .map_err(io_context(format!(
+                "recording manifest {digest2} in {name}"
+            )))?;
+            if let ManifestReference::Tag(tag) = &reference {
+                write_atomic(
+                    &layout.tmp_file(),
+                    &layout.tag(&name, tag),
+                    digest2.to_string().as_bytes(),
+                )
+                .map_err(io_context(format!("tagging {name}:{tag}")))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(digest)
+    }
+
+    /// The manifest `reference` names in `repository`.
+    pub async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &ManifestReference,
+    ) -> Result<StoredManifest> {
+        let layout = self.layout.clone();
+        let (name, reference) = (repository.clone(), reference.clone());
+        blocking(move || {
+            let unknown = || StorageError::ManifestUnknown(format!("{name}:{reference}"));
+            let digest = resolve(&layout, &name, &reference)?.ok_or_else(unknown)?;
+            let media_type = match std::fs::read_to_string(layout.revision(&name, &digest)) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
+                Err(e) => return Err(io_context(format!("reading manifest {digest}"))(e)),
+            };
+            let bytes = std::fs::read(layout.blob(&digest))
+                .map_err(io_context(format!("reading manifest {digest}")))?;
+            Ok(StoredManifest {
+                digest,
+                media_type,
+                bytes: Bytes::from(bytes),
+            })
+        })
+        .await
+    }
+
+    /// Delete a tag, or a manifest by digest with every tag pointing at it.
+    /// The content stays (other repositories may hold it).
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &ManifestReference,
+    ) -> Result<()> {
+        let layout = self.layout.clone();
+        let (name, reference) = (repository.clone(), reference.clone());
+        blocking(move || {
+            let unknown = || StorageError::ManifestUnknown(format!("{name}:{reference}"));
+            match &reference {
+                ManifestReference::Tag(tag) => match std::fs::remove_file(layout.tag(&name, tag)) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(unknown()),
+                    Err(e) => Err(io_context(format!("deleting tag {name}:{tag}"))(e)),
+                },
+                ManifestReference::Digest(digest) => {
+                    match std::fs::remove_file(layout.revision(&name, digest)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
+                        Err(e) => return Err(io_context(format!("deleting manifest {digest}"))(e)),
+                    }
+                    for tag in list_tags(&layout, &name)? {
+                        let Ok(tag) = tag.parse::<Tag>() else {
+                            continue;
+                        };
+                        let path = layout.tag(&name, &tag);
+                        let points_here = std::fs::read_to_string(&path)
+                            .map(|d| d.trim() == digest.to_string())
+                            .unwrap_or(false);
+                        if points_here {
+                            std::fs::remove_file(&path)
+                                .map_err(io_context(format!("deleting tag {name}:{tag}")))?;
+                        }
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .await
+    }
+
+    /// The tags of `repository`, sorted.
+    pub async fn tags(&self, repository: &RepositoryName) -> Result<Vec<String>> {
+        let layout = self.layout.clone();
+        let name = repository.clone();
+        blocking(move || {
+            if !layout.manifests(&name).is_dir() {
+                return Err(StorageError::RepositoryUnknown(name.to_string()));
+            }
+            list_tags(&layout, &name)
+        })
+        .await
+    }
+
+    /// Every repository holding at least one manifest record, sorted.
+    pub async fn repositories(&self) -> Result<Vec<String>> {
+        let layout = self.layout.clone();
+        blocking(move || {
+            let mut found = Vec::new();
+            walk_repositories(&layout.repositories(), "", &mut found)?;
+            found.sort();
+            Ok(found)
+        })
+        .await
+    }
+}
+
+/// The digest `reference` stands for, if the repository has it.
+fn resolve(
+    layout: &Layout,
+    name: &RepositoryName,
+    reference: &ManifestReference,
+) -> Result<Option<Digest>> {
+    match reference {
+        ManifestReference::Digest(d) => Ok(Some(d.clone())),
+        ManifestReference::Tag(tag) => match std::fs::read_to_string(layout.tag(name, tag)) {
+            Ok(text) => Ok(text.trim().parse().ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_context(format!("reading tag {name}:{tag}"))(e)),
+        },
+    }
+}
+
+fn list_tags(layout: &Layout, name: &RepositoryName) -> Result<Vec<String>> {
+    let dir = layout.tags(name);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_context(format!("listing tags of {name}"))(e)),
+    };
+    let mut tags: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|t| t.parse::<Tag>().is_ok())
+        .collect();
+    tags.sort();
+    Ok(tags)
+}
+
+fn walk_repositories(dir: &std::path::Path, prefix: &str, found: &mut Vec<String>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_context("listing repositories")(e)),
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Ok(file_name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        if file_name == super::paths::MANIFESTS_DIR {
+            if !prefix.is_empty() {
+                found.push(prefix.to_string());
+            }
+            continue;
+        }
+        let name = if prefix.is_empty() {
+            file_name
+        } else {
+            format!("{prefix}/{file_name}")
+        };
+        walk_repositories(&entry.path(), &name, found)?;
+    }
+    Ok(())
+}
+
+/// Check a manifest's shape; return its media type and what it names.
+fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Vec<Needed>)> {
+    let invalid = |why: &str| StorageError::ManifestInvalid(why.to_string());
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(invalid("larger than 4 MiB"));
+    }
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| invalid(&format!("not valid JSON: {e}")))?;
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| invalid("not a JSON object"))?;
+    if obj.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
+        return Err(invalid("schemaVersion must be 2"));
+    }
+    let declared = obj.get("mediaType").and_then(Value::as_str);
+    let content_type = content_type
+        .map(|c| c.split(';').next().unwrap_or("").trim())
+        .filter(|c| !matches!(*c, "" | "application/octet-stream" | "application/json"));
+    let media_type = match (content_type, declared) {
+        (Some(sent), Some(declared)) if sent != declared => {
+            return Err(invalid(&format!(
+                "Content-Type {sent} differs from mediaType {declared}"
+            )))
+        }
+        (Some(sent), _) => sent.to_string(),
+        (None, Some(declared)) => declared.to_string(),
+        (None, None) if obj.contains_key("manifests") => media_type::OCI_INDEX.to_string(),
+        (None, None) => media_type::OCI_MANIFEST.to_string(),
+    };
+    if !media_type::is_manifest_type(&media_type) {
+        return Err(invalid(&format!("unsupported media type {media_type}")));
+    }
+    let descriptor_digest = |d: &Value| -> Result<Digest> {
+        d.get("digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("a descriptor has no digest"))?
+            .parse()
+            .map_err(|e: DigestError| invalid(&e.to_string()))
+    };
+    let mut needed = Vec::new();
+    if media_type::is_index(&media_type) {
+        let manifests = obj
+            .get("manifests")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid("an index needs a manifests array"))?;
+        for m in manifests {
+            needed.push(Needed::Manifest(descriptor_digest(m)?));
+        }
+    } else {
+        let config = obj
+            .get("config")
+            .ok_or_else(|| invalid("a manifest needs a config"))?;
+        needed.push(Needed::Blob(descriptor_digest(config)?));
+        let layers = obj
+            .get("layers")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid("a manifest needs a layers array"))?;
+        for layer in layers {
+            let digest = descriptor_digest(layer)?;
+            // Foreign (non-distributable) layers live at their URLs.
+            let foreign = layer
+                .get("urls")
+                .and_then(Value::as_array)
+                .is_some_and(|u| !u.is_empty());
+            if !foreign {
+                needed.push(Needed::Blob(digest));
+            }
+        }
+    }
+    Ok((media_type, needed))
+}

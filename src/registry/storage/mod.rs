@@ -1,0 +1,133 @@
+//! Content-addressed filesystem storage for the registry: blobs, uploads,
+//! manifests and tags. Handlers call [`Storage`]; nothing else touches the
+//! disk. Every path comes from [`paths::Layout`], which draws the tree.
+//!
+//! Blobs are shared by all repositories (a buildset registry has one
+//! tenant), so a cross-repository mount is an existence check; manifests
+//! and tags belong to a repository.
+
+mod blobs;
+pub mod files;
+mod manifests;
+pub mod paths;
+mod uploads;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+pub use blobs::BlobReader;
+pub use manifests::{ManifestReference, ReferenceError, StoredManifest, MAX_MANIFEST_BYTES};
+pub use uploads::UploadState;
+
+use crate::oci::Digest;
+use paths::Layout;
+
+/// Why a storage operation failed; handlers map each kind to a spec code.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No blob with this digest.
+    #[error("blob {0} is unknown")]
+    BlobUnknown(Digest),
+    /// No upload with this id (in this repository).
+    #[error("upload {0:?} is unknown")]
+    UploadUnknown(String),
+    /// No manifest with this tag or digest in the repository.
+    #[error("manifest {0} is unknown")]
+    ManifestUnknown(String),
+    /// No such repository.
+    #[error("repository {0} is unknown")]
+    RepositoryUnknown(String),
+    /// The content does not hash to the digest the client named.
+    #[error("content has digest {actual}, not {expected}")]
+    DigestMismatch {
+        /// Digest the client named.
+        expected: Digest,
+        /// Digest of what arrived.
+        actual: Digest,
+    },
+    /// A chunk does not start where the upload ends.
+    #[error("chunk starts at byte {start} but the upload holds {size} bytes")]
+    RangeMismatch {
+        /// Where the client said the chunk starts.
+        start: u64,
+        /// Bytes the upload holds.
+        size: u64,
+    },
+    /// The manifest is not one the registry accepts.
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(String),
+    /// The manifest names content the registry does not hold.
+    #[error("manifest references unknown {0}")]
+    ManifestBlobUnknown(Digest),
+    /// The client stopped sending the body.
+    #[error("reading the request body: {0}")]
+    Body(String),
+    /// The filesystem failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Result of a storage operation.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// Attach what was being done to an I/O error.
+pub(crate) fn io_context(
+    context: impl Into<String>,
+) -> impl FnOnce(std::io::Error) -> StorageError {
+    let context = context.into();
+    move |source| StorageError::Io { context, source }
+}
+
+/// Run blocking filesystem work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(StorageError::Io {
+            context: "storage task".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
+/// The registry's storage under one root directory.
+pub struct Storage {
+    layout: Layout,
+    /// Uploads in progress: hash state and open file per upload id, kept
+    /// between PATCH requests. Rebuilt from `uploads/<id>/data` after a
+    /// restart by hashing the partial file again.
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadState>>>>,
+}
+
+impl Storage {
+    /// Open (creating) the storage at `root`, discarding files a previous
+    /// run left half-written in `tmp/`.
+    pub fn open(root: &Path) -> Result<Storage> {
+        let layout = Layout::new(root);
+        let _ = std::fs::remove_dir_all(layout.tmp());
+        for dir in [
+            layout.blobs(),
+            layout.repositories(),
+            layout.uploads(),
+            layout.tmp(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(io_context(format!("creating {}", dir.display())))?;
+        }
+        Ok(Storage {
+            layout,
+            uploads: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The on-disk layout (for tests and tools that inspect the store).
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+}

@@ -1,0 +1,127 @@
+//! Every path of the registry's storage, built here and nowhere else.
+//!
+//! ```text
+//! <root>/
+//! ├── blobs/
+//! │   └── <algorithm>/<first 2 hex>/<hex>     bytes of every blob and manifest,
+//! │                                           named by their verified digest
+//! ├── repositories/
+//! │   └── <name, any depth>/                  e.g. quay.io/org/img
+//! │       └── _manifests/                     (`_` cannot start a name component)
+//! │           ├── revisions/<algorithm>/<hex> media type of a manifest pushed here
+//! │           └── tags/<tag>                  digest the tag points at
+//! ├── uploads/
+//! │   └── <32 hex id>/
+//! │       ├── repository                      name of the repository it is for
+//! │       └── data                            bytes received so far
+//! └── tmp/                                    files being written, renamed into
+//!                                             place when complete; emptied at start
+//! ```
+//!
+//! Content enters `blobs/` only by `rename` of a complete, fsynced, verified
+//! file, so a crash leaves at most an orphan in `uploads/` or `tmp/`.
+
+use std::path::{Path, PathBuf};
+
+use crate::oci::{Digest, RepositoryName, Tag};
+
+/// Name of the per-repository directory holding revisions and tags.
+pub const MANIFESTS_DIR: &str = "_manifests";
+
+/// The on-disk layout under one root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout under `root`.
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The storage root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory of all content.
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    /// Where the content named `digest` lives.
+    pub fn blob(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.blobs()
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    /// Directory of all repositories.
+    pub fn repositories(&self) -> PathBuf {
+        self.root.join("repositories")
+    }
+
+    /// The `_manifests` directory of a repository; a repository exists
+    /// when this exists.
+    pub fn manifests(&self, name: &RepositoryName) -> PathBuf {
+        let mut path = self.repositories();
+        for component in name.components() {
+            path.push(component);
+        }
+        path.join(MANIFESTS_DIR)
+    }
+
+    /// The record that manifest `digest` was pushed to `name`, holding its
+    /// media type.
+    pub fn revision(&self, name: &RepositoryName, digest: &Digest) -> PathBuf {
+        self.manifests(name)
+            .join("revisions")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    /// Directory of a repository's tags.
+    pub fn tags(&self, name: &RepositoryName) -> PathBuf {
+        self.manifests(name).join("tags")
+    }
+
+    /// The file holding the digest `tag` points at.
+    pub fn tag(&self, name: &RepositoryName, tag: &Tag) -> PathBuf {
+        self.tags(name).join(tag.as_str())
+    }
+
+    /// Directory of all uploads in progress.
+    pub fn uploads(&self) -> PathBuf {
+        self.root.join("uploads")
+    }
+
+    /// Directory of one upload (`id` must be validated by the caller).
+    pub fn upload(&self, id: &str) -> PathBuf {
+        self.uploads().join(id)
+    }
+
+    /// Bytes received so far by an upload.
+    pub fn upload_data(&self, id: &str) -> PathBuf {
+        self.upload(id).join("data")
+    }
+
+    /// The repository an upload is for.
+    pub fn upload_repository(&self, id: &str) -> PathBuf {
+        self.upload(id).join("repository")
+    }
+
+    /// Directory of files being written.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A fresh file name under [`Layout::tmp`].
+    pub fn tmp_file(&self) -> PathBuf {
+        self.tmp().join(super::files::random_id())
+    }
+}
