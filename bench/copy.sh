@@ -196,22 +196,24 @@ registries_cpu_ms() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# Runs alternate between the two tools, so a change in the machine's load
+# weighs on both alike.
 declare -A MS REQ
 for mode in cold warm; do
-  for tool in ours skopeo_copy; do
-    : > "$WORK/times"
-    # A warm run needs the image there: one untimed copy first.
-    if [[ $mode == warm ]]; then
-      stop_registry dst
-      start_registry dst "$DST_PORT"
-      "$tool"
-    fi
-    for _ in $(seq "$RUNS"); do
+  : > "$WORK/times.ours" ; : > "$WORK/times.skopeo_copy"
+  if [[ $mode == warm ]]; then
+    # Warm: the image is at the destination (the last cold run left it).
+    ours
+  fi
+  for _ in $(seq "$RUNS"); do
+    for tool in ours skopeo_copy; do
       measure "$tool" "$mode"
-      echo "$RUN_MS" >> "$WORK/times"
+      echo "$RUN_MS" >> "$WORK/times.$tool"
       REQ[$tool.$mode]=$RUN_REQUESTS
     done
-    MS[$tool.$mode]=$(median < "$WORK/times")
+  done
+  for tool in ours skopeo_copy; do
+    MS[$tool.$mode]=$(median < "$WORK/times.$tool")
   done
 done
 
