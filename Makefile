@@ -24,7 +24,7 @@ setup:
 # kernel (getrandom) and rdrand only; its CPU-jitter source costs every
 # module run ~50 ms of CPU on first use, which is most of a task's budget.
 static:
-	AWS_LC_SYS_NO_JITTER_ENTROPY=1 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET) --bin speculative-images
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET) --bin speculative-images
 
 collection: static
 	scripts/build-collection.sh "$(STATIC_BIN)" "$(COLLECTIONS_PATH)" $(MODULES)

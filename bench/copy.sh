@@ -130,11 +130,17 @@ echo '{"imageLayoutVersion":"1.0.0"}' > "$LAYOUT/oci-layout"
 skopeo copy -q --dest-creds "$REG_USER:$REG_PASS" --dest-cert-dir "$WORK/certs" \
   "oci:$LAYOUT:bench" "docker://$SRC/bench/img:1"
 rm -rf "$LAYOUT"
-IMAGE_DIGEST=sha256:$md
+# skopeo compresses the layers on the way in: take the digest the source has.
+manifest_digest() { # registry -> digest of bench/img:1 there
+  curl -s -I --cacert "$WORK/domain.crt" -u "$REG_USER:$REG_PASS" \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "https://$1/v2/bench/img/manifests/1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}'
+}
+IMAGE_DIGEST=$(manifest_digest "$SRC")
 
 # --- the two copiers -------------------------------------------------------
 ours() {
-  "$BIN" copy --src-creds "$REG_USER:$REG_PASS" --dest-creds "$REG_USER:$REG_PASS" \
+  ${BENCH_WRAP:-} "$BIN" copy --src-creds "$REG_USER:$REG_PASS" --dest-creds "$REG_USER:$REG_PASS" \
     --src-cert "$WORK/domain.crt" --dest-cert "$WORK/domain.crt" \
     "docker://$SRC/bench/img:1" "docker://$DST/bench/img:1" > "$WORK/ours.json" 2>/dev/null
 }
@@ -148,13 +154,13 @@ skopeo_cache_clear() {
 }
 check_destination() {
   local got
-  got=$(curl -s -I --cacert "$WORK/domain.crt" -u "$REG_USER:$REG_PASS" \
-    -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-    "https://$DST/v2/bench/img/manifests/1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+  got=$(manifest_digest "$DST")
   [[ $got == "$IMAGE_DIGEST" ]] || { echo "destination has $got, expected $IMAGE_DIGEST" >&2; exit 1; }
 }
 
-# measure TOOL MODE: one run; prints "ms requests"
+# measure TOOL MODE: one run; sets RUN_MS and RUN_REQUESTS. (Not run in a
+# subshell: it restarts the destination registry, whose pid must be known
+# to the cleanup.)
 measure() {
   local tool=$1 mode=$2 t0 t1 r0 r1
   if [[ $mode == cold ]]; then
@@ -164,35 +170,54 @@ measure() {
   fi
   r0=$(requests)
   t0=$(now_ns)
+  local c0 c1 g0 g1 me=$BASHPID
+  c0=$(children_cpu_ms "$me")
+  g0=$(registries_cpu_ms)
   "$tool"
+  c1=$(children_cpu_ms "$me")
+  g1=$(registries_cpu_ms)
   t1=$(now_ns)
+  echo "$tool $mode cpu $((c1 - c0)) ms, registries $((g1 - g0)) ms" >> "$WORK/cpu.log"
   sleep 0.2 # let the registries flush their access logs
   r1=$(requests)
-  check_destination
-  echo "$(((t1 - t0) / 1000000)) $((r1 - r0))"
+  check_destination # (its request is not counted: r1 is taken before)
+  RUN_MS=$(((t1 - t0) / 1000000))
+  RUN_REQUESTS=$((r1 - r0))
+}
+
+# CPU time (user + sys, ms) of this shell's finished children.
+children_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($16 + $17) * 1000 / hz) }' "/proc/$1/stat"; }
+
+# CPU time (user + sys, ms) the two registries used so far.
+registries_cpu_ms() {
+  cat "/proc/${REG_PID[src]}/stat" "/proc/${REG_PID[dst]}/stat" |
+    awk -v hz="$(getconf CLK_TCK)" '{ t += $14 + $15 } END { print int(t * 1000 / hz) }'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# Runs alternate between the two tools, so a change in the machine's load
+# weighs on both alike.
 declare -A MS REQ
 for mode in cold warm; do
-  for tool in ours skopeo_copy; do
-    : > "$WORK/times"
-    # A warm run needs the image there: one untimed copy first.
-    if [[ $mode == warm ]]; then
-      stop_registry dst
-      start_registry dst "$DST_PORT"
-      "$tool"
-    fi
-    for _ in $(seq "$RUNS"); do
-      read -r ms req < <(measure "$tool" "$mode")
-      echo "$ms" >> "$WORK/times"
-      REQ[$tool.$mode]=$req
+  : > "$WORK/times.ours" ; : > "$WORK/times.skopeo_copy"
+  if [[ $mode == warm ]]; then
+    # Warm: the image is at the destination (the last cold run left it).
+    ours
+  fi
+  for _ in $(seq "$RUNS"); do
+    for tool in ours skopeo_copy; do
+      measure "$tool" "$mode"
+      echo "$RUN_MS" >> "$WORK/times.$tool"
+      REQ[$tool.$mode]=$RUN_REQUESTS
     done
-    MS[$tool.$mode]=$(median < "$WORK/times")
+  done
+  for tool in ours skopeo_copy; do
+    MS[$tool.$mode]=$(median < "$WORK/times.$tool")
   done
 done
 
+[[ -n ${BENCH_CPU:-} ]] && cat "$WORK/cpu.log"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 echo "copy of $LAYERS x $LAYER_MIB MiB + 1 small layer, distribution (TLS + htpasswd) -> distribution, median of $RUNS"

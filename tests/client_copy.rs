@@ -296,3 +296,58 @@ async fn a_blob_corrupted_at_the_source_is_refused_and_not_stored() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_are_fetched_once_per_scope_and_refusals_are_named() {
+    let a = Distribution::start();
+    let ours = crate::support::buildset::BuildsetServer::start();
+    let src = client_of(&a);
+    let image = random_image(Flavor::Docker, "amd64", &[10_000, 20_000, 30_000, 40_000]);
+    push_image(&src, "org/img", Some("1_latest"), &image).await;
+    let dst = crate::transfer_support::client_for(&ours);
+    let to: Reference = format!("{}/org/img:latest", ours.authority())
+        .parse()
+        .unwrap();
+    let report = copy_reference(
+        &src,
+        &reference(&a, "org/img:1_latest"),
+        &dst,
+        &to,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.blobs_copied, 5);
+    let log = ours.log();
+    let tokens = log.lines().filter(|l| l.contains("/auth/token")).count();
+    // pull (HEADs) and pull,push (uploads, manifest): at most one token each.
+    assert!((1..=2).contains(&tokens), "{tokens} token requests:\n{log}");
+
+    let wrong = RemoteRegistry::new(
+        Endpoint::new(ours.authority())
+            .with_credentials(&ours.username, "not-the-password-77")
+            .with_ca_pem(&ours.ca_pem),
+    )
+    .unwrap();
+    let err = copy_reference(
+        &src,
+        &reference(&a, "org/img:1_latest"),
+        &wrong,
+        &format!("{}/org/other:latest", ours.authority())
+            .parse()
+            .unwrap(),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "registry {} refused the credentials of user \"zuul\"",
+            ours.authority()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password-77"));
+}

@@ -1,15 +1,19 @@
 //! `pull_from_intermediate_registry` and `push_to_intermediate_registry`,
 //! run as Ansible runs them, between Debian's docker-registry as the
-//! intermediate registry (TLS + htpasswd, as the seed configures it) and a
-//! buildset registry; images built and pulled by the real docker.
+//! intermediate registry (TLS + htpasswd, as the seed configures it) and
+//! our buildset registry server (bearer tokens); images built and pulled by
+//! the real docker.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::client_fixtures::{client_of, index_of, push_index, random_image, Flavor};
+use crate::support::buildset::BuildsetServer;
 use crate::support::distribution::Distribution;
-use crate::transfer_support::{registry_facts, run_module, DockerClient, DockerImage};
+use crate::transfer_support::{
+    client_for, registry_facts, run_module, DockerClient, DockerImage, TestRegistry,
+};
 
 const BUILD: &str = "f00dfeed";
 
@@ -24,7 +28,7 @@ fn artifact(inter: &Distribution, repository: &str, tag: &str) -> Value {
     })
 }
 
-fn pull_args(inter: &Distribution, buildset: &Distribution, artifacts: Value) -> Value {
+fn pull_args(inter: &Distribution, buildset: &impl TestRegistry, artifacts: Value) -> Value {
     json!({
         "buildset_registry": registry_facts(buildset),
         "intermediate_registry": registry_facts(inter),
@@ -39,7 +43,7 @@ fn images_of(result: &Value) -> &Vec<Value> {
 #[test]
 fn a_previous_build_is_pulled_into_the_buildset_registry_and_served_to_docker() {
     let inter = Distribution::start();
-    let buildset = Distribution::start();
+    let buildset = BuildsetServer::start();
     let image = DockerImage::build("app");
     let digest = image.push_to(&inter, "org/app", &format!("{BUILD}_latest"));
 
@@ -74,8 +78,9 @@ fn a_previous_build_is_pulled_into_the_buildset_registry_and_served_to_docker() 
     assert_eq!(docker.pull(&reference), digest);
 
     // Second pull: nothing moves. The intermediate registry serves only the
-    // manifest; no blob is read or written.
+    // manifest; no blob is read or written on either side.
     let before = inter.access_log().len();
+    let buildset_before = buildset.requests().len();
     let again = run_module(
         "pull_from_intermediate_registry",
         pull_args(&inter, &buildset, artifacts),
@@ -86,12 +91,15 @@ fn a_previous_build_is_pulled_into_the_buildset_registry_and_served_to_docker() 
     assert_eq!(images_of(&again)[0]["bytes_copied"], 0);
     let requests = inter.access_log()[before..].join("\n");
     assert!(!requests.contains("/blobs/"), "{requests}");
+    let requests = buildset.requests()[buildset_before..].join("\n");
+    assert!(!requests.contains("/blobs/"), "{requests}");
+    assert!(!requests.contains("PUT "), "{requests}");
 }
 
 #[test]
 fn a_multi_arch_index_keeps_its_digest() {
     let inter = Distribution::start();
-    let buildset = Distribution::start();
+    let buildset = BuildsetServer::start();
     let amd = random_image(Flavor::Oci, "amd64", &[200_000, 10]);
     let arm = random_image(Flavor::Oci, "arm64", &[210_000, 10]);
     let index = index_of(Flavor::Oci, &[&amd, &arm]);
@@ -118,7 +126,7 @@ fn a_multi_arch_index_keeps_its_digest() {
     // docker.io images are stored without the docker.io/ prefix.
     assert_eq!(pulled["repository"], "org/multi", "{result}");
     assert_eq!(pulled["digest"], index.digest.to_string());
-    let dst = client_of(&buildset);
+    let dst = client_for(&buildset);
     let arrived = speculative_images::client::runtime::block_on(async {
         use speculative_images::client::Registry;
         dst.manifest_get(&"org/multi".parse().unwrap(), "v1").await
@@ -131,7 +139,7 @@ fn a_multi_arch_index_keeps_its_digest() {
 #[test]
 fn pushed_artifacts_round_trip_into_a_following_pull() {
     let inter = Distribution::start();
-    let buildset = Distribution::start();
+    let buildset = BuildsetServer::start();
     let image = DockerImage::build("roundtrip");
     let latest = image.push_to(&buildset, "org/app", "latest");
     let v1 = image.push_to(&buildset, "org/app", "v1");
@@ -169,7 +177,7 @@ fn pushed_artifacts_round_trip_into_a_following_pull() {
     assert_eq!(again["artifacts"], pushed["artifacts"]);
 
     // The next change's buildset pulls exactly those records.
-    let next_buildset = Distribution::start();
+    let next_buildset = BuildsetServer::start();
     let pulled = run_module(
         "pull_from_intermediate_registry",
         pull_args(&inter, &next_buildset, pushed["artifacts"].clone()),
@@ -185,9 +193,9 @@ fn pushed_artifacts_round_trip_into_a_following_pull() {
 #[test]
 fn both_registries_over_ipv6_only() {
     let inter = Distribution::start_ipv6();
-    let buildset = Distribution::start_ipv6();
+    let buildset = BuildsetServer::start_ipv6();
     let image = random_image(Flavor::Docker, "amd64", &[100_000, 1000]);
-    let src = client_of(&buildset);
+    let src = client_for(&buildset);
     speculative_images::client::runtime::block_on(crate::client_fixtures::push_image(
         &src,
         "org/v6",
@@ -210,7 +218,7 @@ fn both_registries_over_ipv6_only() {
         pushed["artifacts"][0]["url"],
         format!("docker://[::1]:{}/org/v6:{BUILD}_latest", inter.port)
     );
-    let next = Distribution::start_ipv6();
+    let next = BuildsetServer::start_ipv6();
     let pulled = run_module(
         "pull_from_intermediate_registry",
         pull_args(&inter, &next, pushed["artifacts"].clone()),
@@ -226,7 +234,7 @@ fn both_registries_over_ipv6_only() {
 #[test]
 fn bad_input_fails_clearly_without_secrets() {
     let inter = Distribution::start();
-    let buildset = Distribution::start();
+    let buildset = BuildsetServer::start();
 
     // Wrong intermediate password: the registry and the user are named, the
     // password is not shown.
@@ -332,7 +340,7 @@ fn bad_input_fails_clearly_without_secrets() {
 #[test]
 fn the_buildset_registry_is_found_in_the_result_data_file() {
     let inter = Distribution::start();
-    let buildset = Distribution::start();
+    let buildset = BuildsetServer::start();
     let image = random_image(Flavor::Docker, "amd64", &[1000]);
     speculative_images::client::runtime::block_on(crate::client_fixtures::push_image(
         &client_of(&inter),

@@ -9,18 +9,99 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+use speculative_images::client::{Endpoint, RemoteRegistry};
+
+use crate::support::buildset::BuildsetServer;
 use crate::support::distribution::Distribution;
 use crate::support::run;
 
-/// The registry facts the modules take, for a distribution fixture.
-pub fn registry_facts(reg: &Distribution) -> Value {
+/// A registry a test started: Debian's docker-registry (the intermediate
+/// registry) or our buildset registry server.
+pub trait TestRegistry {
+    /// Host clients use.
+    fn host(&self) -> &str;
+    /// Port.
+    fn port(&self) -> u16;
+    /// `host:port`, IPv6 in brackets.
+    fn authority(&self) -> String;
+    /// The user.
+    fn username(&self) -> &str;
+    /// Its password.
+    fn password(&self) -> &str;
+    /// The PEM certificate clients trust.
+    fn ca_pem(&self) -> &str;
+    /// The request log so far (one line per request).
+    fn requests(&self) -> Vec<String>;
+}
+
+impl TestRegistry for Distribution {
+    fn host(&self) -> &str {
+        &self.host
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn authority(&self) -> String {
+        Distribution::authority(self)
+    }
+    fn username(&self) -> &str {
+        &self.username
+    }
+    fn password(&self) -> &str {
+        &self.password
+    }
+    fn ca_pem(&self) -> &str {
+        &self.tls.cert_pem
+    }
+    fn requests(&self) -> Vec<String> {
+        self.access_log()
+    }
+}
+
+impl TestRegistry for BuildsetServer {
+    fn host(&self) -> &str {
+        &self.host
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn authority(&self) -> String {
+        BuildsetServer::authority(self)
+    }
+    fn username(&self) -> &str {
+        &self.username
+    }
+    fn password(&self) -> &str {
+        &self.password
+    }
+    fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+    fn requests(&self) -> Vec<String> {
+        self.log().lines().map(str::to_string).collect()
+    }
+}
+
+/// The registry facts the modules take (`buildset_registry`,
+/// `intermediate_registry`).
+pub fn registry_facts(reg: &impl TestRegistry) -> Value {
     json!({
-        "host": reg.host,
-        "port": reg.port,
-        "username": reg.username,
-        "password": reg.password,
-        "cert": reg.tls.cert_pem,
+        "host": reg.host(),
+        "port": reg.port(),
+        "username": reg.username(),
+        "password": reg.password(),
+        "cert": reg.ca_pem(),
     })
+}
+
+/// A client of `reg` with its credentials and certificate.
+pub fn client_for(reg: &impl TestRegistry) -> std::sync::Arc<RemoteRegistry> {
+    RemoteRegistry::new(
+        Endpoint::new(reg.authority())
+            .with_credentials(reg.username(), reg.password())
+            .with_ca_pem(reg.ca_pem()),
+    )
+    .expect("client")
 }
 
 /// Run module `name` with `args` (plus Ansible's internal keys) and return
@@ -131,20 +212,20 @@ impl DockerImage {
     /// Push it to `reg` as `repository:tag` with skopeo (the credentials on
     /// the command line, the registry's CA in a directory); returns the
     /// manifest digest there.
-    pub fn push_to(&self, reg: &Distribution, repository: &str, tag: &str) -> String {
+    pub fn push_to(&self, reg: &impl TestRegistry, repository: &str, tag: &str) -> String {
         let certs = tempfile::tempdir().unwrap();
-        std::fs::write(certs.path().join("ca.crt"), &reg.tls.cert_pem).unwrap();
+        std::fs::write(certs.path().join("ca.crt"), reg.ca_pem()).unwrap();
         let dest = format!("docker://{}/{repository}:{tag}", reg.authority());
         run(Command::new("skopeo")
             .args(["copy", "-q", "--dest-creds"])
-            .arg(format!("{}:{}", reg.username, reg.password))
+            .arg(format!("{}:{}", reg.username(), reg.password()))
             .arg("--dest-cert-dir")
             .arg(certs.path())
             .arg(format!("docker-daemon:{}", self.name))
             .arg(&dest));
         let out = run(Command::new("skopeo")
             .args(["inspect", "--format", "{{.Digest}}", "--creds"])
-            .arg(format!("{}:{}", reg.username, reg.password))
+            .arg(format!("{}:{}", reg.username(), reg.password()))
             .arg("--cert-dir")
             .arg(certs.path())
             .arg(&dest));
@@ -170,14 +251,14 @@ pub struct DockerClient {
 
 impl DockerClient {
     /// Log in to `reg` (its CA written to `/etc/docker/certs.d/<authority>`).
-    pub fn login(reg: &Distribution) -> DockerClient {
-        crate::support::docker_trust(&reg.authority(), &reg.tls.cert_pem);
+    pub fn login(reg: &impl TestRegistry) -> DockerClient {
+        crate::support::docker_trust(&reg.authority(), reg.ca_pem());
         let config = tempfile::tempdir().unwrap();
         let mut login = Command::new("docker");
         login
             .arg("--config")
             .arg(config.path())
-            .args(["login", "--username", &reg.username, "--password-stdin"])
+            .args(["login", "--username", reg.username(), "--password-stdin"])
             .arg(reg.authority())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -188,7 +269,7 @@ impl DockerClient {
             .stdin
             .take()
             .unwrap()
-            .write_all(reg.password.as_bytes())
+            .write_all(reg.password().as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(

@@ -108,27 +108,37 @@ impl Transport {
         }
     }
 
-    /// React to a 401: forget a refused token, or learn the challenge the
+    /// React to a 401 to a request sent with `sent` (its `Authorization`
+    /// header, if any): forget a refused token, or learn the challenge the
     /// registry sent with it. Returns whether retrying the request can help.
     pub(crate) async fn unauthorized(
         &self,
         scopes: &[String],
+        sent: Option<&HeaderValue>,
         response: &reqwest::Response,
     ) -> bool {
-        let sent = response
+        let offered = response
             .headers()
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|h| parse_challenge(h).ok());
         let mut challenge = self.auth.challenge.lock().await;
-        match (challenge.clone(), sent) {
-            // A token expired or lacked a scope: fetch a fresh one.
+        match (challenge.clone(), offered) {
+            // A token expired or lacked a scope: forget it (unless a
+            // concurrent request already replaced it) and fetch a fresh one.
             (Some(Challenge::Bearer { .. }), Some(new @ Challenge::Bearer { .. })) => {
                 *challenge = Some(new);
-                self.auth.tokens.lock().await.remove(&scopes.join(" "));
-                true
+                let key = scopes.join(" ");
+                let mut tokens = self.auth.tokens.lock().await;
+                let refused = tokens
+                    .get(&key)
+                    .is_some_and(|t| Some(&bearer_header(t)) == sent);
+                if refused {
+                    tokens.remove(&key);
+                }
+                sent.is_some()
             }
-            // `/v2/` was open but this repository is not.
+            // `/v2/` was open but this request is not: authenticate from now on.
             (Some(Challenge::Anonymous), Some(new)) => {
                 *challenge = Some(new);
                 true

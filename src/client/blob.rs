@@ -12,7 +12,7 @@ use super::auth::repository_scope;
 use super::error::{redact_url, Error, ErrorKind};
 use super::registry::BlobStream;
 use super::remote::RemoteRegistry;
-use super::transport::Body;
+use super::transport::{Body, Channel};
 use crate::oci::{Digest, RepositoryName};
 
 impl RemoteRegistry {
@@ -45,7 +45,14 @@ impl RemoteRegistry {
         let action = format!("GET {}", redact_url(&url));
         let scopes = [repository_scope(repository.as_str(), "pull")];
         let response = t
-            .send(Method::GET, &url, &scopes, HeaderMap::new(), Body::Empty)
+            .send_via(
+                Channel::Bulk,
+                Method::GET,
+                &url,
+                &scopes,
+                HeaderMap::new(),
+                Body::Empty,
+            )
             .await?;
         let response = t.expect(response, &action, &[StatusCode::OK]).await?;
         let registry = t.endpoint.registry.clone();

@@ -31,8 +31,9 @@ pub enum TlsConfigError {
 }
 
 /// A rustls client configuration trusting `ca_pem` (roots, and pinned
-/// end-entity certificates), offering HTTP/2 and HTTP/1.1 by ALPN.
-pub fn client_config(ca_pem: &str) -> Result<rustls::ClientConfig, TlsConfigError> {
+/// end-entity certificates), offering HTTP/2 and HTTP/1.1 by ALPN, or
+/// HTTP/1.1 only when `http2` is false.
+pub fn client_config(ca_pem: &str, http2: bool) -> Result<rustls::ClientConfig, TlsConfigError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
         .filter_map(Result::ok)
         .collect();
@@ -60,7 +61,11 @@ pub fn client_config(ca_pem: &str) -> Result<rustls::ClientConfig, TlsConfigErro
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(config)
 }
 
@@ -141,7 +146,7 @@ mod tests {
     #[test]
     fn refuses_text_without_certificates() {
         assert!(matches!(
-            client_config("not a certificate"),
+            client_config("not a certificate", true),
             Err(TlsConfigError::NoCertificate)
         ));
     }
@@ -149,7 +154,9 @@ mod tests {
     #[test]
     fn accepts_a_generated_ca() {
         let pki = crate::pki::generate(&["localhost".into()]).unwrap();
-        let config = client_config(&pki.ca_pem).unwrap();
+        let config = client_config(&pki.ca_pem, true).unwrap();
         assert_eq!(config.alpn_protocols[0], b"h2");
+        let config = client_config(&pki.ca_pem, false).unwrap();
+        assert_eq!(config.alpn_protocols, [b"http/1.1"]);
     }
 }

@@ -1,7 +1,15 @@
-//! The transport of one registry: an HTTP client with that registry's TLS
-//! trust (HTTP/2 when offered, connections reused), authentication added
-//! to every request, retries with backoff for transient failures, and the
-//! conversion of every failure into a typed [`Error`].
+//! The transport of one registry: HTTP clients with that registry's TLS
+//! trust (connections reused), authentication added to every request,
+//! retries with backoff for transient failures, and the conversion of every
+//! failure into a typed [`Error`].
+//!
+//! Two connection pools per registry: manifests, HEADs, uploads' POSTs and
+//! tokens use HTTP/2 where the registry offers it (one connection, many
+//! small requests at once); blob bodies go over HTTP/1.1, one connection
+//! each. Measured with 8 x 64 MiB between two docker-registry instances on
+//! this 2-core machine: over HTTP/1.1 the registries spent ~20% less CPU
+//! and the copy took 5.8 s instead of 8.3 s (Go's HTTP/2 server handles a
+//! connection's frames in one goroutine and copies bodies through a pipe).
 
 use std::time::Duration;
 
@@ -48,6 +56,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest silence in the middle of a response.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Which connection pool a request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Channel {
+    /// Small requests: HTTP/2 where offered.
+    Metadata,
+    /// Blob bodies: HTTP/1.1, a connection per transfer.
+    Bulk,
+}
+
 /// A request body.
 pub(crate) enum Body {
     /// No body.
@@ -61,6 +78,7 @@ pub(crate) enum Body {
 pub struct Transport {
     pub(crate) endpoint: Endpoint,
     pub(crate) http: reqwest::Client,
+    pub(crate) bulk: reqwest::Client,
     pub(crate) auth: AuthState,
     pub(crate) retry: RetryPolicy,
 }
@@ -70,36 +88,10 @@ impl Transport {
     /// when given, the system roots otherwise.
     pub fn new(endpoint: Endpoint, retry: RetryPolicy) -> Result<Transport, Error> {
         crate::crypto::install_default();
-        let builder = reqwest::Client::builder()
-            .user_agent(concat!("speculative-images/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .pool_max_idle_per_host(32)
-            .http2_adaptive_window(true)
-            .tcp_nodelay(true);
-        let builder = match (&endpoint.ca_pem, endpoint.insecure) {
-            (Some(pem), false) => {
-                let config = tls::client_config(pem).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Tls(e.to_string()),
-                        &endpoint.registry,
-                        "loading the registry's certificate",
-                    )
-                })?;
-                builder.tls_backend_preconfigured(config)
-            }
-            _ => builder,
-        };
-        let http = builder.build().map_err(|e| {
-            Error::new(
-                ErrorKind::Tls(root_cause(&e)),
-                &endpoint.registry,
-                "setting up the HTTP client",
-            )
-        })?;
         Ok(Transport {
+            http: build_client(&endpoint, true)?,
+            bulk: build_client(&endpoint, false)?,
             endpoint,
-            http,
             auth: AuthState::default(),
             retry,
         })
@@ -126,15 +118,30 @@ impl Transport {
         headers: HeaderMap,
         body: Body,
     ) -> Result<Response, Error> {
+        self.send_via(Channel::Metadata, method, url, scopes, headers, body)
+            .await
+    }
+
+    /// [`Transport::send`] through the pool `channel`.
+    pub(crate) async fn send_via(
+        &self,
+        channel: Channel,
+        method: Method,
+        url: &str,
+        scopes: &[String],
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response, Error> {
+        let client = match channel {
+            Channel::Metadata => &self.http,
+            Channel::Bulk => &self.bulk,
+        };
         let mut reauthenticated = false;
         loop {
             let authorization = self.authorization(scopes).await?;
             let response = self
                 .execute(&method, url, || {
-                    let mut request = self
-                        .http
-                        .request(method.clone(), url)
-                        .headers(headers.clone());
+                    let mut request = client.request(method.clone(), url).headers(headers.clone());
                     if let Some(h) = &authorization {
                         request = request.header(reqwest::header::AUTHORIZATION, h.clone());
                     }
@@ -146,7 +153,9 @@ impl Transport {
                 .await?;
             if response.status() == StatusCode::UNAUTHORIZED
                 && !reauthenticated
-                && self.unauthorized(scopes, &response).await
+                && self
+                    .unauthorized(scopes, authorization.as_ref(), &response)
+                    .await
             {
                 reauthenticated = true;
                 continue;
@@ -155,8 +164,8 @@ impl Transport {
         }
     }
 
-    /// Send a request whose body is a stream (sent once, never retried
-    /// here: the caller restarts the whole transfer).
+    /// Send a request whose body is a stream, over the bulk pool (sent
+    /// once, never retried here: the caller restarts the whole transfer).
     pub(crate) async fn send_once(
         &self,
         method: Method,
@@ -165,7 +174,7 @@ impl Transport {
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, Error> {
         let authorization = self.authorization(scopes).await?;
-        let mut request = self.http.request(method.clone(), url);
+        let mut request = self.bulk.request(method.clone(), url);
         if let Some(h) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, h);
         }
@@ -261,6 +270,39 @@ impl Transport {
         };
         Error::new(kind, &self.endpoint.registry, action)
     }
+}
+
+/// An HTTP client for `endpoint`: its own CA (with pinning, see `tls.rs`)
+/// when given, the system roots otherwise; HTTP/2 offered when `http2`.
+fn build_client(endpoint: &Endpoint, http2: bool) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("speculative-images/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .pool_max_idle_per_host(32)
+        .tcp_nodelay(true);
+    builder = if http2 {
+        builder.http2_adaptive_window(true)
+    } else {
+        builder.http1_only()
+    };
+    if let (Some(pem), false) = (&endpoint.ca_pem, endpoint.insecure) {
+        let config = tls::client_config(pem, http2).map_err(|e| {
+            Error::new(
+                ErrorKind::Tls(e.to_string()),
+                &endpoint.registry,
+                "loading the registry's certificate",
+            )
+        })?;
+        builder = builder.tls_backend_preconfigured(config);
+    }
+    builder.build().map_err(|e| {
+        Error::new(
+            ErrorKind::Tls(root_cause(&e)),
+            &endpoint.registry,
+            "setting up the HTTP client",
+        )
+    })
 }
 
 #[derive(serde::Deserialize)]

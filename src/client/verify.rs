@@ -21,6 +21,8 @@ pub struct Verified {
     size: u64,
     seen: u64,
     hasher: Option<Hasher>,
+    /// Finished or failed: yield nothing more.
+    failed: bool,
     registry: String,
 }
 
@@ -33,6 +35,7 @@ impl Verified {
             digest,
             size,
             seen: 0,
+            failed: false,
             registry: registry.to_string(),
         }
     }
@@ -46,51 +49,73 @@ impl Verified {
     }
 }
 
+impl Verified {
+    /// The digest check, once all `size` bytes went through.
+    fn check_digest(&mut self) -> Result<(), Error> {
+        match self.hasher.take().map(Hasher::finish) {
+            Some(actual) if actual != self.digest => {
+                let kind = ErrorKind::DigestMismatch {
+                    expected: self.digest.clone(),
+                    actual,
+                };
+                self.failed = true;
+                Err(self.error(kind))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn size_mismatch(&mut self) -> Error {
+        self.failed = true;
+        self.hasher = None;
+        self.error(ErrorKind::SizeMismatch {
+            expected: self.size,
+            actual: self.seen,
+        })
+    }
+}
+
 impl Stream for Verified {
     type Item = Result<Bytes, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let Some(hasher) = this.hasher.as_mut() else {
+        if this.failed {
             return Poll::Ready(None);
-        };
+        }
         match this.inner.as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 this.seen += chunk.len() as u64;
                 if this.seen > this.size {
-                    let kind = ErrorKind::SizeMismatch {
-                        expected: this.size,
-                        actual: this.seen,
-                    };
-                    this.hasher = None;
-                    return Poll::Ready(Some(Err(this.error(kind))));
+                    return Poll::Ready(Some(Err(this.size_mismatch())));
                 }
-                hasher.update(&chunk);
+                if let Some(hasher) = this.hasher.as_mut() {
+                    hasher.update(&chunk);
+                }
+                // Check with the last byte, before handing it on: a sender
+                // bounded by Content-Length may never ask for the end.
+                if this.seen == this.size {
+                    if let Err(e) = this.check_digest() {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.hasher = None;
+                this.failed = true;
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                let actual = this.hasher.take().map(Hasher::finish);
                 if this.seen != this.size {
-                    let kind = ErrorKind::SizeMismatch {
-                        expected: this.size,
-                        actual: this.seen,
-                    };
-                    return Poll::Ready(Some(Err(this.error(kind))));
+                    return Poll::Ready(Some(Err(this.size_mismatch())));
                 }
-                match actual {
-                    Some(actual) if actual != this.digest => {
-                        let kind = ErrorKind::DigestMismatch {
-                            expected: this.digest.clone(),
-                            actual,
-                        };
-                        Poll::Ready(Some(Err(this.error(kind))))
+                match this.check_digest() {
+                    Err(e) => Poll::Ready(Some(Err(e))),
+                    Ok(()) => {
+                        this.failed = true; // done: nothing more to yield
+                        Poll::Ready(None)
                     }
-                    _ => Poll::Ready(None),
                 }
             }
         }
@@ -121,6 +146,18 @@ mod tests {
         let d = Digest::sha256(b"hello world");
         let v = Verified::new(stream_of(&[b"hello ", b"world"]), d, 11, "r");
         assert_eq!(drain(v).await.unwrap(), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn the_last_chunk_is_withheld_when_the_digest_is_wrong() {
+        // A sender bounded by Content-Length stops asking after the last
+        // byte: the error must come instead of that byte.
+        let d = Digest::sha256(b"hello world");
+        let mut v = Verified::new(stream_of(&[b"hello ", b"there"]), d, 11, "r");
+        assert_eq!(v.next().await.unwrap().unwrap(), "hello ");
+        let e = v.next().await.unwrap().unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::DigestMismatch { .. }), "{e}");
+        assert!(v.next().await.is_none());
     }
 
     #[tokio::test]
