@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 APT_PACKAGES=(docker.io docker-registry skopeo podman buildah busybox-static
-              apache2-utils jq curl make iproute2 python3-venv)
+              apache2-utils jq curl make iproute2 python3-venv file shellcheck)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

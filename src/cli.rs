@@ -31,6 +31,8 @@ pub enum Command {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// Copy an image (every platform) between registries.
+    Copy(crate::client::command::CopyCommand),
 }
 
 /// Entry point of the multi-call binary; returns the exit code.
@@ -41,6 +43,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
+        Command::Copy(copy) => copy.run(),
     };
     match result {
         Ok(()) => 0,

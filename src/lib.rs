@@ -8,6 +8,7 @@
 //! - [`host`]: host configuration files (docker, containers, buildkit, CA).
 //! - [`builder`]: image builders (docker, podman, buildah).
 //! - [`pki`]: certificates for the registries we start.
+//! - [`publish`]: upload and promote policy (targets, permits, retention).
 //! - [`zuul`]: Zuul's variables, naming rules and result data.
 //! - [`modules`]: one file per Ansible module, gluing the rooms together.
 //! - [`cli`]: the multi-call binary's command line.
@@ -21,5 +22,6 @@ pub mod host;
 pub mod modules;
 pub mod oci;
 pub mod pki;
+pub mod publish;
 pub mod registry;
 pub mod zuul;

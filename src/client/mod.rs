@@ -1,2 +1,62 @@
-//! Registry client and copy engine: transport (TLS per registry, auth),
-//! the protocol operations, and copying images between registries.
+//! Registry client and copy engine, in layers:
+//!
+//! - [`mod@copy`]: the copy engine (one image, every platform, between two
+//!   registries or within one), written against the [`Registry`] trait.
+//! - [`Registry`] (`registry.rs`): the spec's blob, manifest and tag
+//!   operations; [`RemoteRegistry`] implements it over HTTP, one file per
+//!   noun (`blob.rs`, `manifest.rs`, `tag.rs`).
+//! - [`transport`]: one registry's HTTP client: TLS trust (`tls.rs`),
+//!   authentication (`auth.rs`), retries, typed errors (`error.rs`).
+//!
+//! Typical use (the modules do this on a tokio runtime):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), speculative_images::client::Error> {
+//! use speculative_images::client::{copy_reference, CopyOptions, Endpoint, Registry, RemoteRegistry};
+//! let src = RemoteRegistry::new(Endpoint::new("inter.example.org:5000").with_credentials("zuul", "pw"))?;
+//! let dst = RemoteRegistry::new(Endpoint::new("[::1]:5000").with_ca_pem("-----BEGIN CERTIFICATE-----..."))?;
+//! let from = "inter.example.org:5000/org/img:1234_latest".parse().unwrap();
+//! let to = "[::1]:5000/org/img:latest".parse().unwrap();
+//! let report = copy_reference(&src, &from, &dst, &to, &CopyOptions::default()).await?;
+//! println!("{:?} copied {} bytes", report.digest, report.bytes_copied);
+//!
+//! // Retag (promote): the same bytes under another tag, then delete the old one.
+//! let repo = "org/img".parse().unwrap();
+//! let manifest = dst.manifest_get(&repo, "change_42_latest").await?;
+//! dst.manifest_put(&repo, "latest", &manifest).await?;
+//! let tags = dst.tags_list(&repo).await?;
+//! # let _ = tags;
+//! dst.manifest_delete(&repo, &manifest.digest).await?;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod blob;
+pub mod catalog;
+pub mod command;
+pub mod copy;
+mod endpoint;
+mod error;
+mod hub;
+mod manifest;
+mod registry;
+mod remote;
+pub mod runtime;
+mod tag;
+mod tag_delete;
+mod tls;
+pub mod transport;
+mod verify;
+
+pub use auth::{parse_challenge, repository_scope, Challenge};
+pub use copy::{copy, copy_reference, CopyOptions, CopyReport};
+pub use endpoint::{Credentials, Endpoint};
+pub use error::{redact_url, Error, ErrorDetail, ErrorKind, SpecError};
+pub use hub::{HubApi, HubTag, HUB_API_URL};
+pub use manifest::{Children, Descriptor, Manifest};
+pub use registry::{BlobStream, Registry};
+pub use remote::RemoteRegistry;
+pub use tag_delete::TagDeleted;
+pub use tls::{client_config, TlsConfigError};
+pub use transport::RetryPolicy;
+pub use verify::Verified;

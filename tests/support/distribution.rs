@@ -5,11 +5,21 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use super::tls::{server_pki, TlsPair};
+use super::tls::{self_signed_ca, server_pki, TlsPair};
 use super::{free_port, random_password, wait_until};
+
+/// How to start a [`Distribution`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Listen on `::1` only (else `127.0.0.1`).
+    pub ipv6: bool,
+    /// Serve one self-signed CA certificate (CA:TRUE) as the server's own,
+    /// as sites do with `openssl req -x509`, instead of a CA-signed leaf.
+    pub ca_as_leaf: bool,
+}
 
 /// A running distribution registry; stopped and removed on drop.
 pub struct Distribution {
@@ -32,17 +42,27 @@ pub struct Distribution {
 impl Distribution {
     /// Start one on 127.0.0.1.
     pub fn start() -> Distribution {
-        Distribution::start_on("127.0.0.1")
+        Distribution::start_with(Options::default())
     }
 
     /// Start one on IPv6 loopback only.
     pub fn start_ipv6() -> Distribution {
-        Distribution::start_on("::1")
+        Distribution::start_with(Options {
+            ipv6: true,
+            ..Options::default()
+        })
     }
 
-    fn start_on(host: &str) -> Distribution {
+    /// Start one as `options` say.
+    pub fn start_with(options: Options) -> Distribution {
+        let host = if options.ipv6 { "::1" } else { "127.0.0.1" };
         let dir = tempfile::tempdir().expect("tempdir");
-        let tls = server_pki(dir.path(), &["localhost", "127.0.0.1", "::1"]);
+        let names = ["localhost", "127.0.0.1", "::1"];
+        let tls = if options.ca_as_leaf {
+            self_signed_ca(dir.path(), &names)
+        } else {
+            server_pki(dir.path(), &names)
+        };
         let username = "zuul".to_string();
         let password = random_password();
         let hash = bcrypt::hash_with_result(&password, 4)
@@ -71,12 +91,14 @@ impl Distribution {
         )
         .expect("write config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+        // The access log (one line per request) goes to stdout.
+        let access = std::fs::File::create(dir.path().join("access.log")).expect("log file");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .stdout(Stdio::null())
+            .stdout(access)
             .stderr(log)
             .spawn()
             .expect("start docker-registry (apt install docker-registry)");
@@ -106,6 +128,15 @@ impl Distribution {
     /// The registry's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// The access log so far: one line per HTTP request served.
+    pub fn access_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self._dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 

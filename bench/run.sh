@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every benchmark under bench/ (each prints ours and its anchor side by
+# side). Run by `make bench` after the collection is built and installed.
+set -uo pipefail
+cd "$(dirname "$0")" || exit 1
+failed=()
+for bench in *.sh; do
+  [[ $bench == run.sh ]] && continue
+  printf '\n\033[1m==> bench/%s\033[0m\n' "$bench"
+  ./"$bench" || failed+=("$bench")
+done
+if ((${#failed[@]})); then
+  echo "FAILED benchmarks: ${failed[*]}"
+  exit 1
+fi

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Checks on what the repository ships for Zuul operators, as they would
+meet it: the site jobs and the jobs this repository provides parse, name
+playbooks that exist, keep the seed's requires/provides/pause; every role
+is documented. Ends with "N passed, N failed"."""
+
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+passed = failed = 0
+
+
+def check(what: str, ok: bool, detail: str = "") -> None:
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok   {what}")
+    else:
+        failed += 1
+        print(f"FAIL {what}" + (f": {detail}" if detail else ""))
+
+
+class ZuulLoader(yaml.SafeLoader):
+    """Zuul's YAML: secrets carry !encrypted/pkcs1-oaep values."""
+
+
+ZuulLoader.add_constructor(
+    "!encrypted/pkcs1-oaep", lambda loader, node: loader.construct_sequence(node)
+)
+
+
+def load_zuul(path: Path) -> list:
+    return yaml.load(path.read_text(), Loader=ZuulLoader) or []
+
+
+jobs = {}
+secrets = {}
+for path in sorted((REPO / "zuul.d").glob("*.yaml")):
+    try:
+        items = load_zuul(path)
+        check(f"{path.relative_to(REPO)} parses", True)
+    except yaml.YAMLError as e:
+        check(f"{path.relative_to(REPO)} parses", False, str(e))
+        continue
+    for item in items:
+        if "job" in item:
+            jobs[item["job"]["name"]] = item["job"]
+        if "secret" in item:
+            secrets[item["secret"]["name"]] = item["secret"]
+
+for name in (
+    "yoursite-buildset-registry",
+    "yoursite-build-docker-image",
+    "yoursite-upload-docker-image",
+    "yoursite-promote-docker-image",
+    "promote-docker-image",
+):
+    check(f"job {name} is defined", name in jobs)
+
+check(
+    "the intermediate registry secret has host, port, username, password",
+    set(secrets.get("yoursite-intermediate-registry", {}).get("data", {}))
+    >= {"host", "port", "username", "password"},
+)
+bs = jobs.get("yoursite-buildset-registry", {})
+check("buildset job requires docker-image", bs.get("requires") == "docker-image")
+check(
+    "buildset job gets the secret as intermediate_registry",
+    any(s.get("name") == "intermediate_registry" for s in bs.get("secrets", [])),
+)
+check(
+    "build job provides docker-image",
+    jobs.get("yoursite-build-docker-image", {}).get("provides") == "docker-image",
+)
+check(
+    "site promote job's parent exists",
+    jobs.get("yoursite-promote-docker-image", {}).get("parent") in jobs,
+)
+check(
+    "promote-docker-image runs without nodes",
+    jobs.get("promote-docker-image", {}).get("nodeset") == {"nodes": []},
+)
+for name, job in sorted(jobs.items()):
+    for key in ("pre-run", "run", "post-run"):
+        value = job.get(key)
+        for playbook in [value] if isinstance(value, str) else value or []:
+            check(f"{name} {key} {playbook} exists", (REPO / playbook).is_file())
+
+run_yaml = yaml.safe_load((REPO / "playbooks/buildset-registry/run.yaml").read_text())
+pause = run_yaml[0]["tasks"][0].get("zuul_return", {})
+check("the buildset job pauses", pause.get("data", {}).get("zuul", {}).get("pause") is True)
+
+for role in sorted(p for p in (REPO / "roles").iterdir() if p.is_dir()):
+    for part in ("tasks/main.yml", "meta/main.yml", "meta/argument_specs.yml", "README.md"):
+        check(f"role {role.name} has {part}", (role / part).is_file())
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)

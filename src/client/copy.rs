@@ -1,0 +1,330 @@
+//! The copy engine: one image (manifest, Docker manifest list or OCI index
+//! with every platform) from a repository of one [`Registry`] to a
+//! repository of another, or of the same one.
+//!
+//! Contracts:
+//! - Nothing is written when the destination already names the same
+//!   manifest digest (`changed: false`, no blob touched).
+//! - Manifest bytes are written exactly as read, so the digest at the
+//!   destination is the source's.
+//! - A blob the destination has (HEAD) is not transferred; within one
+//!   registry a missing blob is mounted from the source repository; only
+//!   otherwise is it streamed from source to destination, never held whole
+//!   in memory nor written to disk, and checked against its digest and
+//!   size on the way (a mismatch aborts the upload).
+//! - Up to `parallelism` blobs are in flight at once; a transfer that fails
+//!   transiently (connection reset, 5xx, 429) is restarted with backoff.
+//! - Manifests are written last, children before their index, so a reader
+//!   never finds a manifest whose content is missing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::error::{Error, ErrorKind};
+use super::manifest::{Children, Descriptor, Manifest};
+use super::registry::Registry;
+use super::verify::Verified;
+use crate::oci::{Digest, Reference, RepositoryName, Tag};
+
+/// Deepest nesting of indexes followed (an index of indexes is legal but
+/// rare; a loop would be a broken registry).
+const MAX_DEPTH: usize = 4;
+
+/// How a copy runs.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Blobs in flight at once.
+    pub parallelism: usize,
+    /// Restarts of one blob transfer after a transient failure.
+    pub blob_retries: u32,
+    /// Wait before the first restart; doubled for each further one.
+    pub backoff: Duration,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            parallelism: 8,
+            blob_retries: 3,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CopyReport {
+    /// Digest of the top manifest (the same at source and destination).
+    pub digest: Option<Digest>,
+    /// Its media type.
+    pub media_type: String,
+    /// Whether the destination changed (a manifest was written).
+    pub changed: bool,
+    /// Manifests written (children and top).
+    pub manifests_written: usize,
+    /// Blobs the destination already had.
+    pub blobs_skipped: usize,
+    /// Blobs mounted from the source repository.
+    pub blobs_mounted: usize,
+    /// Blobs transferred.
+    pub blobs_copied: usize,
+    /// Bytes transferred (blob content).
+    pub bytes_copied: u64,
+}
+
+/// Copy `src_ref` from `src` to `dst_ref` on `dst`: the registry parts of
+/// the references are not used (the handles say where to connect); the
+/// destination's tag, or else its digest, or else the source's digest is
+/// what the image is stored under. Mounts are tried when both handles name
+/// the same registry.
+pub async fn copy_reference<S: Registry, D: Registry>(
+    src: &Arc<S>,
+    src_ref: &Reference,
+    dst: &Arc<D>,
+    dst_ref: &Reference,
+    options: &CopyOptions,
+) -> Result<CopyReport, Error> {
+    copy(
+        src,
+        &src_ref.repository,
+        &src_ref.target(),
+        dst,
+        &dst_ref.repository,
+        dst_ref.tag.as_ref(),
+        options,
+    )
+    .await
+    .map_err(|e| e.during(format_args!("copying {src_ref} to {dst_ref}")))
+}
+
+/// Copy the image `src_reference` (tag or digest) of `src_repository` to
+/// `dst_repository`, tagged `dst_tag` (or stored by digest only).
+pub async fn copy<S: Registry, D: Registry>(
+    src: &Arc<S>,
+    src_repository: &RepositoryName,
+    src_reference: &str,
+    dst: &Arc<D>,
+    dst_repository: &RepositoryName,
+    dst_tag: Option<&Tag>,
+    options: &CopyOptions,
+) -> Result<CopyReport, Error> {
+    let top = src.manifest_get(src_repository, src_reference).await?;
+    let dst_reference = match dst_tag {
+        Some(tag) => tag.to_string(),
+        None => top.digest.to_string(),
+    };
+    let mut report = CopyReport {
+        digest: Some(top.digest.clone()),
+        media_type: top.media_type.clone(),
+        ..CopyReport::default()
+    };
+    if dst.manifest_head(dst_repository, &dst_reference).await? == Some(top.digest.clone()) {
+        return Ok(report);
+    }
+
+    // Walk the image: every manifest (children first) and every blob.
+    let mut manifests = Vec::new();
+    let mut blobs = BTreeMap::new();
+    collect(src, src_repository, top, 0, &mut manifests, &mut blobs).await?;
+
+    let counts = transfer_blobs(src, src_repository, dst, dst_repository, blobs, options).await?;
+    report.blobs_skipped = counts.skipped.load(Ordering::Relaxed);
+    report.blobs_mounted = counts.mounted.load(Ordering::Relaxed);
+    report.blobs_copied = counts.copied.load(Ordering::Relaxed);
+    report.bytes_copied = counts.bytes.load(Ordering::Relaxed);
+
+    // Manifests last: children by digest, then the top one under its tag.
+    let top = manifests.pop().expect("the top manifest was collected");
+    for child in &manifests {
+        dst.manifest_put(dst_repository, &child.digest.to_string(), child)
+            .await?;
+        report.manifests_written += 1;
+    }
+    dst.manifest_put(dst_repository, &dst_reference, &top)
+        .await?;
+    report.manifests_written += 1;
+    report.changed = true;
+    Ok(report)
+}
+
+/// Add `manifest` and everything below it to `manifests` (children before
+/// parents) and its blobs to `blobs`.
+async fn collect<S: Registry>(
+    src: &Arc<S>,
+    repository: &RepositoryName,
+    manifest: Manifest,
+    depth: usize,
+    manifests: &mut Vec<Manifest>,
+    blobs: &mut BTreeMap<Digest, u64>,
+) -> Result<(), Error> {
+    let invalid = |why: String| {
+        Error::new(
+            ErrorKind::InvalidResponse(why),
+            src.name(),
+            format!("reading manifest {}", manifest.digest),
+        )
+    };
+    match manifest.children().map_err(invalid)? {
+        Children::Blobs(descriptors) => {
+            for Descriptor { digest, size, .. } in descriptors {
+                blobs.insert(digest, size);
+            }
+        }
+        Children::Manifests(descriptors) => {
+            if depth >= MAX_DEPTH {
+                return Err(Error::new(
+                    ErrorKind::Unsupported(format!(
+                        "index {} nests indexes more than {MAX_DEPTH} deep",
+                        manifest.digest
+                    )),
+                    src.name(),
+                    "reading the image",
+                ));
+            }
+            for descriptor in descriptors {
+                if manifests.iter().any(|m| m.digest == descriptor.digest) {
+                    continue;
+                }
+                let child = src
+                    .manifest_get(repository, &descriptor.digest.to_string())
+                    .await?;
+                Box::pin(collect(src, repository, child, depth + 1, manifests, blobs)).await?;
+            }
+        }
+    }
+    manifests.push(manifest);
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    skipped: AtomicUsize,
+    mounted: AtomicUsize,
+    copied: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+async fn transfer_blobs<S: Registry, D: Registry>(
+    src: &Arc<S>,
+    src_repository: &RepositoryName,
+    dst: &Arc<D>,
+    dst_repository: &RepositoryName,
+    blobs: BTreeMap<Digest, u64>,
+    options: &CopyOptions,
+) -> Result<Arc<Counts>, Error> {
+    let counts = Arc::new(Counts::default());
+    let permits = Arc::new(Semaphore::new(options.parallelism.max(1)));
+    let mount = src.name() == dst.name();
+    // Largest first, so the long transfers start early.
+    let mut order: Vec<(Digest, u64)> = blobs.into_iter().collect();
+    order.sort_by_key(|b| std::cmp::Reverse(b.1));
+    let mut tasks = JoinSet::new();
+    for (digest, size) in order {
+        let job = BlobJob {
+            src: src.clone(),
+            src_repository: src_repository.clone(),
+            dst: dst.clone(),
+            dst_repository: dst_repository.clone(),
+            digest,
+            size,
+            mount,
+            options: options.clone(),
+            counts: counts.clone(),
+        };
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            job.run().await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            // Dropping `tasks` aborts the transfers still running.
+            Ok(Err(e)) => return Err(e),
+            Err(join) => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported(format!("a blob transfer task failed: {join}")),
+                    dst.name(),
+                    "copying blobs",
+                ))
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// One blob to bring to the destination.
+struct BlobJob<S, D> {
+    src: Arc<S>,
+    src_repository: RepositoryName,
+    dst: Arc<D>,
+    dst_repository: RepositoryName,
+    digest: Digest,
+    size: u64,
+    mount: bool,
+    options: CopyOptions,
+    counts: Arc<Counts>,
+}
+
+impl<S: Registry, D: Registry> BlobJob<S, D> {
+    async fn run(self) -> Result<(), Error> {
+        if self
+            .dst
+            .blob_head(&self.dst_repository, &self.digest)
+            .await?
+            .is_some()
+        {
+            self.counts.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if self.mount
+            && self
+                .dst
+                .blob_mount(&self.dst_repository, &self.digest, &self.src_repository)
+                .await?
+        {
+            self.counts.mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            match self.stream().await {
+                Ok(()) => {
+                    self.counts.copied.fetch_add(1, Ordering::Relaxed);
+                    self.counts.bytes.fetch_add(self.size, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() && attempt < self.options.blob_retries => {
+                    let wait = self.options.backoff.saturating_mul(1 << attempt.min(16));
+                    tracing::debug!(digest = %self.digest, error = %e, ?wait, "restarting blob");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.during(format_args!("copying blob {}", self.digest))),
+            }
+        }
+    }
+
+    async fn stream(&self) -> Result<(), Error> {
+        let body = self
+            .src
+            .blob_get(&self.src_repository, &self.digest)
+            .await?;
+        let verified = Verified::new(body, self.digest.clone(), self.size, self.src.name());
+        self.dst
+            .blob_put(
+                &self.dst_repository,
+                &self.digest,
+                self.size,
+                Box::pin(verified),
+            )
+            .await
+    }
+}

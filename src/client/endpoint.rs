@@ -1,0 +1,137 @@
+//! How to reach one registry: its address, credentials, the certificate
+//! to trust, and whether it speaks plain HTTP. Built from the Zuul
+//! variables (`buildset_registry`, `intermediate_registry`) or by hand.
+
+use std::fmt;
+
+use crate::oci::reference::{is_docker_hub, DOCKER_HUB_API};
+use crate::zuul::{BuildsetRegistry, IntermediateRegistry};
+
+/// A username and password. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password (or a token used as one).
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"********")
+            .finish()
+    }
+}
+
+/// Connection settings of one registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host[:port]` as references name it (`docker.io` for Docker Hub,
+    /// `[::1]:5000` for an IPv6 literal).
+    pub registry: String,
+    /// Credentials; anonymous when absent.
+    pub credentials: Option<Credentials>,
+    /// PEM certificate(s) to trust for this registry instead of the system
+    /// roots (a CA, or the server's own self-signed certificate).
+    pub ca_pem: Option<String>,
+    /// Speak plain HTTP (a registry marked insecure).
+    pub insecure: bool,
+}
+
+impl Endpoint {
+    /// Anonymous HTTPS with the system roots.
+    pub fn new(registry: impl Into<String>) -> Endpoint {
+        Endpoint {
+            registry: registry.into(),
+            credentials: None,
+            ca_pem: None,
+            insecure: false,
+        }
+    }
+
+    /// With credentials.
+    pub fn with_credentials(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Endpoint {
+        self.credentials = Some(Credentials {
+            username: username.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Trusting `ca_pem` (PEM) for this registry.
+    pub fn with_ca_pem(mut self, ca_pem: impl Into<String>) -> Endpoint {
+        self.ca_pem = Some(ca_pem.into());
+        self
+    }
+
+    /// Over plain HTTP.
+    pub fn insecure(mut self, insecure: bool) -> Endpoint {
+        self.insecure = insecure;
+        self
+    }
+
+    /// `host[:port]` to connect to (Docker Hub's API host for `docker.io`).
+    pub fn api_authority(&self) -> &str {
+        if is_docker_hub(&self.registry) {
+            DOCKER_HUB_API
+        } else {
+            &self.registry
+        }
+    }
+
+    /// `https://host:port` (or `http://` when insecure).
+    pub fn base_url(&self) -> String {
+        let scheme = if self.insecure { "http" } else { "https" };
+        format!("{scheme}://{}", self.api_authority())
+    }
+}
+
+impl From<&BuildsetRegistry> for Endpoint {
+    fn from(r: &BuildsetRegistry) -> Endpoint {
+        Endpoint::new(r.authority())
+            .with_credentials(&r.username, &r.password)
+            .with_ca_pem(&r.cert)
+    }
+}
+
+impl From<&IntermediateRegistry> for Endpoint {
+    fn from(r: &IntermediateRegistry) -> Endpoint {
+        let endpoint = Endpoint::new(r.authority()).with_credentials(&r.username, &r.password);
+        match &r.cert {
+            Some(cert) if !cert.trim().is_empty() => endpoint.with_ca_pem(cert),
+            _ => endpoint,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_password() {
+        let e = Endpoint::new("reg:5000").with_credentials("zuul", "s3cr3t-pw");
+        let text = format!("{e:?}");
+        assert!(!text.contains("s3cr3t-pw"), "{text}");
+        assert!(text.contains("zuul"));
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(Endpoint::new("[::1]:5000").base_url(), "https://[::1]:5000");
+        assert_eq!(
+            Endpoint::new("docker.io").base_url(),
+            "https://registry-1.docker.io"
+        );
+        assert_eq!(
+            Endpoint::new("reg:80").insecure(true).base_url(),
+            "http://reg:80"
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The one interface the copy engine speaks to: the distribution spec's
+//! operations on blobs, manifests and tags of one registry. The HTTP
+//! client ([`super::RemoteRegistry`]) implements it; an OCI layout or an
+//! in-memory store could too.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::error::Error;
+use super::manifest::Manifest;
+use crate::oci::{Digest, RepositoryName, Tag};
+
+/// The bytes of a blob as they arrive, never held whole.
+pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
+
+/// A registry's storage operations. Every method names the repository it
+/// works in; errors carry the registry, the operation and the cause.
+pub trait Registry: Send + Sync + 'static {
+    /// The registry's name (`host:port`), for messages and to tell whether
+    /// two handles point at the same registry (and may mount).
+    fn name(&self) -> &str;
+
+    /// The size of blob `digest` in `repository`, or `None` if absent.
+    fn blob_head(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
+
+    /// The content of blob `digest`, as a stream (not verified here).
+    fn blob_get(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<BlobStream, Error>> + Send;
+
+    /// Store `body` (exactly `size` bytes) as blob `digest`. The registry
+    /// commits it only if it hashes to `digest`.
+    fn blob_put(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        body: BlobStream,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Make blob `digest` of repository `from` (same registry) available in
+    /// `repository` without transferring it. `Ok(false)` when the registry
+    /// did not mount it (then the caller transfers it).
+    fn blob_mount(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: &RepositoryName,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// The manifest (or index) `reference` (a tag or digest) names, its
+    /// bytes exactly as stored, whatever manifest media type it has.
+    fn manifest_get(
+        &self,
+        repository: &RepositoryName,
+        reference: &str,
+    ) -> impl Future<Output = Result<Manifest, Error>> + Send;
+
+    /// The digest of the manifest `reference` names, or `None` if absent.
+    fn manifest_head(
+        &self,
+        repository: &RepositoryName,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<Digest>, Error>> + Send;
+
+    /// Store `manifest`'s bytes, unchanged, under `reference` (a tag, or
+    /// its digest). Returns the digest the registry reports (or computed),
+    /// after checking it equals the manifest's.
+    fn manifest_put(
+        &self,
+        repository: &RepositoryName,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> impl Future<Output = Result<Digest, Error>> + Send;
+
+    /// Delete the manifest `digest` (and with it every tag naming it).
+    fn manifest_delete(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Every tag of `repository` (empty when the repository is unknown).
+    fn tags_list(
+        &self,
+        repository: &RepositoryName,
+    ) -> impl Future<Output = Result<Vec<Tag>, Error>> + Send;
+}

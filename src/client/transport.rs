@@ -1,0 +1,358 @@
+//! The transport of one registry: an HTTP client with that registry's TLS
+//! trust (HTTP/2 when offered, connections reused), authentication added
+//! to every request, retries with backoff for transient failures, and the
+//! conversion of every failure into a typed [`Error`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+
+use super::auth::AuthState;
+use super::endpoint::Endpoint;
+use super::error::{redact_url, root_cause, Error, ErrorKind, SpecError};
+use super::tls;
+
+/// How often and how patiently to retry transient failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub backoff: Duration,
+    /// Longest wait honoured from a `Retry-After` header.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 3,
+            backoff: Duration::from_millis(200),
+            max_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (0-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        self.backoff.saturating_mul(1 << attempt.min(16))
+    }
+}
+
+/// Connection timeout: an unreachable registry fails within
+/// `(retries + 1) × CONNECT_TIMEOUT` plus the backoff.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest silence in the middle of a response.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request body.
+pub(crate) enum Body {
+    /// No body.
+    Empty,
+    /// A body held in memory, so the request can be repeated.
+    Bytes(Bytes),
+}
+
+/// One registry's HTTP transport.
+#[derive(Debug)]
+pub struct Transport {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) http: reqwest::Client,
+    pub(crate) auth: AuthState,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl Transport {
+    /// A transport for `endpoint`: its own CA (with pinning, see `tls.rs`)
+    /// when given, the system roots otherwise.
+    pub fn new(endpoint: Endpoint, retry: RetryPolicy) -> Result<Transport, Error> {
+        let builder = reqwest::Client::builder()
+            .user_agent(concat!("speculative-images/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .pool_max_idle_per_host(32)
+            .http2_adaptive_window(true)
+            .tcp_nodelay(true);
+        let builder = match (&endpoint.ca_pem, endpoint.insecure) {
+            (Some(pem), false) => {
+                let config = tls::client_config(pem).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Tls(e.to_string()),
+                        &endpoint.registry,
+                        "loading the registry's certificate",
+                    )
+                })?;
+                builder.tls_backend_preconfigured(config)
+            }
+            _ => builder,
+        };
+        let http = builder.build().map_err(|e| {
+            Error::new(
+                ErrorKind::Tls(root_cause(&e)),
+                &endpoint.registry,
+                "setting up the HTTP client",
+            )
+        })?;
+        Ok(Transport {
+            endpoint,
+            http,
+            auth: AuthState::default(),
+            retry,
+        })
+    }
+
+    /// The registry's connection settings.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// `https://host:port/v2/<path>`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}/v2/{path}", self.endpoint.base_url())
+    }
+
+    /// Send a repeatable request with authentication for `scopes`,
+    /// retrying transient failures and re-authenticating once on 401.
+    /// Any status is returned; use [`Transport::expect`] to check it.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        scopes: &[String],
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response, Error> {
+        let mut reauthenticated = false;
+        loop {
+            let authorization = self.authorization(scopes).await?;
+            let response = self
+                .execute(&method, url, || {
+                    let mut request = self
+                        .http
+                        .request(method.clone(), url)
+                        .headers(headers.clone());
+                    if let Some(h) = &authorization {
+                        request = request.header(reqwest::header::AUTHORIZATION, h.clone());
+                    }
+                    match &body {
+                        Body::Empty => request,
+                        Body::Bytes(b) => request.body(b.clone()),
+                    }
+                })
+                .await?;
+            if response.status() == StatusCode::UNAUTHORIZED
+                && !reauthenticated
+                && self.unauthorized(scopes, &response).await
+            {
+                reauthenticated = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Send a request whose body is a stream (sent once, never retried
+    /// here: the caller restarts the whole transfer).
+    pub(crate) async fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        scopes: &[String],
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, Error> {
+        let authorization = self.authorization(scopes).await?;
+        let mut request = self.http.request(method.clone(), url);
+        if let Some(h) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, h);
+        }
+        build(request).send().await.map_err(|e| {
+            // A failing body stream (a broken source, a digest mismatch
+            // found on the way) is the real cause: return it.
+            body_failure(&e).unwrap_or_else(|| self.classify(&method, url, &e))
+        })
+    }
+
+    /// Send the request `build` makes, again after a backoff while the
+    /// failure is transient (connection failures, 5xx, 429) and retries
+    /// remain.
+    pub(crate) async fn execute(
+        &self,
+        method: &Method,
+        url: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, Error> {
+        let mut attempt = 0;
+        loop {
+            let outcome = build().send().await;
+            let wait = match outcome {
+                Err(e) => {
+                    let error = self.classify(method, url, &e);
+                    if !error.is_retryable() || attempt >= self.retry.retries {
+                        return Err(error);
+                    }
+                    self.retry.delay(attempt)
+                }
+                Ok(r) if is_transient(r.status()) && attempt < self.retry.retries => {
+                    retry_after(r.headers())
+                        .map(|d| d.min(self.retry.max_wait))
+                        .unwrap_or_else(|| self.retry.delay(attempt))
+                }
+                Ok(r) => return Ok(r),
+            };
+            tracing::debug!(%method, url = %redact_url(url), attempt, ?wait, "retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// `response` if its status is one of `expected`, else the error it
+    /// describes (status, the spec's error codes from its body).
+    pub(crate) async fn expect(
+        &self,
+        response: Response,
+        action: &str,
+        expected: &[StatusCode],
+    ) -> Result<Response, Error> {
+        let status = response.status();
+        if expected.contains(&status) {
+            return Ok(response);
+        }
+        let kind = match status {
+            StatusCode::UNAUTHORIZED => ErrorKind::Unauthorized,
+            StatusCode::FORBIDDEN => ErrorKind::Denied,
+            StatusCode::NOT_FOUND => ErrorKind::NotFound,
+            StatusCode::TOO_MANY_REQUESTS => ErrorKind::TooManyRequests,
+            _ => ErrorKind::Status,
+        };
+        let codes = response
+            .bytes()
+            .await
+            .ok()
+            .and_then(|body| serde_json::from_slice::<SpecErrors>(&body).ok())
+            .map(|e| e.errors)
+            .unwrap_or_default();
+        let mut error = Error::new(kind, &self.endpoint.registry, action);
+        error.status = Some(status);
+        error.codes = codes;
+        error.username = self
+            .endpoint
+            .credentials
+            .as_ref()
+            .map(|c| c.username.clone());
+        Err(error)
+    }
+
+    /// A typed error for a request that got no answer.
+    pub(crate) fn classify(&self, method: &Method, url: &str, e: &reqwest::Error) -> Error {
+        let action = format!("{method} {}", redact_url(url));
+        let cause = root_cause(e);
+        let kind = if let Some(tls) = tls_cause(e) {
+            ErrorKind::Tls(tls)
+        } else if e.is_connect() {
+            ErrorKind::Connect(cause)
+        } else if e.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Body(cause)
+        };
+        Error::new(kind, &self.endpoint.registry, action)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SpecErrors {
+    #[serde(default)]
+    errors: Vec<SpecError>,
+}
+
+fn is_transient(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || matches!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
+        )
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// The client error a request body stream failed with, if that is why
+/// `error` happened.
+fn body_failure(error: &reqwest::Error) -> Option<Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(c) = cause {
+        if let Some(e) = c.downcast_ref::<Error>() {
+            return Some(e.clone());
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The rustls error somewhere in `e`'s chain, if the failure was TLS.
+fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(r) = c.downcast_ref::<rustls::Error>() {
+            return Some(describe_tls(r));
+        }
+        // io::Error hides its inner error from `source()`; look inside.
+        cause = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    None
+}
+
+/// A rustls failure in words a site admin acts on, with rustls' own text.
+fn describe_tls(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let words = match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "its certificate is not signed by a trusted CA"
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName)
+        | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => {
+            "its certificate is not valid for this host name"
+        }
+        rustls::Error::InvalidCertificate(C::Expired)
+        | rustls::Error::InvalidCertificate(C::ExpiredContext { .. }) => {
+            "its certificate has expired"
+        }
+        rustls::Error::InvalidCertificate(_) if format!("{e:?}").contains("CaUsedAsEndEntity") => {
+            "it presents a CA certificate as its own, and not the certificate given for it"
+        }
+        _ => return e.to_string(),
+    };
+    format!("{words} ({e})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.delay(0), Duration::from_millis(200));
+        assert_eq!(p.delay(2), Duration::from_millis(800));
+    }
+}
