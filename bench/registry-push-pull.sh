@@ -8,6 +8,9 @@
 #   bench/registry-push-pull.sh            # one round
 #   ROUNDS=3 bench/registry-push-pull.sh   # best of three
 #
+# docker gzips every layer as it pushes, so push times include that CPU
+# work on the client side for both registries alike.
+#
 # Uses the release binary (built if missing). Everything it creates
 # (registries, images, certs.d entries, temp dirs) is removed on exit.
 set -euo pipefail
@@ -64,9 +67,9 @@ openssl x509 -req -in "$WORK/domain.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key
   -CAcreateserial -days 1 -extfile "$WORK/ext.cnf" 2>/dev/null >"$WORK/leaf.crt"
 cat "$WORK/leaf.crt" "$WORK/ca.crt" >"$WORK/domain.crt"
 
-USER=bench
+BENCH_USER=bench
 PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-htpasswd -nbB "$USER" "$PASSWORD" >"$WORK/htpasswd"
+htpasswd -nbB "$BENCH_USER" "$PASSWORD" >"$WORK/htpasswd"
 HASH=$(cut -d: -f2 "$WORK/htpasswd")
 
 trust() {
@@ -85,27 +88,28 @@ wait_for() {
   exit 1
 }
 
-# --- ours --------------------------------------------------------------------
-OURS_PORT=$(free_port)
-OURS=127.0.0.1:$OURS_PORT
-cat >"$WORK/ours.json" <<EOF
+# --- the two registries, fresh for each round (docker remembers which
+# registry holds which layer and would mount instead of pushing) ---------
+start_registries() {
+  local round=$1
+  OURS=127.0.0.1:$(free_port)
+  cat >"$WORK/ours$round.json" <<EOF
 {"listen": ["$OURS"], "tls": {"cert": "$WORK/domain.crt", "key": "$WORK/domain.key"},
- "storage": "$WORK/ours-data", "users": [{"username": "$USER", "password_bcrypt": "$HASH"}],
+ "storage": "$WORK/ours-data$round", "users": [{"username": "$BENCH_USER", "password_bcrypt": "$HASH"}],
  "token_secret": "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')", "anonymous_pull": true}
 EOF
-"$BIN" serve --config "$WORK/ours.json" >"$WORK/ours.log" 2>&1 &
-PIDS+=($!)
+  "$BIN" serve --config "$WORK/ours$round.json" >"$WORK/ours$round.log" 2>&1 &
+  PIDS+=($!)
 
-# --- Debian's docker-registry, configured as the seed does ----------------------
-DIST_PORT=$(free_port)
-DIST=127.0.0.1:$DIST_PORT
-cat >"$WORK/distribution.yml" <<EOF
+  # Debian's docker-registry, configured as the seed does.
+  DIST=127.0.0.1:$(free_port)
+  cat >"$WORK/distribution$round.yml" <<EOF
 version: 0.1
 log:
   level: warn
 storage:
   filesystem:
-    rootdirectory: $WORK/distribution-data
+    rootdirectory: $WORK/distribution-data$round
   delete:
     enabled: true
 http:
@@ -118,14 +122,15 @@ auth:
     realm: Registry Realm
     path: $WORK/htpasswd
 EOF
-docker-registry serve "$WORK/distribution.yml" >"$WORK/distribution.log" 2>&1 &
-PIDS+=($!)
+  docker-registry serve "$WORK/distribution$round.yml" >"$WORK/distribution$round.log" 2>&1 &
+  PIDS+=($!)
 
-for registry in "$OURS" "$DIST"; do
-  trust "$registry"
-  wait_for "$registry"
-  echo "$PASSWORD" | docker login --username "$USER" --password-stdin "$registry" >/dev/null 2>&1
-done
+  for registry in "$OURS" "$DIST"; do
+    trust "$registry"
+    wait_for "$registry"
+    echo "$PASSWORD" | docker login --username "$BENCH_USER" --password-stdin "$registry" >/dev/null 2>&1
+  done
+}
 
 # --- the image: FROM scratch, 8 random layers -----------------------------------
 echo "building a ${LAYERS}-layer $((LAYERS * LAYER_MIB)) MiB image" >&2
@@ -144,33 +149,38 @@ IMAGE_ID=$(docker image inspect --format '{{.Id}}' "$NAME:latest")
 IMAGES+=("$IMAGE_ID")
 
 best_push_ours=""; best_push_dist=""; best_pull_ours=""; best_pull_dist=""
+declare -A push_time pull_time
 for round in $(seq "$ROUNDS"); do
-  # Fresh repositories per round, so every layer is really sent.
-  repo=bench/img$round
+  start_registries "$round"
+  repo=bench/img
   for registry in "$OURS" "$DIST"; do
     docker tag "$NAME:latest" "$registry/$repo:latest"
     IMAGES+=("$registry/$repo:latest")
   done
-  t0=$(now); docker push -q "$OURS/$repo:latest" >/dev/null; t1=$(now)
-  push_ours=$(elapsed "$t0" "$t1")
-  t0=$(now); docker push -q "$DIST/$repo:latest" >/dev/null; t1=$(now)
-  push_dist=$(elapsed "$t0" "$t1")
-
+  # Alternate who goes first, so neither always meets a cold cache.
+  if ((round % 2)); then order=("$OURS" "$DIST"); else order=("$DIST" "$OURS"); fi
+  for registry in "${order[@]}"; do
+    t0=$(now); docker push -q "$registry/$repo:latest" >/dev/null; t1=$(now)
+    push_time[$registry]=$(elapsed "$t0" "$t1")
+  done
   # Pull with none of the layers present: remove the image, all its tags.
-  pull() {
+  for registry in "${order[@]}"; do
     docker rmi -f "$IMAGE_ID" >/dev/null 2>&1 || true
-    local t0 t1
-    t0=$(now); docker pull -q "$1/$repo:latest" >/dev/null; t1=$(now)
-    elapsed "$t0" "$t1"
-  }
-  pull_ours=$(pull "$OURS")
-  pull_dist=$(pull "$DIST")
-  echo "round $round: push ours ${push_ours}s distribution ${push_dist}s; pull ours ${pull_ours}s distribution ${pull_dist}s" >&2
-  # Keep the image under its own name for the next round's push.
-  docker tag "$DIST/$repo:latest" "$NAME:latest"
-  docker rmi "$DIST/$repo:latest" >/dev/null
-  best_push_ours=$(min "$best_push_ours" "$push_ours"); best_push_dist=$(min "$best_push_dist" "$push_dist")
-  best_pull_ours=$(min "$best_pull_ours" "$pull_ours"); best_pull_dist=$(min "$best_pull_dist" "$pull_dist")
+    t0=$(now); docker pull -q "$registry/$repo:latest" >/dev/null; t1=$(now)
+    pull_time[$registry]=$(elapsed "$t0" "$t1")
+  done
+  # Keep the image under its own name for the next round.
+  docker tag "${order[1]}/$repo:latest" "$NAME:latest"
+  docker rmi "${order[1]}/$repo:latest" >/dev/null
+
+  echo "round $round: push ours ${push_time[$OURS]}s distribution ${push_time[$DIST]}s;" \
+    "pull ours ${pull_time[$OURS]}s distribution ${pull_time[$DIST]}s" >&2
+  best_push_ours=$(min "$best_push_ours" "${push_time[$OURS]}")
+  best_push_dist=$(min "$best_push_dist" "${push_time[$DIST]}")
+  best_pull_ours=$(min "$best_pull_ours" "${pull_time[$OURS]}")
+  best_pull_dist=$(min "$best_pull_dist" "${pull_time[$DIST]}")
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  PIDS=()
 done
 
 echo "docker push/pull of a ${LAYERS}-layer $((LAYERS * LAYER_MIB)) MiB image, TLS + auth, best of $ROUNDS"

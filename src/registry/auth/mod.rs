@@ -299,3 +299,93 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::config::{ServerConfig, User};
+
+    fn authenticator(anonymous_pull: bool) -> Authenticator {
+        Authenticator::new(&ServerConfig {
+            listen: vec![],
+            tls: None,
+            storage: "/nonexistent".into(),
+            users: vec![User {
+                username: "zuul".into(),
+                password_bcrypt: bcrypt::hash("pw", 4).unwrap(),
+            }],
+            token_secret: "secret".into(),
+            anonymous_pull,
+        })
+    }
+
+    fn granted(auth: &Authenticator, identity: &Identity, scope: &str) -> Vec<Access> {
+        let token = auth.grant(identity, &[scope.to_string()]).expect("a token");
+        token::verify(b"secret", &token).unwrap().access
+    }
+
+    #[test]
+    fn scopes_parse_names_with_slashes_and_drop_unknown_actions() {
+        let access = parse_scope("repository:quay.io/org/img:pull,push,launch").unwrap();
+        assert_eq!(access.name, "quay.io/org/img");
+        assert_eq!(access.actions, ["pull", "push"]);
+        assert!(parse_scope("repository:Bad/Name:pull").is_none());
+        assert!(parse_scope("registry:catalog:*").is_some());
+        assert!(parse_scope("nonsense").is_none());
+    }
+
+    #[test]
+    fn anonymous_and_unknown_credentials_get_pull_only() {
+        let auth = authenticator(true);
+        for identity in [Identity::Anonymous, Identity::UnknownCredentials] {
+            let access = granted(&auth, &identity, "repository:org/img:pull,push");
+            assert_eq!(access[0].actions, ["pull"]);
+        }
+        let user = granted(
+            &auth,
+            &Identity::User("zuul".into()),
+            "repository:org/img:pull,push",
+        );
+        assert_eq!(user[0].actions, ["pull", "push"]);
+        // A login (no scope) with unknown credentials is refused.
+        assert!(auth.grant(&Identity::UnknownCredentials, &[]).is_none());
+        assert!(auth.grant(&Identity::Anonymous, &[]).is_some());
+    }
+
+    #[test]
+    fn without_anonymous_pull_only_users_get_tokens() {
+        let auth = authenticator(false);
+        let scope = ["repository:org/img:pull".to_string()];
+        assert!(auth.grant(&Identity::Anonymous, &scope).is_none());
+        assert!(auth.grant(&Identity::UnknownCredentials, &scope).is_none());
+        let need = Need::Repository("org/img".parse().unwrap(), Action::Pull);
+        assert!(auth.authorize(&Identity::Anonymous, &need).is_err());
+        assert!(auth
+            .authorize(&Identity::User("zuul".into()), &need)
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn basic_credentials_identify_users() {
+        let auth = authenticator(true);
+        let basic = |creds: &str| format!("Basic {}", STANDARD.encode(creds));
+        assert!(matches!(
+            auth.identify(Some(&basic("zuul:pw"))).await,
+            Identity::User(u) if u == "zuul"
+        ));
+        // Twice: the second answer comes from the cache.
+        assert!(matches!(
+            auth.identify(Some(&basic("zuul:pw"))).await,
+            Identity::User(_)
+        ));
+        assert!(matches!(
+            auth.identify(Some(&basic("zuul:nope"))).await,
+            Identity::UnknownCredentials
+        ));
+        assert!(matches!(auth.identify(None).await, Identity::Anonymous));
+        assert!(matches!(
+            auth.identify(Some("Bearer x.y")).await,
+            Identity::BadToken(_)
+        ));
+    }
+}

@@ -2,7 +2,7 @@
 //! digest. Bytes and media type are kept as pushed; `Accept` is honoured.
 
 use axum::body::Body;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{empty, set, Reply, Req};
@@ -28,11 +28,7 @@ pub async fn get(request: &Req<'_>, name: RepositoryName, reference: &str, head:
         .await?;
     let reference = parse_reference(reference)?;
     let manifest = request.storage().get_manifest(&name, &reference).await?;
-    if !accepts(
-        request.header(header::ACCEPT),
-        &manifest.media_type,
-        request,
-    ) {
+    if !accepts(request.headers, &manifest.media_type) {
         return Err(ApiError::with_detail(
             ErrorCode::ManifestUnknown,
             format!(
@@ -60,12 +56,8 @@ pub async fn get(request: &Req<'_>, name: RepositoryName, reference: &str, head:
 
 /// Whether the client accepts `stored`: yes unless its `Accept` headers
 /// name manifest types and not this one (nor a wildcard).
-fn accepts(first: Option<&str>, stored: &str, request: &Req<'_>) -> bool {
-    if first.is_none() {
-        return true;
-    }
-    let types: Vec<&str> = request
-        .headers
+fn accepts(headers: &HeaderMap, stored: &str) -> bool {
+    let types: Vec<&str> = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())

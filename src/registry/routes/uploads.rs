@@ -33,16 +33,12 @@ pub async fn start(request: &Req<'_>, name: RepositoryName, body: Body) -> Reply
             return Ok(created(&name, &digest));
         }
     }
+    let monolithic = request
+        .query("digest")
+        .map(|d| parse_digest(&d))
+        .transpose()?;
     let id = storage.start_upload(&name).await?;
-    if let Some(digest) = request.query("digest") {
-        let digest = parse_digest(&digest);
-        let digest = match digest {
-            Ok(d) => d,
-            Err(e) => {
-                let _ = storage.cancel_upload(&name, &id).await;
-                return Err(e);
-            }
-        };
+    if let Some(digest) = monolithic {
         storage
             .finish_upload(&name, &id, &digest, body.into_data_stream())
             .await?;
