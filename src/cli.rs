@@ -37,6 +37,7 @@ pub enum Command {
 
 /// Entry point of the multi-call binary; returns the exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    crate::crypto::install_default();
     if let Some(path) = module_args_path(&args) {
         return run_as_module(&args[0], path);
     }

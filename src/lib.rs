@@ -7,7 +7,9 @@
 //! - [`registry`]: the buildset registry server.
 //! - [`host`]: host configuration files (docker, containers, buildkit, CA).
 //! - [`builder`]: image builders (docker, podman, buildah).
+//! - [`crypto`]: the TLS cryptography provider.
 //! - [`pki`]: certificates for the registries we start.
+//! - [`publish`]: upload and promote policy (targets, permits, retention).
 //! - [`zuul`]: Zuul's variables, naming rules and result data.
 //! - [`modules`]: one file per Ansible module, gluing the rooms together.
 //! - [`cli`]: the multi-call binary's command line.
@@ -17,9 +19,11 @@ pub mod ansible;
 pub mod builder;
 pub mod cli;
 pub mod client;
+pub mod crypto;
 pub mod host;
 pub mod modules;
 pub mod oci;
 pub mod pki;
+pub mod publish;
 pub mod registry;
 pub mod zuul;

@@ -328,3 +328,45 @@ fn docker_login_with_a_wrong_password_fails() {
         "{stderr}"
     );
 }
+
+#[test]
+fn oauth_password_grant_issues_tokens_like_get() {
+    let api = Api::start();
+    let post = |form: &[(&str, &str)]| {
+        api.client
+            .post(api.url("/auth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            )
+            .send()
+            .unwrap()
+    };
+    let scope = "repository:org/img:pull,push";
+    let good = post(&[
+        ("grant_type", "password"),
+        ("username", "zuul"),
+        ("password", &api.registry.password),
+        ("scope", scope),
+        ("service", "x"),
+    ]);
+    assert_eq!(good.status(), 200);
+    let token: serde_json::Value = good.json().unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    assert_eq!(api.start_upload("org/img", Some(&token)).status(), 202);
+    // A wrong password gets at most pull.
+    let bad = post(&[
+        ("grant_type", "password"),
+        ("username", "zuul"),
+        ("password", "wrong"),
+        ("scope", scope),
+    ]);
+    let token: serde_json::Value = bad.json().unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    assert_eq!(api.start_upload("org/img", Some(&token)).status(), 401);
+    // Refresh tokens are not issued: the client falls back to GET.
+    let refresh = post(&[("grant_type", "refresh_token"), ("refresh_token", "x")]);
+    assert_eq!(refresh.status(), 401);
+}

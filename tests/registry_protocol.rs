@@ -583,3 +583,57 @@ async fn every_response_names_the_api_version() {
         Some("registry/2.0")
     );
 }
+
+#[tokio::test]
+async fn concurrent_uploads_of_the_same_blob_both_succeed() {
+    let registry = InProcess::new();
+    let data = vec![7u8; 2_000_000];
+    let digest = Digest::sha256(&data);
+    let push = |repo: &'static str| {
+        let (registry, data, digest) = (&registry, data.clone(), digest.clone());
+        async move {
+            let started = registry
+                .send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], vec![])
+                .await;
+            let location = started.header("location").unwrap().to_string();
+            registry.send("PATCH", &location, &[], data).await;
+            registry
+                .send("PUT", &format!("{location}?digest={digest}"), &[], vec![])
+                .await
+                .status
+        }
+    };
+    let (a, b) = tokio::join!(push("org/a"), push("org/b"));
+    assert_eq!((a.as_u16(), b.as_u16()), (201, 201));
+    let got = registry
+        .send("GET", &format!("/v2/org/b/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(Digest::sha256(&got.body), digest);
+    assert_eq!(
+        std::fs::read_dir(registry.storage.join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_manifest_pushed_without_content_type_keeps_its_declared_media_type() {
+    let registry = InProcess::new();
+    let config = registry.push_blob("org/img", b"{}").await;
+    let layer = registry.push_blob("org/img", b"layer").await;
+    let manifest = image_manifest(&config, 2, &layer, 5);
+    let put = registry
+        .send(
+            "PUT",
+            "/v2/org/img/manifests/v1",
+            &[("content-type", "application/json")],
+            manifest,
+        )
+        .await;
+    assert_eq!(put.status, 201);
+    let got = registry
+        .send("HEAD", "/v2/org/img/manifests/v1", &[], vec![])
+        .await;
+    assert_eq!(got.header("content-type"), Some(OCI_MANIFEST));
+}

@@ -6,11 +6,21 @@ mod support;
 mod client_copy;
 mod client_fixtures;
 mod distribution_fixture;
+mod host_files;
+mod host_real;
 mod registry_auth;
 mod registry_clients;
+mod registry_crash;
 mod registry_docker;
 mod registry_inprocess;
 mod registry_protocol;
+mod registry_server;
 mod run_buildset_registry;
 mod transfer_modules;
 mod transfer_support;
+
+mod publish_support;
+
+mod build_docker_image;
+mod publish_promote;
+mod publish_upload;

@@ -39,7 +39,7 @@ pub fn client_config(ca_pem: &str) -> Result<rustls::ClientConfig, TlsConfigErro
     if certs.is_empty() {
         return Err(TlsConfigError::NoCertificate);
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = crate::crypto::provider();
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(certs.iter().cloned());
     // A certificate that cannot serve as a trust anchor can still be pinned.

@@ -69,6 +69,7 @@ impl Transport {
     /// A transport for `endpoint`: its own CA (with pinning, see `tls.rs`)
     /// when given, the system roots otherwise.
     pub fn new(endpoint: Endpoint, retry: RetryPolicy) -> Result<Transport, Error> {
+        crate::crypto::install_default();
         let builder = reqwest::Client::builder()
             .user_agent(concat!("speculative-images/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)

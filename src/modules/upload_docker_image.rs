@@ -1,13 +1,46 @@
-//! `upload_docker_image`: not implemented yet (placeholder so the dispatch table is
-//! complete; its issue replaces this file).
+//! `upload_docker_image`: publish the images of `docker_images` to the
+//! target registry (`docker_registry`, or Docker Hub) under their
+//! temporary tags, for `promote_docker_image` to move the final tags onto
+//! once the change merges. The policy is in [`crate::publish`]; the copy
+//! is the client's copy engine.
 
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::ansible::{Context, Module, Outcome};
+use crate::client::runtime::block_on;
+use crate::client::{Endpoint, RemoteRegistry};
+use crate::publish::credentials::DockerCredentials;
+use crate::publish::targets::{uploads, TagUpload};
+use crate::publish::upload::{copy_from_buildset, push_from_daemon};
+use crate::zuul::results::buildset_registry_from;
+use crate::zuul::{BuildsetRegistry, ContainerImage, ZuulContext};
 
 /// Arguments of `upload_docker_image`.
 #[derive(Debug, Deserialize)]
-pub struct Args {}
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// The images (`container_images` is accepted too).
+    #[serde(alias = "container_images")]
+    pub docker_images: Vec<ContainerImage>,
+    /// Login for the target registry, and the repositories it may write.
+    pub docker_credentials: DockerCredentials,
+    /// The target registry (default Docker Hub).
+    #[serde(default)]
+    pub docker_registry: Option<String>,
+    /// PEM CA of the target registry, when not in the system store.
+    #[serde(default)]
+    pub docker_registry_cert: Option<String>,
+    /// The buildset registry (default: from the result data file).
+    #[serde(default)]
+    pub buildset_registry: Option<BuildsetRegistry>,
+    /// The `zuul` variable (`change`, `pipeline`).
+    #[serde(default)]
+    pub zuul: ZuulContext,
+}
 
 /// The `upload_docker_image` module.
 pub struct UploadDockerImage;
@@ -15,7 +48,75 @@ pub struct UploadDockerImage;
 impl Module for UploadDockerImage {
     type Args = Args;
 
-    fn run(_args: Args, _ctx: &mut Context) -> anyhow::Result<Outcome> {
-        anyhow::bail!("upload_docker_image is not implemented yet")
+    fn run(args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
+        // Before anything is sent anywhere.
+        args.docker_credentials
+            .permit(args.docker_images.iter().map(|i| i.repository.as_str()))?;
+        let buildset = match &args.buildset_registry {
+            Some(registry) => Some(registry.clone()),
+            None => match args.zuul.result_data_file() {
+                Some(path) => buildset_registry_from(Path::new(path))?,
+                None => None,
+            },
+        };
+        if let Some(registry) = &buildset {
+            ctx.secrets.add(registry.password.clone());
+        }
+        let pipeline = args.zuul.pipeline.clone().unwrap_or_default();
+        if args.zuul.change.is_none() && pipeline.is_empty() {
+            anyhow::bail!("zuul.change or zuul.pipeline is needed to name the temporary tags");
+        }
+        let planned = uploads(
+            &args.docker_images,
+            args.docker_registry.as_deref(),
+            buildset.as_ref().map(|r| r.authority()).as_deref(),
+            args.zuul.change.as_deref(),
+            &pipeline,
+        )?;
+        let targets: Vec<String> = planned.iter().map(|u| u.target.to_string()).collect();
+        if ctx.check_mode {
+            return Ok(Outcome::new(!planned.is_empty())
+                .msg(format!("would upload {} tag(s)", planned.len()))
+                .value("targets", targets));
+        }
+
+        let uploaded = match &buildset {
+            Some(registry) => {
+                let source = RemoteRegistry::new(Endpoint::from(registry))?;
+                let mut handles = HashMap::new();
+                for upload in &planned {
+                    if !handles.contains_key(&upload.target.registry) {
+                        let handle = RemoteRegistry::new(target_endpoint(&args, upload))?;
+                        handles.insert(upload.target.registry.clone(), handle);
+                    }
+                }
+                block_on(copy_from_buildset(&source, &handles, &planned))
+                    .context("starting the async runtime")??
+            }
+            None => push_from_daemon(
+                &planned,
+                &args.docker_credentials.username,
+                &args.docker_credentials.password,
+            )
+            .context("pushing from the local Docker daemon (no buildset registry is known)")?,
+        };
+        let changed = uploaded.iter().any(|u| u.changed);
+        Ok(Outcome::new(changed)
+            .msg(format!(
+                "uploaded {} tag(s) under temporary tags",
+                uploaded.len()
+            ))
+            .value("uploaded", uploaded))
+    }
+}
+
+fn target_endpoint(args: &Args, upload: &TagUpload) -> Endpoint {
+    let endpoint = Endpoint::new(&upload.target.registry).with_credentials(
+        &args.docker_credentials.username,
+        &args.docker_credentials.password,
+    );
+    match &args.docker_registry_cert {
+        Some(pem) if !pem.trim().is_empty() => endpoint.with_ca_pem(pem),
+        _ => endpoint,
     }
 }

@@ -39,7 +39,7 @@ fn init_logging() {
 
 async fn run(config: &ServerConfig) -> anyhow::Result<()> {
     let state = super::state(config)?;
-    let app = super::app(state);
+    let app = super::app(state.clone());
     let tls = match &config.tls {
         Some(files) => Some(TlsAcceptor::from(Arc::new(tls_config(files)?))),
         None => None,
@@ -56,9 +56,21 @@ async fn run(config: &ServerConfig) -> anyhow::Result<()> {
         );
         tokio::spawn(accept_loop(listener, tls.clone(), app.clone()));
     }
+    tokio::spawn(tidy_uploads(state.clone()));
     shutdown_signal().await;
     tracing::info!("stopping");
     Ok(())
+}
+
+/// Every few minutes, close idle uploads and remove abandoned ones.
+async fn tidy_uploads(state: super::AppState) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+    const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    loop {
+        tokio::time::sleep(EVERY).await;
+        state.storage.tidy_uploads(IDLE, STALE).await;
+    }
 }
 
 /// Bind `addr`. An IPv6 wildcard also takes IPv4 unless the config lists
@@ -102,7 +114,9 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum:
         let tls = tls.clone();
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // Large uploads over HTTP/2 need more than the default 64 KiB window.
+            builder.http2().adaptive_window(true);
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {
@@ -141,7 +155,7 @@ fn tls_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     );
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("reading the private key {}", files.key.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = crate::crypto::provider();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?

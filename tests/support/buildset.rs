@@ -169,6 +169,11 @@ impl BuildsetServer {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The server process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kill the server with SIGKILL (no cleanup), keeping its storage.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -22,6 +22,7 @@ impl Probe {
             .enable_all()
             .build()
             .context("starting the probe's runtime")?;
+        crate::crypto::install_default();
         let client = reqwest::Client::builder()
             .tls_certs_only([ca])
             .no_proxy()

@@ -1,7 +1,7 @@
 //! HTTP routes of the distribution API. Handlers parse the request, ask
-//! [`auth`](crate::registry::auth) whether it is allowed, call
-//! [`Storage`] and shape the response;
-//! they never touch the filesystem.
+//! [`auth`](crate::registry::auth) whether it is allowed, call [`Storage`]
+//! and shape the response; they never touch the filesystem. Names come
+//! from [`path`], error codes from [`errors`](crate::registry::errors).
 
 mod blobs;
 mod listing;
@@ -41,7 +41,7 @@ pub type AppState = Arc<Registry>;
 /// The registry's router: `/v2/...`, `/auth/token`, request logging.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/auth/token", get(token::issue))
+        .route("/auth/token", get(token::issue).post(token::issue_oauth))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(log::log_request))
         .with_state(state)

@@ -56,7 +56,9 @@ pub fn parse(path: &str) -> Option<Result<Route, ApiError>> {
         if let Some(at) = rest.rfind(marker) {
             let (name, tail) = (&rest[..at], &rest[at + marker.len()..]);
             if !tail.contains('/') && (marker == "/blobs/uploads/" || !tail.is_empty()) {
-                return Some(name_of(name).map(|n| build(n, tail)));
+                // Some clients escape the digest's colon.
+                let tail = tail.replace("%3A", ":").replace("%3a", ":");
+                return Some(name_of(name).map(|n| build(n, &tail)));
             }
         }
     }
@@ -103,6 +105,10 @@ mod tests {
         assert_eq!(
             route("/v2/a/manifests/b/tags/list"),
             Route::Tags(name("a/manifests/b"))
+        );
+        assert_eq!(
+            route("/v2/a/manifests/sha256%3A00"),
+            Route::Manifest(name("a"), "sha256:00".into())
         );
         assert_eq!(
             route("/v2/blobs/blobs/uploads/"),

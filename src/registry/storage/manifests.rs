@@ -314,7 +314,7 @@ fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Vec<Need
     let declared = obj.get("mediaType").and_then(Value::as_str);
     let content_type = content_type
         .map(|c| c.split(';').next().unwrap_or("").trim())
-        .filter(|c| !c.is_empty() && *c != "application/octet-stream");
+        .filter(|c| !matches!(*c, "" | "application/octet-stream" | "application/json"));
     let media_type = match (content_type, declared) {
         (Some(sent), Some(declared)) if sent != declared => {
             return Err(invalid(&format!(

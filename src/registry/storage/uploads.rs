@@ -7,6 +7,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -18,6 +19,9 @@ use crate::oci::{Algorithm, Digest, Hasher, RepositoryName};
 /// Bytes gathered before one write + hash off the async runtime.
 const WRITE_BATCH: usize = 1 << 20;
 
+/// Batches queued for the writer while it works on one.
+const BATCHES_IN_FLIGHT: usize = 2;
+
 /// An upload in progress.
 pub struct UploadState {
     repository: RepositoryName,
@@ -26,6 +30,8 @@ pub struct UploadState {
     writer: Option<Writer>,
     /// Bytes written so far.
     size: u64,
+    /// Last request that used it.
+    touched: Instant,
 }
 
 struct Writer {
@@ -57,6 +63,7 @@ impl Storage {
                 hasher: Algorithm::Sha256.hasher(),
             }),
             size: 0,
+            touched: Instant::now(),
         };
         self.uploads_map()
             .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(state)));
@@ -200,6 +207,7 @@ impl Storage {
                         repository,
                         writer: Some(Writer { file, hasher }),
                         size,
+                        touched: Instant::now(),
                     }))
                 })
                 .await?
@@ -211,35 +219,109 @@ impl Storage {
                     .clone()
             }
         };
-        if session.lock().await.repository != *repository {
+        let mut state = session.lock().await;
+        if state.repository != *repository {
             return Err(unknown());
         }
+        state.touched = Instant::now();
+        drop(state);
         Ok(session)
+    }
+
+    /// Housekeeping for abandoned uploads (clients that start an upload
+    /// and never finish it, e.g. a failed mount attempt): close the files
+    /// of uploads idle longer than `idle` (their hash state is rebuilt
+    /// from disk if they come back), and remove uploads untouched on disk
+    /// for longer than `stale`.
+    pub async fn tidy_uploads(&self, idle: Duration, stale: Duration) {
+        let sessions: Vec<(String, Session)> = self
+            .uploads_map()
+            .iter()
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect();
+        for (id, session) in sessions {
+            let Ok(state) = session.try_lock() else {
+                continue; // in use
+            };
+            if state.touched.elapsed() > idle {
+                self.uploads_map().remove(&id);
+            }
+        }
+        let layout = self.layout.clone();
+        let in_memory: std::collections::HashSet<String> =
+            self.uploads_map().keys().cloned().collect();
+        let _ = blocking(move || {
+            let Ok(entries) = std::fs::read_dir(layout.uploads()) else {
+                return Ok(());
+            };
+            for entry in entries.flatten() {
+                let Ok(id) = entry.file_name().into_string() else {
+                    continue;
+                };
+                if in_memory.contains(&id) {
+                    continue;
+                }
+                let modified = std::fs::metadata(layout.upload_data(&id))
+                    .or_else(|_| entry.metadata())
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let age = SystemTime::now()
+                    .duration_since(modified)
+                    .unwrap_or_default();
+                if age > stale {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+            Ok(())
+        })
+        .await;
     }
 }
 
-/// Stream `body` into the upload, hashing and writing in batches off the
-/// async runtime. A failed write marks the upload broken (`writer: None`).
+/// Stream `body` into the upload. Batches of [`WRITE_BATCH`] bytes go to
+/// a blocking task that hashes and writes them while the next batch
+/// arrives (at most [`BATCHES_IN_FLIGHT`] wait, so memory stays bounded).
+/// Everything received is written, also when the client stops early; a
+/// failed write marks the upload broken (`writer: None`).
 async fn write_stream<S, E>(state: &mut UploadState, mut body: S) -> Result<()>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut batch: Vec<u8> = Vec::new();
+    let Some(writer) = state.writer.take() else {
+        return Err(StorageError::Io {
+            context: "writing an upload".into(),
+            source: std::io::Error::other("an earlier write failed"),
+        });
+    };
+    let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<u8>>(BATCHES_IN_FLIGHT);
+    let offset = state.size;
+    let task = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        let mut written = 0u64;
+        while let Some(batch) = incoming.blocking_recv() {
+            writer.hasher.update(&batch);
+            if let Err(e) = writer.file.write_all(&batch) {
+                return (None, written, Err(e));
+            }
+            // Let the kernel start writing now, so the fsync that
+            // finishes the upload has little left to wait for.
+            start_writeback(&writer.file, offset + written, batch.len() as u64);
+            written += batch.len() as u64;
+        }
+        (Some(writer), written, Ok(()))
+    });
+    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     let mut outcome = Ok(());
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) => {
-                if batch.is_empty() && chunk.len() >= WRITE_BATCH {
-                    flush(state, chunk.to_vec()).await?;
-                    continue;
-                }
-                if batch.capacity() == 0 {
-                    batch.reserve(WRITE_BATCH);
-                }
                 batch.extend_from_slice(&chunk);
                 if batch.len() >= WRITE_BATCH {
-                    flush(state, std::mem::take(&mut batch)).await?;
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BATCH));
+                    if batches.send(full).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
                 }
             }
             Err(e) => {
@@ -249,31 +331,37 @@ where
         }
     }
     if !batch.is_empty() {
-        flush(state, batch).await?;
+        let _ = batches.send(batch).await;
     }
+    drop(batches);
+    let (writer, written, result) = task.await.map_err(|e| StorageError::Io {
+        context: "writing an upload".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    state.writer = writer;
+    state.size += written;
+    result.map_err(io_context("writing an upload"))?;
     outcome
 }
 
-async fn flush(state: &mut UploadState, batch: Vec<u8>) -> Result<()> {
-    let Some(mut writer) = state.writer.take() else {
-        return Err(StorageError::Io {
-            context: "writing an upload".into(),
-            source: std::io::Error::other("an earlier write failed"),
-        });
-    };
-    let len = batch.len() as u64;
-    let writer = blocking(move || {
-        writer.hasher.update(&batch);
-        writer
-            .file
-            .write_all(&batch)
-            .map_err(io_context("writing an upload"))?;
-        Ok(writer)
-    })
-    .await?;
-    state.writer = Some(writer);
-    state.size += len;
-    Ok(())
+/// Ask the kernel to start writing a range of `file` back to disk,
+/// without waiting (Linux `sync_file_range`; elsewhere a no-op).
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: a valid open descriptor; the call only schedules I/O.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
 }
 
 /// Hash a whole file with `algorithm`; returns the digest and size.

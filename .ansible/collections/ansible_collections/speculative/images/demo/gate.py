@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""The full speculative gating demo, on localhost, with the real playbooks.
+
+Two changes: A changes ``example/app``; B, queued behind A, changes
+``example/consumer`` (built ``FROM example/app``). The demo runs the seed's
+jobs for both, through a simulated Zuul (``zuul_sim``), against real
+services: Debian's docker-registry as the intermediate registry (TLS +
+htpasswd, as the seed deploys it), our buildset registry, and our registry
+server in token mode as the "publication" registry standing in for Docker
+Hub. The publication registry already holds a published ``example/app``
+with other content, and the Docker daemon uses it as its docker.io mirror:
+a job that did not speculate would get that one.
+
+It prints each step and the digest at every hop, ends with a summary, and
+exits non-zero when a hop's digest differs or B did not test A's image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from zuul_sim import Executor, Job, artifacts_for_followers  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = Path(os.environ.get("DEMO_DIR", "/tmp/speculative-demo"))
+BIN = REPO / "target/x86_64-unknown-linux-gnu/release/speculative-images"
+INTERMEDIATE_PORT = 5050
+PUBLICATION = "localhost"  # port 443, so image names need no port
+DAEMON_JSON = Path("/etc/docker/daemon.json")
+
+BOLD, GREEN, RED, DIM, RESET = "\033[1m", "\033[32m", "\033[31m", "\033[2m", "\033[0m"
+if not sys.stdout.isatty():
+    BOLD = GREEN = RED = DIM = RESET = ""
+
+
+def say(text: str) -> None:
+    print(f"{BOLD}==> {text}{RESET}", flush=True)
+
+
+def info(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+def sh(*cmd: str, env: dict | None = None, check: bool = True, quiet: bool = True) -> str:
+    proc = subprocess.run(
+        cmd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if quiet else None,
+        text=True,
+    )
+    if check and proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}")
+    return proc.stdout.strip()
+
+
+class Services:
+    """The long-lived parts: intermediate and publication registries, and the
+    Docker daemon's view of the published world. Undone by ``stop``."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.daemon_json_before: str | None = None
+        self.certs_dirs: list[Path] = []
+        self.intermediate: dict = {}
+        self.publication: dict = {}
+
+    def start(self) -> None:
+        self._intermediate()
+        self._publication()
+        self._published_world()
+
+    def _intermediate(self) -> None:
+        say("Intermediate registry: Debian docker-registry, TLS + htpasswd (the seed's registry:2)")
+        root = DEMO / "intermediate"
+        password = secrets.token_hex(16)
+        sh(str(REPO / "examples/intermediate-registry/make-credentials.sh"),
+           "-d", str(root), "-p", password, "localhost", "127.0.0.1", "::1")
+        config = (REPO / "examples/intermediate-registry/config.yml").read_text()
+        config = config.replace("/var/registry", str(root))
+        config = config.replace('":5000"', f'"127.0.0.1:{INTERMEDIATE_PORT}"')
+        config = config.replace("level: info", "level: warn")
+        (root / "config.yml").write_text(config)
+        log = open(root / "registry.log", "w")
+        self.procs.append(subprocess.Popen(
+            ["docker-registry", "serve", str(root / "config.yml")],
+            stdout=log, stderr=log, env={"PATH": "/usr/bin:/bin"}))
+        ca = (root / "certs/ca.crt").read_text()
+        self.intermediate = {
+            "host": "127.0.0.1", "port": INTERMEDIATE_PORT,
+            "username": "zuul", "password": password, "cert": ca,
+        }
+        self._trust(f"127.0.0.1:{INTERMEDIATE_PORT}", ca)
+        wait_tcp("127.0.0.1", INTERMEDIATE_PORT)
+        info(f"https://127.0.0.1:{INTERMEDIATE_PORT}  user zuul  password ********")
+
+    def _publication(self) -> None:
+        say("Publication registry (stands in for Docker Hub): our server, Bearer token auth")
+        root = DEMO / "publication"
+        password = secrets.token_hex(16)
+        sh(str(REPO / "examples/intermediate-registry/make-credentials.sh"),
+           "-d", str(root), "-u", "publisher", "-p", password, "localhost", "127.0.0.1", "::1")
+        bcrypt_hash = (root / "auth/htpasswd").read_text().strip().split(":", 1)[1]
+        config = {
+            "listen": ["127.0.0.1:443", "[::1]:443"],
+            "tls": {"cert": str(root / "certs/domain.crt"), "key": str(root / "certs/domain.key")},
+            "storage": str(root / "data"),
+            "users": [{"username": "publisher", "password_bcrypt": bcrypt_hash}],
+            "token_secret": secrets.token_hex(32),
+            "anonymous_pull": True,
+        }
+        (root / "config.json").write_text(json.dumps(config))
+        (root / "config.json").chmod(0o600)
+        self.publication_log = root / "server.log"
+        log = open(self.publication_log, "w")
+        self.procs.append(subprocess.Popen(
+            [str(BIN), "serve", "--config", str(root / "config.json")], stdout=log, stderr=log))
+        ca = (root / "certs/ca.crt").read_text()
+        self._trust(PUBLICATION, ca)
+        wait_tcp("127.0.0.1", 443)
+        self.publication = {"username": "publisher", "password": password, "cert": ca}
+        info("https://localhost (port 443)  user publisher  password ********")
+
+    def _published_world(self) -> None:
+        say("Published world: example/app 1.0 on the publication registry, used as docker.io mirror")
+        src = DEMO / "src/app-published"
+        shutil.copytree(REPO / "demo/projects/app-published", src)
+        shutil.copy("/bin/busybox", src / "busybox")
+        tag = f"{PUBLICATION}/example/app:latest"
+        sh("docker", "build", "-q", "-t", tag, str(src))
+        docker_config = DEMO / "docker-config-publisher"
+        docker_config.mkdir(mode=0o700)
+        env = {"DOCKER_CONFIG": str(docker_config)}
+        login = subprocess.run(
+            ["docker", "login", "-u", "publisher", "--password-stdin", PUBLICATION],
+            input=self.publication["password"], text=True, capture_output=True,
+            env={**os.environ, **env})
+        if login.returncode != 0:
+            raise SystemExit(f"docker login to the publication registry failed: {login.stderr}")
+        sh("docker", "push", "-q", tag, env=env)
+        shutil.rmtree(docker_config)
+        sh("docker", "rmi", tag)
+        self.published_app = digest_of(f"{PUBLICATION}/example/app:latest", self.publication["cert"])
+        info(f"published example/app:latest = {self.published_app}")
+        self.daemon_json_before = DAEMON_JSON.read_text() if DAEMON_JSON.exists() else None
+        settings = json.loads(self.daemon_json_before or "{}")
+        settings["registry-mirrors"] = [f"https://{PUBLICATION}"]
+        write_daemon_json(json.dumps(settings, indent=2) + "\n")
+        reload_dockerd()
+        info("docker pulls of docker.io images now go to the publication registry")
+
+    def _trust(self, authority: str, ca: str) -> None:
+        d = Path("/etc/docker/certs.d") / authority
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "ca.crt").write_text(ca)
+        self.certs_dirs.append(d)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for d in self.certs_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        if self.daemon_json_before is None:
+            DAEMON_JSON.unlink(missing_ok=True)
+        else:
+            write_daemon_json(self.daemon_json_before)
+        reload_dockerd()
+
+
+def write_daemon_json(text: str) -> None:
+    DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
+    tmp = DAEMON_JSON.with_suffix(".demo-tmp")
+    tmp.write_text(text)
+    os.replace(tmp, DAEMON_JSON)
+
+
+def reload_dockerd() -> None:
+    pid = Path("/var/run/docker.pid")
+    if pid.exists():
+        os.kill(int(pid.read_text().strip()), signal.SIGHUP)
+        time.sleep(0.5)
+
+
+def wait_tcp(host: str, port: int, timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{host}:{port} did not answer within {timeout} s")
+
+
+def digest_of(reference: str, ca: str, creds: tuple[str, str] | None = None) -> str:
+    """The manifest digest of ``reference``, as skopeo sees it."""
+    cert_dir = DEMO / "skopeo-certs" / reference.split("/")[0].replace(":", "_")
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    (cert_dir / "ca.crt").write_text(ca)
+    cmd = ["skopeo", "inspect", "--raw", "--cert-dir", str(cert_dir), f"docker://{reference}"]
+    if creds:
+        cmd[3:3] = ["--creds", f"{creds[0]}:{creds[1]}"]
+    raw = subprocess.run(cmd, capture_output=True)
+    if raw.returncode != 0:
+        return f"(missing: {raw.stderr.decode().strip().splitlines()[-1][:80]})"
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(raw.stdout).hexdigest()
+
+
+def fresh_node() -> None:
+    """Zuul gives every job a fresh node: forget locally built images."""
+    for image in ("example/app", "example/consumer", f"{PUBLICATION}/example/consumer"):
+        ids = sh("docker", "images", "-q", image, check=False)
+        for line in sorted(set(ids.split())):
+            sh("docker", "rmi", "-f", line, check=False)
+
+
+def prepare_project(name: str) -> Path:
+    src = DEMO / "src" / name
+    shutil.copytree(REPO / "demo/projects" / name, src)
+    shutil.copy("/bin/busybox", src / "busybox")
+    return src
+
+
+def main() -> int:
+    if not BIN.exists():
+        raise SystemExit(f"{BIN} is missing: run `make collection` first")
+    if DEMO.exists():
+        shutil.rmtree(DEMO)
+    DEMO.mkdir(parents=True)
+    env = {
+        "ANSIBLE_LIBRARY": str(REPO / "tests/ansible/library"),
+        "ANSIBLE_ACTION_PLUGINS": str(REPO / "tests/ansible/action_plugins"),
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+        "ANSIBLE_NOCOLOR": "1",
+        "DEMO_PYTHON": sys.executable,
+    }
+    services = Services()
+    executor = Executor(DEMO / "jobs", env, log=info)
+    failures: list[str] = []
+    summary: list[tuple[str, str, str]] = []
+    timings = []
+    try:
+        services.start()
+        inter = services.intermediate
+        pub_creds = services.publication
+
+        buildset_job = Job(
+            "yoursite-buildset-registry",
+            pre_run=["playbooks/buildset-registry/pre.yaml"],
+            run=["playbooks/buildset-registry/run.yaml"],
+            post_run=["playbooks/buildset-registry/post.yaml"],
+            secrets={"intermediate_registry": inter},
+        )
+
+        def build_job(images: list, extra: dict | None = None) -> Job:
+            return Job(
+                "yoursite-build-docker-image",
+                pre_run=buildset_job.pre_run,
+                run=["playbooks/docker-image/run.yaml"],
+                post_run=buildset_job.post_run,
+                variables={"docker_images": images, **(extra or {})},
+                secrets=buildset_job.secrets,
+            )
+
+        # ---- Change A: producers only ------------------------------------
+        say("Change A (example/app): buildset registry job, then its build job")
+        app_src = prepare_project("app")
+        a_images = [{"context": ".", "repository": "example/app", "tags": ["latest"]}]
+        a_registry = executor.run_job(buildset_job, "1001", "check", app_src, pause=True)
+        expect(a_registry.success, "A: buildset registry job", failures)
+        a_build = executor.run_job(build_job(a_images), "1001", "check", app_src, parent=a_registry)
+        expect(a_build.success, "A: build job", failures)
+        a_artifacts = artifacts_for_followers(a_build, "example/app")
+        for art in a_artifacts:
+            info(f"artifact of A: {art['name']} -> {art['url']}")
+        expect(bool(a_artifacts), "A: the build returned image artifacts", failures)
+        a_inter_digest = (
+            digest_of(a_artifacts[0]["url"].removeprefix("docker://"), inter["cert"],
+                      (inter["username"], inter["password"]))
+            if a_artifacts else "(none)"
+        )
+        info(f"A's example/app in the intermediate registry: {a_inter_digest}")
+        summary.append(("A example/app", "intermediate registry", a_inter_digest))
+        executor.resume(a_registry)
+        expect(a_registry.success, "A: buildset registry job finished (post-run)", failures)
+        stop_buildset_registry()
+        fresh_node()
+
+        # ---- Change B: producers and consumers, in the gate ---------------
+        say("Change B (example/consumer, FROM example/app), queued behind A: gate pipeline")
+        consumer_src = prepare_project("consumer")
+        b_images = [{"context": ".", "repository": "example/consumer", "tags": ["latest"]}]
+        publish_vars = {
+            "docker_registry": PUBLICATION,
+            "docker_credentials": {
+                "username": pub_creds["username"],
+                "password": pub_creds["password"],
+                "repository": "^example/",
+            },
+        }
+        b_registry = executor.run_job(
+            buildset_job, "1002", "gate", consumer_src, artifacts=a_artifacts, pause=True)
+        expect(b_registry.success, "B: buildset registry job pulled A's image", failures)
+        b_buildset = b_registry.secret_data.get("buildset_registry", {})
+        b_authority = f"{b_buildset.get('host', 'localhost')}:{b_buildset.get('port', 5000)}"
+        app_in_buildset = digest_of(f"{b_authority}/example/app:latest", b_buildset.get("cert", ""))
+        info(f"example/app in B's buildset registry: {app_in_buildset}")
+        summary.append(("A example/app", "B's buildset registry", app_in_buildset))
+        expect(app_in_buildset == a_inter_digest, "A's image arrived unchanged in B's buildset registry", failures)
+
+        upload_job = build_job(b_images, publish_vars)
+        upload_job.name = "yoursite-upload-docker-image"
+        upload_job.post_run = ["playbooks/docker-image/upload.yaml", *buildset_job.post_run]
+        b_upload = executor.run_job(upload_job, "1002", "gate", consumer_src, parent=b_registry)
+        expect(b_upload.success, "B: upload job (build, push, publish temporary tag)", failures)
+        consumer_repo = f"{PUBLICATION}/example/consumer"
+        built = digest_of(f"{b_authority}/{consumer_repo}:latest", b_buildset.get("cert", ""))
+        info(f"B's example/consumer in its buildset registry: {built}")
+        summary.append(("B example/consumer", "B's buildset registry", built))
+
+        fresh_node()
+        test_job = Job(
+            "test-image",
+            pre_run=["demo/playbooks/test-pre.yaml"],
+            run=["demo/playbooks/test-image.yaml"],
+        )
+        b_test = executor.run_job(test_job, "1002", "gate", consumer_src, parent=b_registry)
+        expect(b_test.success, "B: test job ran the consumer", failures)
+        output = b_test.data.get("demo_test_output", "")
+        for line in output.splitlines():
+            info(f"test job saw: {line}")
+        expect("change A" in output, "B's test saw A's speculative example/app, not the published 1.0", failures)
+        tested = next((d.split("@", 1)[1] for d in b_test.data.get("demo_test_repo_digests", [])), "(none)")
+        summary.append(("B example/consumer", "tested by B's test job", tested))
+        expect(tested == built, "the image B tested is the one B built", failures)
+
+        temp_tag = f"{consumer_repo}:change_1002_latest"
+        uploaded = digest_of(temp_tag, pub_creds["cert"])
+        summary.append(("B example/consumer", "publication, change_1002_latest", uploaded))
+        expect(uploaded == tested, "the uploaded temporary tag is the tested image", failures)
+        executor.resume(b_registry)
+        expect(b_registry.success, "B: buildset registry job finished (post-run)", failures)
+        stop_buildset_registry()
+        fresh_node()
+
+        # ---- B merges: promote --------------------------------------------
+        say("B merged: promote pipeline moves latest to the tested manifest")
+        promote_job = Job(
+            "yoursite-promote-docker-image",
+            run=["playbooks/docker-image/promote.yaml"],
+            variables={"docker_images": b_images, **publish_vars},
+        )
+        b_promote = executor.run_job(promote_job, "1002", "promote", consumer_src)
+        expect(b_promote.success, "B: promote job", failures)
+        final = digest_of(f"{consumer_repo}:latest", pub_creds["cert"])
+        summary.append(("B example/consumer", "publication, latest (final)", final))
+        expect(final == tested, "the final tag is exactly the image B tested", failures)
+        gone = digest_of(temp_tag, pub_creds["cert"])
+        expect(gone.startswith("(missing"), "the temporary tag was removed", failures)
+
+        timings = [a_registry, a_build, b_registry, b_upload, b_test, b_promote]
+    finally:
+        say("Cleaning up: registries stopped, docker daemon settings restored")
+        services.stop()
+
+    print()
+    say("Summary")
+    width = max(len(s[1]) for s in summary) if summary else 10
+    for image, hop, digest in summary:
+        print(f"    {image:<20} {hop:<{width}}  {digest}")
+    print()
+    for job in timings:
+        print(f"    {DIM}{job.change} {job.name:<32} {job.seconds:6.1f} s{RESET}")
+    print()
+    if failures:
+        for f in failures:
+            print(f"    {RED}FAILED{RESET} {f}")
+        return 1
+    print(f"    {GREEN}every hop carried the same digest; B tested A's speculative image{RESET}")
+    return 0
+
+
+def stop_buildset_registry() -> None:
+    """The buildset registry job's node goes away when the job ends."""
+    sh("ansible", "localhost", "-c", "local", "-m", "speculative.images.run_buildset_registry",
+       "-a", "state=absent", check=False)
+
+
+def expect(ok: bool, what: str, failures: list[str]) -> None:
+    mark = f"{GREEN}ok{RESET}" if ok else f"{RED}FAILED{RESET}"
+    print(f"    [{mark}] {what}", flush=True)
+    if not ok:
+        failures.append(what)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+//! What to build and under which names, decided before anything runs:
+//! the naming rules of `build_docker_image` in one pure function, so check
+//! mode reports exactly what a real run does.
+//!
+//! For an image `org/img` with tags `[latest]` in change 42, the build is
+//! tagged `org/img:latest` and `org/img:change_42_latest` (with
+//! `docker_registry` set, both under `<docker_registry>/org/img`), labelled
+//! `org.zuul-ci.change=42`, and each plain tag is pushed to the buildset
+//! registry as `<authority>/<buildset repository>:latest`, the buildset
+//! repository being the image's `repository` (not prefixed with
+//! `docker_registry`) under the shared naming rule, as zuul-jobs does and
+//! as `push_to_intermediate_registry` looks it up.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::siblings;
+use super::BuildSpec;
+use crate::oci::{Reference, Tag};
+use crate::publish::targets::full_repository;
+use crate::zuul::{buildset_repository, temporary_tag, ContainerImage};
+
+/// The label every image built for a change carries.
+pub const CHANGE_LABEL: &str = "org.zuul-ci.change";
+
+/// Settings shared by every image of one run.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `zuul_work_dir`: contexts are relative to it.
+    pub work_dir: PathBuf,
+    /// `docker_dockerfile`: the Dockerfile when an image names none.
+    pub default_dockerfile: String,
+    /// `docker_registry`: prefix of every repository, when set.
+    pub docker_registry: Option<String>,
+    /// `zuul.change`.
+    pub change: Option<String>,
+    /// `zuul.pipeline`, naming the extra tag when there is no change.
+    pub pipeline: Option<String>,
+    /// The buildset registry's `host:port` as container tools write it.
+    pub buildset_authority: Option<String>,
+}
+
+/// One local image pushed to one remote name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Push {
+    /// Local name (`org/img:latest`).
+    pub local: String,
+    /// Remote name (`127.0.0.1:5000/org/img:latest`).
+    pub remote: String,
+}
+
+/// Everything about one image of `docker_images`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePlan {
+    /// The repository built, with the `docker_registry` prefix.
+    pub repository: String,
+    /// The build itself (sibling build arg included).
+    pub spec: BuildSpec,
+    /// Siblings to copy into the context.
+    pub siblings: Vec<String>,
+    /// Pushes to the buildset registry (none when there is none).
+    pub pushes: Vec<Push>,
+}
+
+/// Why an entry of `docker_images` cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The repository is not an image name without tag.
+    #[error("docker_images[{index}].repository: {problem}")]
+    Repository {
+        /// Position in `docker_images`.
+        index: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A tag, or a tag derived from it, is not a valid tag.
+    #[error("docker_images[{index}].tags: {problem}")]
+    Tag {
+        /// Position in `docker_images`.
+        index: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The context directory or Dockerfile is not there.
+    #[error("docker_images[{index}].{field}: {path} does not exist")]
+    Missing {
+        /// Position in `docker_images`.
+        index: usize,
+        /// `context` or `dockerfile`.
+        field: &'static str,
+        /// The path looked for.
+        path: PathBuf,
+    },
+}
+
+/// Plan every image, failing on the first invalid one (nothing is built
+/// unless all are valid).
+pub fn plan_all(
+    images: &[ContainerImage],
+    options: &PlanOptions,
+) -> Result<Vec<ImagePlan>, PlanError> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(index, image)| plan_image(index, image, options))
+        .collect()
+}
+
+/// Plan the image at `index` of `docker_images`.
+pub fn plan_image(
+    index: usize,
+    image: &ContainerImage,
+    options: &PlanOptions,
+) -> Result<ImagePlan, PlanError> {
+    let repository = checked_repository(index, image, options)?;
+    let tags = local_tags(index, image, options)?;
+
+    let context_dir = options.work_dir.join(&image.context);
+    if !context_dir.is_dir() {
+        return Err(PlanError::Missing {
+            index,
+            field: "context",
+            path: context_dir,
+        });
+    }
+    let dockerfile = image
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| options.default_dockerfile.clone());
+    if !context_dir.join(&dockerfile).is_file() {
+        return Err(PlanError::Missing {
+            index,
+            field: "dockerfile",
+            path: context_dir.join(&dockerfile),
+        });
+    }
+
+    let mut labels = image.labels.clone();
+    if let Some(change) = &options.change {
+        labels.insert(CHANGE_LABEL.to_string(), change.clone());
+    }
+    let mut build_args = image.build_args.clone();
+    if !image.siblings.is_empty() {
+        build_args.push(siblings::build_arg(&image.siblings));
+    }
+    let pushes = match &options.buildset_authority {
+        Some(authority) => image
+            .tags
+            .iter()
+            .map(|tag| Push {
+                local: format!("{repository}:{tag}"),
+                // Named as the transfer modules look it up: after the
+                // image's own repository, whatever `docker_registry` says.
+                remote: format!(
+                    "{authority}/{}:{tag}",
+                    buildset_repository(&image.repository)
+                ),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(ImagePlan {
+        spec: BuildSpec {
+            context_dir,
+            path: image.path.clone().unwrap_or_else(|| ".".to_string()),
+            dockerfile,
+            target: image.target.clone(),
+            build_args,
+            labels,
+            tags: tags.iter().map(|t| format!("{repository}:{t}")).collect(),
+            platforms: image.arch.clone(),
+        },
+        repository,
+        siblings: image.siblings.clone(),
+        pushes,
+    })
+}
+
+/// `<docker_registry>/<repository>`, validated as an image name without a
+/// tag or digest.
+fn checked_repository(
+    index: usize,
+    image: &ContainerImage,
+    options: &PlanOptions,
+) -> Result<String, PlanError> {
+    let problem = |problem: String| PlanError::Repository { index, problem };
+    if image.repository.is_empty() {
+        return Err(problem("must not be empty".into()));
+    }
+    let full = full_repository(&image.repository, options.docker_registry.as_deref());
+    let parsed: Reference = full.parse().map_err(|e| problem(format!("{e}")))?;
+    if parsed.tag.is_some() || parsed.digest.is_some() {
+        return Err(problem(format!(
+            "{full:?} carries a tag or digest; list tags under tags instead"
+        )));
+    }
+    Ok(full)
+}
+
+/// Every tag the build gets: each of `tags` and its change tag.
+fn local_tags(
+    index: usize,
+    image: &ContainerImage,
+    options: &PlanOptions,
+) -> Result<Vec<String>, PlanError> {
+    if image.tags.is_empty() {
+        return Err(PlanError::Tag {
+            index,
+            problem: "must list at least one tag".into(),
+        });
+    }
+    let mut all = Vec::new();
+    for tag in &image.tags {
+        let mut names = vec![tag.clone()];
+        if options.change.is_some() || options.pipeline.is_some() {
+            let pipeline = options.pipeline.as_deref().unwrap_or_default();
+            names.push(temporary_tag(options.change.as_deref(), pipeline, tag));
+        }
+        for name in names {
+            name.parse::<Tag>().map_err(|e| PlanError::Tag {
+                index,
+                problem: e.to_string(),
+            })?;
+            all.push(name);
+        }
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn image(repository: &str) -> ContainerImage {
+        serde_json::from_value(serde_json::json!({
+            "repository": repository, "context": "app", "tags": ["latest", "v1"],
+            "siblings": ["example.org/lib"], "build_args": ["A=1"],
+            "labels": {"team": "infra"},
+        }))
+        .unwrap()
+    }
+
+    fn options(dir: &Path) -> PlanOptions {
+        std::fs::create_dir_all(dir.join("app")).unwrap();
+        std::fs::write(dir.join("app/Dockerfile"), "FROM scratch\n").unwrap();
+        PlanOptions {
+            work_dir: dir.to_path_buf(),
+            default_dockerfile: "Dockerfile".into(),
+            docker_registry: None,
+            change: Some("42".into()),
+            pipeline: Some("gate".into()),
+            buildset_authority: Some("127.0.0.1:5000".into()),
+        }
+    }
+
+    #[test]
+    fn names_labels_and_pushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan_image(0, &image("org/app"), &options(dir.path())).unwrap();
+        assert_eq!(
+            plan.spec.tags,
+            [
+                "org/app:latest",
+                "org/app:change_42_latest",
+                "org/app:v1",
+                "org/app:change_42_v1"
+            ]
+        );
+        assert_eq!(
+            plan.spec.labels,
+            BTreeMap::from([
+                ("org.zuul-ci.change".to_string(), "42".to_string()),
+                ("team".to_string(), "infra".to_string())
+            ])
+        );
+        assert_eq!(
+            plan.spec.build_args,
+            ["A=1", "ZUUL_SIBLINGS=example.org/lib"]
+        );
+        assert_eq!(plan.spec.context_dir, dir.path().join("app"));
+        assert_eq!(plan.spec.path, ".");
+        assert_eq!(
+            plan.pushes,
+            [
+                Push {
+                    local: "org/app:latest".into(),
+                    remote: "127.0.0.1:5000/org/app:latest".into()
+                },
+                Push {
+                    local: "org/app:v1".into(),
+                    remote: "127.0.0.1:5000/org/app:v1".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn docker_registry_prefix_and_buildset_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.docker_registry = Some("registry.example.org:5000".into());
+        let plan = plan_image(0, &image("org/app"), &opts).unwrap();
+        assert_eq!(plan.repository, "registry.example.org:5000/org/app");
+        assert_eq!(
+            plan.spec.tags[0],
+            "registry.example.org:5000/org/app:latest"
+        );
+        assert_eq!(
+            plan.pushes[0].local,
+            "registry.example.org:5000/org/app:latest"
+        );
+        assert_eq!(plan.pushes[0].remote, "127.0.0.1:5000/org/app:latest");
+
+        opts.docker_registry = None;
+        opts.change = None;
+        let plan = plan_image(0, &image("docker.io/org/app"), &opts).unwrap();
+        assert_eq!(plan.spec.tags[1], "docker.io/org/app:gate_latest");
+        assert_eq!(plan.pushes[0].remote, "127.0.0.1:5000/org/app:latest");
+        let plan = plan_image(0, &image("quay.io/org/app"), &opts).unwrap();
+        assert_eq!(
+            plan.pushes[0].remote,
+            "127.0.0.1:5000/quay.io/org/app:latest"
+        );
+        assert!(!plan.spec.labels.contains_key(CHANGE_LABEL));
+    }
+
+    #[test]
+    fn bad_entries_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+        let err = plan_image(1, &image("Org/App"), &opts).unwrap_err();
+        assert!(
+            err.to_string().starts_with("docker_images[1].repository: "),
+            "{err}"
+        );
+        let err = plan_image(0, &image("org/app:v2"), &opts).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "docker_images[0].repository: \"org/app:v2\" carries a tag or digest; \
+             list tags under tags instead"
+        );
+        let mut bad = image("org/app");
+        bad.context = "nowhere".into();
+        let err = plan_image(0, &bad, &opts).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "docker_images[0].context: {} does not exist",
+                dir.path().join("nowhere").display()
+            )
+        );
+        let mut bad = image("org/app");
+        bad.tags = vec!["-x".into()];
+        let err = plan_image(0, &bad, &opts).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("docker_images[0].tags: tag \"-x\""),
+            "{err}"
+        );
+    }
+}

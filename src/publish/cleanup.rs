@@ -1,0 +1,248 @@
+//! Deleting tags after a promote: the temporary tags just promoted, then
+//! the temporary tags older than a day that earlier uploads leaked
+//! ([`super::retention`] says which). Every failure here is a warning: the
+//! image is already published.
+//!
+//! Two kinds of tag store: a registry speaking the distribution spec
+//! (delete a tag by name; ages from the image config's `created`), and
+//! Docker Hub (its own API; ages from `last_updated`). A registry that
+//! only deletes manifests by digest gets that, but only when no other
+//! tag names the same manifest, so a final tag is never taken along.
+
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use futures_util::StreamExt;
+
+use super::retention::{is_stale, is_temporary, parse_time};
+use crate::client::{Children, Error as ClientError, HubApi, Registry, RemoteRegistry, TagDeleted};
+use crate::oci::{Digest, RepositoryName, Tag};
+
+/// The largest image config read to learn an image's age.
+const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+
+/// Where tags are deleted.
+pub enum TagStore<'a> {
+    /// A distribution-spec registry.
+    Registry(&'a RemoteRegistry),
+    /// Docker Hub's API (the registry handle is still used for nothing).
+    Hub(&'a HubApi),
+}
+
+/// What a cleanup did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Cleanup {
+    /// `repository:tag` of every tag deleted.
+    pub deleted: Vec<String>,
+    /// What could not be deleted, and why.
+    pub warnings: Vec<String>,
+}
+
+impl TagStore<'_> {
+    /// Delete every `(repository, tag)`, all at once, recording each
+    /// outcome in `report` in the order given.
+    pub async fn delete_all(&self, tags: &[(RepositoryName, Tag)], report: &mut Cleanup) {
+        let outcomes = join_all(tags.iter().map(|(r, t)| self.delete(r, t))).await;
+        for ((repository, tag), outcome) in tags.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => report.deleted.push(format!("{repository}:{tag}")),
+                Err(why) => report
+                    .warnings
+                    .push(format!("could not delete tag {repository}:{tag}: {why}")),
+            }
+        }
+    }
+
+    /// Delete `tag` of `repository`.
+    async fn delete(&self, repository: &RepositoryName, tag: &Tag) -> Result<(), String> {
+        match self {
+            TagStore::Registry(registry) => delete_on_registry(registry, repository, tag).await,
+            TagStore::Hub(hub) => hub
+                .delete_tag(repository, tag)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Delete every temporary tag of `repository` (for `pipeline` too)
+    /// older than a day at `now`, except those in `keep`.
+    pub async fn delete_leaked(
+        &self,
+        repository: &RepositoryName,
+        pipeline: Option<&str>,
+        keep: &[Tag],
+        now: DateTime<Utc>,
+        report: &mut Cleanup,
+    ) {
+        let aged = match self.temporary_tags(repository, pipeline, keep).await {
+            Ok(aged) => aged,
+            Err(why) => {
+                report.warnings.push(format!(
+                    "could not list the tags of {repository} to remove leaked temporary tags: {why}"
+                ));
+                return;
+            }
+        };
+        let mut stale = Vec::new();
+        for (tag, written) in aged {
+            match written {
+                Some(written) if is_stale(written, now) => stale.push((repository.clone(), tag)),
+                Some(_) => {}
+                None => report.warnings.push(format!(
+                    "could not tell the age of {repository}:{tag}; left in place"
+                )),
+            }
+        }
+        self.delete_all(&stale, report).await;
+    }
+
+    /// The temporary tags of `repository` not in `keep`, with when they
+    /// were written (when known).
+    async fn temporary_tags(
+        &self,
+        repository: &RepositoryName,
+        pipeline: Option<&str>,
+        keep: &[Tag],
+    ) -> Result<Vec<(Tag, Option<DateTime<Utc>>)>, String> {
+        let wanted =
+            |name: &str| is_temporary(name, pipeline) && !keep.iter().any(|k| k.as_str() == name);
+        match self {
+            TagStore::Hub(hub) => Ok(hub
+                .tags(repository)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|t| wanted(&t.name))
+                .filter_map(|t| {
+                    let written = t.last_updated.as_deref().and_then(parse_time);
+                    t.name.parse().ok().map(|tag| (tag, written))
+                })
+                .collect()),
+            TagStore::Registry(registry) => {
+                let tags = registry
+                    .tags_list(repository)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let candidates: Vec<Tag> =
+                    tags.into_iter().filter(|t| wanted(t.as_str())).collect();
+                let ages = join_all(
+                    candidates
+                        .iter()
+                        .map(|tag| created(registry, repository, tag)),
+                )
+                .await;
+                Ok(candidates
+                    .into_iter()
+                    .zip(ages)
+                    .map(|(tag, age)| (tag, age.ok().flatten()))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Delete a tag by name; where the registry cannot, delete its manifest by
+/// digest if no other tag names it.
+async fn delete_on_registry(
+    registry: &RemoteRegistry,
+    repository: &RepositoryName,
+    tag: &Tag,
+) -> Result<(), String> {
+    match registry
+        .tag_delete(repository, tag)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        TagDeleted::Deleted | TagDeleted::Absent => return Ok(()),
+        TagDeleted::Unsupported => {}
+    }
+    let Some(digest) = registry
+        .manifest_head(repository, tag.as_str())
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    if let Some(other) = other_tag_naming(registry, repository, tag, &digest).await? {
+        return Err(format!(
+            "registry {} deletes manifests only by digest, and tag {other} names the same \
+             manifest; left in place",
+            registry.name()
+        ));
+    }
+    registry
+        .manifest_delete(repository, &digest)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn other_tag_naming(
+    registry: &RemoteRegistry,
+    repository: &RepositoryName,
+    tag: &Tag,
+    digest: &Digest,
+) -> Result<Option<Tag>, String> {
+    let tags = registry
+        .tags_list(repository)
+        .await
+        .map_err(|e| e.to_string())?;
+    for other in tags.into_iter().filter(|t| t != tag) {
+        let named = registry
+            .manifest_head(repository, other.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        if named.as_ref() == Some(digest) {
+            return Ok(Some(other));
+        }
+    }
+    Ok(None)
+}
+
+/// When the image `tag` names was created, from its config (the first
+/// platform's, for an index).
+pub async fn created(
+    registry: &RemoteRegistry,
+    repository: &RepositoryName,
+    tag: &Tag,
+) -> Result<Option<DateTime<Utc>>, ClientError> {
+    let mut manifest = registry.manifest_get(repository, tag.as_str()).await?;
+    if manifest.is_index() {
+        let Ok(Children::Manifests(children)) = manifest.children() else {
+            return Ok(None);
+        };
+        let Some(first) = children.first() else {
+            return Ok(None);
+        };
+        manifest = registry
+            .manifest_get(repository, &first.digest.to_string())
+            .await?;
+    }
+    let Ok(Children::Blobs(blobs)) = manifest.children() else {
+        return Ok(None);
+    };
+    // The config comes first.
+    let Some(config) = blobs.first() else {
+        return Ok(None);
+    };
+    if config.size > MAX_CONFIG_BYTES as u64 {
+        return Ok(None);
+    }
+    let mut stream = registry.blob_get(repository, &config.digest).await?;
+    let mut bytes = Vec::with_capacity(config.size as usize);
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk?);
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Ok(None);
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        #[serde(default)]
+        created: Option<String>,
+    }
+    Ok(serde_json::from_slice::<Config>(&bytes)
+        .ok()
+        .and_then(|c| c.created)
+        .as_deref()
+        .and_then(parse_time))
+}

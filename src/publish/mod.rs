@@ -1,0 +1,19 @@
+//! Publishing images: the policy between a built image and its final tag.
+//!
+//! - [`credentials`]: `docker_credentials`, and which repositories it may
+//!   write (checked before any request is sent).
+//! - [`targets`]: where an upload copies each tag from and to, under its
+//!   temporary tag.
+//! - [`retention`]: which temporary tags a promote cleans up.
+//! - [`upload`], [`promote`], [`cleanup`]: those steps on the registry
+//!   client.
+//!
+//! The modules `upload_docker_image` and `promote_docker_image` glue these
+//! to the registry client.
+
+pub mod cleanup;
+pub mod credentials;
+pub mod promote;
+pub mod retention;
+pub mod targets;
+pub mod upload;

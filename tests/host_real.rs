@@ -1,0 +1,542 @@
+//! `use_buildset_registry` on this machine, with the real dockerd, skopeo,
+//! podman and our buildset registry: docker.io images through the daemon's
+//! mirror (reloaded by SIGHUP, a running container survives), other
+//! registries through registries.conf and the preload, idempotence,
+//! refusals, IPv6 through the alias.
+//!
+//! These tests change machine-global files, so each holds an exclusive
+//! lock (serial across test processes) and a [`HostSnapshot`] that puts
+//! every file, the CA bundle and the daemon's live mirrors back as they
+//! were.
+
+use std::fs;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use speculative_images::host::ca_store::CaStore;
+use speculative_images::host::{docker_daemon, HostPaths, REGISTRY_ALIAS};
+
+use crate::support::buildset::BuildsetServer;
+use crate::support::{random_password, run, wait_until};
+
+/// Serializes the tests of this file across processes (nextest runs each
+/// test in its own).
+struct HostLock {
+    _file: fs::File,
+}
+
+impl HostLock {
+    fn take() -> HostLock {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/speculative-images-host-tests.lock")
+            .expect("open lock file");
+        // SAFETY: flock on an open descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+        HostLock { _file: file }
+    }
+}
+
+/// Machine-global state before a test, restored on drop.
+struct HostSnapshot {
+    files: Vec<(PathBuf, Option<Vec<u8>>)>,
+    created_dirs: Vec<PathBuf>,
+    ca_anchor: Option<PathBuf>,
+    mirrors: Vec<String>,
+    _lock: HostLock,
+}
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+}
+
+impl HostSnapshot {
+    fn take() -> HostSnapshot {
+        let lock = HostLock::take();
+        let paths = HostPaths::system();
+        let ca_anchor = CaStore::detect(&paths).map(|s| s.anchor_path(&paths));
+        let mut list = vec![
+            paths.daemon_json(),
+            paths.etc_hosts(),
+            paths.registries_conf(),
+            paths.buildkitd_toml(),
+            home().join(".docker/config.json"),
+        ];
+        list.extend(ca_anchor.clone());
+        let files = list
+            .into_iter()
+            .map(|p| {
+                let content = fs::read(&p).ok();
+                (p, content)
+            })
+            .collect();
+        let created_dirs = [home().join(".docker"), PathBuf::from("/etc/buildkit")]
+            .into_iter()
+            .filter(|d| !d.exists())
+            .collect();
+        HostSnapshot {
+            files,
+            created_dirs,
+            ca_anchor,
+            mirrors: docker_daemon::live_mirrors().expect("dockerd answers"),
+            _lock: lock,
+        }
+    }
+
+    fn original(&self, path: &Path) -> Option<&[u8]> {
+        self.files
+            .iter()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, c)| c.as_deref())
+    }
+}
+
+impl Drop for HostSnapshot {
+    fn drop(&mut self) {
+        let paths = HostPaths::system();
+        // The daemon first: options absent from daemon.json keep their
+        // value on reload, so the old mirrors are written out explicitly,
+        // reloaded, and only then the original file put back.
+        if docker_daemon::live_mirrors().as_ref() != Some(&self.mirrors) {
+            let mut doc: serde_json::Map<String, Value> = self
+                .original(&paths.daemon_json())
+                .and_then(|c| serde_json::from_slice(c).ok())
+                .unwrap_or_default();
+            doc.insert("registry-mirrors".into(), json!(self.mirrors));
+            fs::write(paths.daemon_json(), serde_json::to_vec(&doc).unwrap()).unwrap();
+            let pid = docker_daemon::dockerd_pid(&paths).expect("dockerd runs");
+            // SAFETY: kill(2) with a live pid.
+            unsafe { libc::kill(pid, libc::SIGHUP) };
+            wait_until(
+                "dockerd's mirrors restored",
+                Duration::from_secs(20),
+                || docker_daemon::live_mirrors().as_ref() == Some(&self.mirrors),
+            );
+        }
+        let mut ca_changed = false;
+        for (path, content) in &self.files {
+            let now = fs::read(path).ok();
+            if &now == content {
+                continue;
+            }
+            ca_changed |= Some(path) == self.ca_anchor.as_ref();
+            match content {
+                Some(bytes) => fs::write(path, bytes).unwrap(),
+                None => {
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+        for dir in &self.created_dirs {
+            let _ = fs::remove_dir_all(dir);
+        }
+        if let Ok(entries) = fs::read_dir(paths.docker_certs_d()) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(REGISTRY_ALIAS)
+                {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        if ca_changed {
+            if let Some(store) = CaStore::detect(&paths) {
+                store.update().expect("rebuild the CA bundle");
+            }
+        }
+    }
+}
+
+/// Run the module binary as Ansible does; its JSON result.
+fn run_module(args: Value) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = args;
+    args["_ansible_module_name"] = json!("speculative.images.use_buildset_registry");
+    args["_ansible_diff"] = json!(true);
+    let file = dir.path().join("args.json");
+    fs::write(&file, serde_json::to_vec(&args).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_speculative-images"))
+        .arg(&file)
+        .output()
+        .expect("run the module");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "module output is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn module_args(registry: &BuildsetServer, preload: bool) -> Value {
+    json!({
+        "buildset_registry": registry.as_buildset_registry(),
+        "preload": preload,
+    })
+}
+
+/// Build a FROM scratch busybox image printing `marker` and copy it into
+/// the registry as each of `targets` (`library/x:latest`); returns the
+/// manifest digest the registry holds.
+fn push_image(
+    registry: &BuildsetServer,
+    authority: &str,
+    marker: &str,
+    targets: &[&str],
+) -> String {
+    let ctx = tempfile::tempdir().unwrap();
+    fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
+    fs::write(ctx.path().join("marker"), marker).unwrap();
+    fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY marker /marker\nCMD [\"/bin/busybox\", \"cat\", \"/marker\"]\n",
+    )
+    .unwrap();
+    let local = format!("speculative-host-test/{}:latest", marker.to_lowercase());
+    run(Command::new("docker")
+        .args(["build", "-q", "-t", &local])
+        .arg(ctx.path()));
+    let certs = tempfile::tempdir().unwrap();
+    fs::write(certs.path().join("ca.crt"), &registry.ca_pem).unwrap();
+    let digest_file = certs.path().join("digest");
+    for target in targets {
+        run(Command::new("skopeo")
+            .args(["copy", "-q", "--dest-cert-dir"])
+            .arg(certs.path())
+            .arg("--dest-creds")
+            .arg(format!("{}:{}", registry.username, registry.password))
+            .arg("--digestfile")
+            .arg(&digest_file)
+            .arg(format!("docker-daemon:{local}"))
+            .arg(format!("docker://{authority}/{target}")));
+    }
+    let _ = Command::new("docker").args(["rmi", &local]).output();
+    fs::read_to_string(digest_file).unwrap().trim().to_string()
+}
+
+fn docker(args: &[&str]) -> String {
+    run(Command::new("docker").args(args)).trim().to_string()
+}
+
+/// Remove images these tests create, wherever they came from.
+fn remove_test_images(port: u16) {
+    let alias_quay = format!("{REGISTRY_ALIAS}:{port}/quay.io/org/img:latest");
+    for image in [
+        "speculative-test:latest",
+        "quay.io/org/img:latest",
+        &alias_quay,
+    ] {
+        let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+    }
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", "quay.io/org/img:latest"])
+        .output();
+}
+
+fn mtimes(files: &[String]) -> Vec<(String, SystemTime)> {
+    files
+        .iter()
+        .map(|f| (f.clone(), fs::metadata(f).unwrap().modified().unwrap()))
+        .collect()
+}
+
+#[test]
+fn every_client_gets_the_speculative_images_and_running_containers_survive() {
+    let snapshot = HostSnapshot::take();
+    let registry = BuildsetServer::start();
+    remove_test_images(registry.port);
+
+    let marker = random_password();
+    let digest = push_image(
+        &registry,
+        &registry.authority(),
+        &marker,
+        &["library/speculative-test:latest", "quay.io/org/img:latest"],
+    );
+
+    // Foreign content the module must keep.
+    let paths = HostPaths::system();
+    let mut foreign = serde_json::Map::new();
+    if let Some(old) = snapshot.original(&paths.daemon_json()) {
+        foreign = serde_json::from_slice(old).expect("daemon.json was valid JSON");
+    }
+    foreign.insert("max-concurrent-downloads".into(), json!(3));
+    fs::write(
+        paths.daemon_json(),
+        serde_json::to_vec_pretty(&foreign).unwrap(),
+    )
+    .unwrap();
+    let config_json = home().join(".docker/config.json");
+    fs::create_dir_all(config_json.parent().unwrap()).unwrap();
+    fs::write(
+        &config_json,
+        r#"{"auths": {"other.example.org": {"auth": "b3RoZXI6c2VjcmV0"}}}"#,
+    )
+    .unwrap();
+
+    // A container running before the role, from an image of our own.
+    let sleeper = format!("speculative-host-sleeper-{}", marker.to_lowercase());
+    let sleeper_image = format!(
+        "speculative-host-test/sleeper-{}:latest",
+        marker.to_lowercase()
+    );
+    let ctx = tempfile::tempdir().unwrap();
+    fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
+    fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\n",
+    )
+    .unwrap();
+    run(Command::new("docker")
+        .args(["build", "-q", "-t", &sleeper_image])
+        .arg(ctx.path()));
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &sleeper,
+        &sleeper_image,
+        "/bin/busybox",
+        "sleep",
+        "600",
+    ]);
+    let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &sleeper]);
+    let dockerd = docker_daemon::dockerd_pid(&paths).expect("dockerd runs");
+
+    let result = run_module(module_args(&registry, true));
+    let outcome = std::panic::catch_unwind(|| {
+        assert_eq!(result["failed"], false, "{result}");
+        assert_eq!(result["changed"], true);
+        assert_eq!(result["docker_reload"], "sighup");
+        assert_eq!(result["preloaded"], json!(["quay.io/org/img:latest"]));
+        assert!(
+            !result.to_string().contains(&registry.password),
+            "password leaked"
+        );
+
+        // Reloaded, not restarted.
+        assert_eq!(docker_daemon::dockerd_pid(&paths), Some(dockerd));
+        assert_eq!(
+            docker(&["inspect", "-f", "{{.State.Running}}", &sleeper]),
+            "true"
+        );
+        assert_eq!(
+            docker(&["inspect", "-f", "{{.State.StartedAt}}", &sleeper]),
+            started
+        );
+
+        // docker.io through the daemon's mirror.
+        docker(&["pull", "-q", "speculative-test"]);
+        assert_eq!(
+            docker(&[
+                "image",
+                "inspect",
+                "-f",
+                "{{index .RepoDigests 0}}",
+                "speculative-test"
+            ]),
+            format!("speculative-test@{digest}")
+        );
+        assert_eq!(docker(&["run", "--rm", "speculative-test"]), marker);
+
+        // quay.io through registries.conf. --no-tags: listing tags asks
+        // the upstream registry, which this machine cannot reach.
+        let inspected = run(Command::new("skopeo").args([
+            "inspect",
+            "--no-tags",
+            "--format",
+            "{{.Digest}}",
+            "docker://quay.io/org/img:latest",
+        ]));
+        assert_eq!(inspected.trim(), digest);
+        run(Command::new("podman").args(["pull", "-q", "quay.io/org/img:latest"]));
+        let podman_digest = run(Command::new("podman").args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            "quay.io/org/img:latest",
+        ]));
+        assert_eq!(podman_digest.trim(), digest);
+
+        // quay.io in docker through the preload.
+        assert_eq!(docker(&["run", "--rm", "quay.io/org/img:latest"]), marker);
+
+        // Foreign content kept.
+        let daemon: Value =
+            serde_json::from_slice(&fs::read(paths.daemon_json()).unwrap()).unwrap();
+        assert_eq!(daemon["max-concurrent-downloads"], 3);
+        let config: Value = serde_json::from_slice(&fs::read(&config_json).unwrap()).unwrap();
+        assert_eq!(
+            config["auths"]["other.example.org"]["auth"],
+            "b3RoZXI6c2VjcmV0"
+        );
+        let conf = fs::read_to_string(paths.registries_conf()).unwrap();
+        if let Some(old) = snapshot.original(&paths.registries_conf()) {
+            let old = String::from_utf8_lossy(old);
+            for comment in old.lines().filter(|l| l.starts_with('#')) {
+                assert!(conf.contains(comment), "comment {comment:?} lost");
+            }
+        }
+
+        // Idempotence: nothing to do, no file rewritten.
+        let files: Vec<String> = serde_json::from_value(result["files"].clone()).unwrap();
+        let before = mtimes(&files);
+        let again = run_module(module_args(&registry, true));
+        assert_eq!(again["failed"], false, "{again}");
+        assert_eq!(again["changed"], false, "{again}");
+        assert_eq!(again["files"], json!([]));
+        assert_eq!(again["preloaded"], json!([]));
+        assert_eq!(mtimes(&files), before, "a file was rewritten");
+    });
+    let _ = Command::new("docker").args(["rm", "-f", &sleeper]).output();
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", &sleeper_image])
+        .output();
+    remove_test_images(registry.port);
+    drop(snapshot);
+    if let Err(panic) = outcome {
+        eprintln!("registry log:\n{}", registry.log());
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn bad_host_files_fail_naming_them_and_nothing_is_written() {
+    let snapshot = HostSnapshot::take();
+    let registry = BuildsetServer::start();
+    let paths = HostPaths::system();
+    let watched = [
+        paths.etc_hosts(),
+        paths.daemon_json(),
+        paths.registries_conf(),
+        paths.buildkitd_toml(),
+        home().join(".docker/config.json"),
+    ];
+    let state = || -> Vec<Option<(Vec<u8>, SystemTime)>> {
+        watched
+            .iter()
+            .map(|p| Some((fs::read(p).ok()?, fs::metadata(p).ok()?.modified().ok()?)))
+            .collect()
+    };
+
+    fs::write(paths.daemon_json(), "{\"debug\": tru\n").unwrap();
+    let before = state();
+    let result = run_module(module_args(&registry, false));
+    let outcome = std::panic::catch_unwind(|| {
+        assert_eq!(result["failed"], true, "{result}");
+        assert_eq!(
+            result["msg"],
+            "/etc/docker/daemon.json: not valid JSON: expected ident at line 2 column 0; the file was left untouched"
+        );
+        assert_eq!(state(), before);
+    });
+    let restore_daemon = snapshot.original(&paths.daemon_json()).map(<[u8]>::to_vec);
+    match &restore_daemon {
+        Some(bytes) => fs::write(paths.daemon_json(), bytes).unwrap(),
+        None => fs::remove_file(paths.daemon_json()).unwrap(),
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+
+    fs::write(
+        paths.registries_conf(),
+        "[registries.search]\nregistries = ['docker.io']\n",
+    )
+    .unwrap();
+    let before = state();
+    let result = run_module(module_args(&registry, false));
+    assert_eq!(result["failed"], true, "{result}");
+    assert_eq!(
+        result["msg"],
+        "/etc/containers/registries.conf: is in the v1 format ([registries.search] etc.), which has no mirrors; convert it to the v2 format ([[registry]] tables); the file was left untouched"
+    );
+    assert_eq!(state(), before);
+
+    let mut args = module_args(&registry, false);
+    args["buildset_registry"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cert");
+    let result = run_module(args);
+    assert_eq!(result["failed"], true, "{result}");
+    assert_eq!(
+        result["msg"],
+        "argument buildset_registry: missing field `cert`"
+    );
+    assert_eq!(state(), before);
+    drop(snapshot);
+}
+
+#[test]
+fn an_ipv6_registry_works_through_the_alias() {
+    let snapshot = HostSnapshot::take();
+    let registry = BuildsetServer::start_ipv6();
+    remove_test_images(registry.port);
+    let result = run_module(module_args(&registry, false));
+    let outcome = std::panic::catch_unwind(|| {
+        assert_eq!(result["failed"], false, "{result}");
+        assert_eq!(
+            result["registry"],
+            format!("{REGISTRY_ALIAS}:{}", registry.port)
+        );
+        let hosts = fs::read_to_string("/etc/hosts").unwrap();
+        assert!(
+            hosts.lines().any(|l| l == format!("::1\t{REGISTRY_ALIAS}")),
+            "{hosts}"
+        );
+        // Clients cannot name [::1]:port; they go through the alias, which
+        // the module made resolvable and trusted.
+        let alias = format!("{REGISTRY_ALIAS}:{}", registry.port);
+        let marker = random_password();
+        let digest = push_image(
+            &registry,
+            &alias,
+            &marker,
+            &["library/speculative-test:latest", "quay.io/org/img:latest"],
+        );
+        docker(&["pull", "-q", "speculative-test"]);
+        assert_eq!(
+            docker(&[
+                "image",
+                "inspect",
+                "-f",
+                "{{index .RepoDigests 0}}",
+                "speculative-test"
+            ]),
+            format!("speculative-test@{digest}")
+        );
+        assert_eq!(docker(&["run", "--rm", "speculative-test"]), marker);
+        let inspected = run(Command::new("skopeo").args([
+            "inspect",
+            "--no-tags",
+            "--format",
+            "{{.Digest}}",
+            "docker://quay.io/org/img:latest",
+        ]));
+        assert_eq!(inspected.trim(), digest);
+
+        let preload = run_module(module_args(&registry, true));
+        assert_eq!(
+            preload["preloaded"],
+            json!(["quay.io/org/img:latest"]),
+            "{preload}"
+        );
+        assert_eq!(docker(&["run", "--rm", "quay.io/org/img:latest"]), marker);
+    });
+    remove_test_images(registry.port);
+    drop(snapshot);
+    if let Err(panic) = outcome {
+        eprintln!("registry log:\n{}", registry.log());
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -1,0 +1,192 @@
+//! `promote_docker_image` against our registry server (bearer tokens, as
+//! Docker Hub's registry API does): only manifests move, the digest is
+//! kept, temporary and leaked tags are cleaned up.
+
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::publish_support::{
+    digest_of, failure_msg, log_mark, log_since, oci_image, oci_index, push_to, run_module,
+    succeeded,
+};
+use crate::registry_clients::OciLayout;
+use crate::support::buildset::BuildsetServer;
+
+fn args(registry: &BuildsetServer, images: Value) -> Value {
+    json!({
+        "docker_images": images,
+        "docker_registry": registry.authority(),
+        "docker_registry_cert": registry.ca_pem,
+        "docker_credentials": {"username": registry.username, "password": registry.password,
+                               "repository": "^org/"},
+        "zuul": {"change": "42", "pipeline": "promote"},
+    })
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339()
+}
+
+#[test]
+fn promotes_by_manifest_only_and_removes_the_temporary_tags() {
+    let registry = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let image = oci_image(&layout, "amd64", &now(), 64 * 1024);
+    let digest = push_to(
+        &registry,
+        &layout,
+        image.clone(),
+        "org/app:change_42_latest",
+    );
+    push_to(&registry, &layout, image, "org/app:change_42_v1");
+    let home = tempfile::tempdir().unwrap();
+
+    let mark = log_mark(&registry);
+    let result = succeeded(run_module(
+        "promote_docker_image",
+        args(
+            &registry,
+            json!([{"repository": "org/app", "tags": ["latest", "v1"]}]),
+        ),
+        home.path(),
+    ));
+    let requests = log_since(&registry, mark);
+
+    assert_eq!(
+        digest_of(&registry, "org/app", "latest"),
+        Some(digest.clone())
+    );
+    assert_eq!(digest_of(&registry, "org/app", "v1"), Some(digest.clone()));
+    assert_eq!(digest_of(&registry, "org/app", "change_42_latest"), None);
+    assert_eq!(digest_of(&registry, "org/app", "change_42_v1"), None);
+    let blob_requests: Vec<_> = requests.iter().filter(|l| l.contains("/blobs/")).collect();
+    assert!(
+        blob_requests.is_empty(),
+        "blob requests: {blob_requests:#?}"
+    );
+    assert_eq!(result["promoted"][0]["digest"], digest);
+    assert_eq!(result["promoted"][1]["temporary_tag"], "change_42_v1");
+    assert_eq!(
+        result["deleted"],
+        json!(["org/app:change_42_latest", "org/app:change_42_v1"])
+    );
+    assert!(!result.to_string().contains(&registry.password));
+}
+
+#[test]
+fn leaked_temporary_tags_older_than_a_day_go_fresh_ones_stay() {
+    let registry = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let current = oci_image(&layout, "amd64", &now(), 1024);
+    push_to(&registry, &layout, current, "org/app:change_42_latest");
+    let old = (Utc::now() - Duration::hours(49)).to_rfc3339();
+    let leaked = oci_image(&layout, "amd64", &old, 1024);
+    push_to(&registry, &layout, leaked, "org/app:change_1_latest");
+    let fresh = oci_image(&layout, "amd64", &now(), 1024);
+    let fresh_digest = push_to(&registry, &layout, fresh, "org/app:change_2_latest");
+    let home = tempfile::tempdir().unwrap();
+
+    let result = succeeded(run_module(
+        "promote_docker_image",
+        args(&registry, json!([{"repository": "org/app"}])),
+        home.path(),
+    ));
+    assert_eq!(digest_of(&registry, "org/app", "change_1_latest"), None);
+    assert_eq!(
+        digest_of(&registry, "org/app", "change_2_latest"),
+        Some(fresh_digest)
+    );
+    assert_eq!(
+        result["deleted"],
+        json!(["org/app:change_42_latest", "org/app:change_1_latest"])
+    );
+    assert_eq!(result.get("warnings"), None, "{result:#}");
+}
+
+#[test]
+fn a_multi_arch_index_keeps_its_digest() {
+    let registry = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let amd64 = oci_image(&layout, "amd64", &now(), 1024);
+    let arm64 = oci_image(&layout, "arm64", &now(), 1024);
+    let index = oci_index(&layout, &[amd64, arm64]);
+    let digest = push_to(&registry, &layout, index, "org/multi:change_42_latest");
+    let home = tempfile::tempdir().unwrap();
+
+    let result = succeeded(run_module(
+        "promote_docker_image",
+        args(&registry, json!([{"repository": "org/multi"}])),
+        home.path(),
+    ));
+    assert_eq!(digest_of(&registry, "org/multi", "latest"), Some(digest));
+    assert_eq!(
+        result["promoted"][0]["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+}
+
+#[test]
+fn a_missing_temporary_tag_publishes_nothing() {
+    let registry = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let image = oci_image(&layout, "amd64", &now(), 1024);
+    push_to(&registry, &layout, image, "org/app:change_42_latest");
+    let home = tempfile::tempdir().unwrap();
+
+    let result = run_module(
+        "promote_docker_image",
+        args(
+            &registry,
+            json!([{"repository": "org/app"}, {"repository": "org/other"}]),
+        ),
+        home.path(),
+    );
+    assert_eq!(
+        failure_msg(&result),
+        format!(
+            "the temporary tag {}/org/other:change_42_latest does not exist (did \
+             upload_docker_image run for this change?); nothing was promoted",
+            registry.authority()
+        )
+    );
+    assert_eq!(digest_of(&registry, "org/app", "latest"), None);
+    assert!(digest_of(&registry, "org/app", "change_42_latest").is_some());
+}
+
+#[test]
+fn a_repository_outside_the_credentials_is_refused_before_any_request() {
+    let registry = BuildsetServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mark = log_mark(&registry);
+    let result = run_module(
+        "promote_docker_image",
+        args(&registry, json!([{"repository": "elsewhere/app"}])),
+        home.path(),
+    );
+    assert_eq!(
+        failure_msg(&result),
+        "docker_images[0].repository \"elsewhere/app\" is not permitted by \
+         docker_credentials.repository \"^org/\""
+    );
+    assert_eq!(log_since(&registry, mark), Vec::<String>::new());
+}
+
+#[test]
+fn check_mode_reads_and_writes_nothing() {
+    let registry = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let image = oci_image(&layout, "amd64", &now(), 1024);
+    let digest = push_to(&registry, &layout, image, "org/app:change_42_latest");
+    let home = tempfile::tempdir().unwrap();
+    let mut args = args(&registry, json!([{"repository": "org/app"}]));
+    args["_ansible_check_mode"] = json!(true);
+
+    let result = succeeded(run_module("promote_docker_image", args, home.path()));
+    assert_eq!(result["changed"], true);
+    assert_eq!(result["promoted"][0]["digest"], digest);
+    assert_eq!(digest_of(&registry, "org/app", "latest"), None);
+    assert_eq!(
+        digest_of(&registry, "org/app", "change_42_latest"),
+        Some(digest)
+    );
+}

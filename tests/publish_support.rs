@@ -1,0 +1,228 @@
+//! Helpers shared by the build, upload and promote tests: running a module
+//! the way Ansible does, and cleaning up what a test put into the shared
+//! Docker daemon.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+/// Run module `name` as Ansible would: the binary with one args file,
+/// `HOME` set to `home`. Returns the one JSON object it printed.
+pub fn run_module(name: &str, mut args: Value, home: &Path) -> Value {
+    args["_ansible_module_name"] = json!(format!("speculative.images.{name}"));
+    let file = tempfile::NamedTempFile::new().expect("args file");
+    std::fs::write(file.path(), args.to_string()).expect("write args");
+    let out = Command::new(env!("CARGO_BIN_EXE_speculative-images"))
+        .arg(file.path())
+        .env("HOME", home)
+        .output()
+        .expect("run the module binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{name} printed no JSON ({e}):\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The module's failure message, or a panic showing its whole result.
+pub fn failure_msg(result: &Value) -> String {
+    assert_eq!(result["failed"], true, "expected a failure: {result:#}");
+    result["msg"].as_str().expect("msg").to_string()
+}
+
+/// Assert the module succeeded and return its result.
+pub fn succeeded(result: Value) -> Value {
+    assert_eq!(result["failed"], false, "module failed: {result:#}");
+    result
+}
+
+/// A unique lower-case name part, so parallel tests sharing one daemon and
+/// one registry do not meet.
+pub fn unique(prefix: &str) -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    let suffix = Alphanumeric
+        .sample_string(&mut rand::rng(), 8)
+        .to_ascii_lowercase();
+    format!("{prefix}-{suffix}")
+}
+
+/// Removes local images of one repository prefix and a certs.d entry when
+/// dropped; the daemon is shared, so only what the test made goes.
+pub struct DockerCleanup {
+    /// Repositories starting with this are removed.
+    pub prefix: String,
+    /// `/etc/docker/certs.d/<authority>` to remove, if any.
+    pub certs_d: Option<String>,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let out = Command::new("docker")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output();
+        if let Ok(out) = out {
+            let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with(&self.prefix) || l.contains(&format!("/{}", self.prefix)))
+                .map(str::to_string)
+                .collect();
+            if !names.is_empty() {
+                let _ = Command::new("docker").arg("rmi").args(&names).output();
+            }
+        }
+        if let Some(authority) = &self.certs_d {
+            let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(authority));
+        }
+    }
+}
+
+/// Inspect `reference` (without `docker://`) with skopeo, trusting `ca_pem`
+/// and logging in as `username`; `None` when it does not exist.
+pub fn skopeo_inspect(
+    reference: &str,
+    ca_pem: &str,
+    username: &str,
+    password: &str,
+) -> Option<Value> {
+    let certs = tempfile::tempdir().expect("tempdir");
+    std::fs::write(certs.path().join("ca.crt"), ca_pem).expect("write ca");
+    let out = Command::new("skopeo")
+        .arg("inspect")
+        .arg("--cert-dir")
+        .arg(certs.path())
+        .arg("--creds")
+        .arg(format!("{username}:{password}"))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("run skopeo");
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("manifest unknown")
+                || stderr.contains("not found")
+                || stderr.contains("name unknown"),
+            "skopeo inspect {reference} failed oddly: {stderr}"
+        );
+        return None;
+    }
+    Some(serde_json::from_slice(&out.stdout).expect("skopeo JSON"))
+}
+
+/// Media types of the documents test images are made of.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Add to `layout` an image for `arch` created at `created` (RFC 3339),
+/// with one layer of `layer_bytes` random bytes; returns its descriptor.
+pub fn oci_image(
+    layout: &crate::registry_clients::OciLayout,
+    arch: &str,
+    created: &str,
+    layer_bytes: usize,
+) -> Value {
+    let mut layer = vec![0u8; layer_bytes];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut layer);
+    let layer = layout.blob("application/vnd.oci.image.layer.v1.tar", &layer);
+    let config = json!({
+        "architecture": arch, "os": "linux", "created": created,
+        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
+    });
+    let config = layout.blob(
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer],
+    });
+    let mut descriptor = layout.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
+    descriptor["platform"] = json!({"architecture": arch, "os": "linux"});
+    descriptor
+}
+
+/// Add to `layout` an index of `children` (descriptors); returns its
+/// descriptor.
+pub fn oci_index(layout: &crate::registry_clients::OciLayout, children: &[Value]) -> Value {
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children});
+    layout.blob(OCI_INDEX, &serde_json::to_vec(&index).unwrap())
+}
+
+/// Push `descriptor` (tagged `layout_tag` in `layout`) to the registry as
+/// `repository:tag` with skopeo, every platform, digests kept. Returns the
+/// digest.
+pub fn push_to(
+    registry: &crate::support::buildset::BuildsetServer,
+    layout: &crate::registry_clients::OciLayout,
+    descriptor: Value,
+    repository_tag: &str,
+) -> String {
+    layout.tag("push", descriptor.clone());
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::write(certs.path().join("ca.crt"), &registry.ca_pem).unwrap();
+    crate::support::run(
+        Command::new("skopeo")
+            .args(["copy", "--all", "--preserve-digests", "--dest-cert-dir"])
+            .arg(certs.path())
+            .arg("--dest-creds")
+            .arg(format!("{}:{}", registry.username, registry.password))
+            .arg(format!("oci:{}:push", layout.path().display()))
+            .arg(format!(
+                "docker://{}/{repository_tag}",
+                registry.authority()
+            )),
+    );
+    descriptor["digest"].as_str().unwrap().to_string()
+}
+
+/// The digest `repository:reference` names on the registry, or `None`
+/// (anonymous pull).
+pub fn digest_of(
+    registry: &crate::support::buildset::BuildsetServer,
+    repository: &str,
+    reference: &str,
+) -> Option<String> {
+    let response = registry
+        .client()
+        .head(format!(
+            "{}/v2/{repository}/manifests/{reference}",
+            registry.url()
+        ))
+        .header(
+            "Accept",
+            format!(
+                "{OCI_MANIFEST}, {OCI_INDEX}, \
+                 application/vnd.docker.distribution.manifest.v2+json, \
+                 application/vnd.docker.distribution.manifest.list.v2+json"
+            ),
+        )
+        .send()
+        .expect("HEAD manifest");
+    if response.status() == 404 {
+        return None;
+    }
+    assert_eq!(response.status(), 200, "{}", registry.log());
+    Some(
+        response.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+/// The registry's request log lines after the first `mark` lines.
+pub fn log_since(registry: &crate::support::buildset::BuildsetServer, mark: usize) -> Vec<String> {
+    registry
+        .log()
+        .lines()
+        .skip(mark)
+        .map(str::to_string)
+        .collect()
+}
+
+/// How many lines the registry's log has now.
+pub fn log_mark(registry: &crate::support::buildset::BuildsetServer) -> usize {
+    registry.log().lines().count()
+}

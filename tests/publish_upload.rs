@@ -1,0 +1,162 @@
+//! `upload_docker_image`: from a buildset registry to a target registry
+//! (our server, whose bearer token flow stands in for Docker Hub's) with
+//! the copy engine, and from the local daemon when there is no buildset
+//! registry.
+
+use std::process::Command;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use crate::publish_support::{
+    digest_of, failure_msg, log_mark, log_since, oci_image, push_to, run_module, succeeded, unique,
+    DockerCleanup,
+};
+use crate::registry_clients::OciLayout;
+use crate::support::buildset::BuildsetServer;
+use crate::support::{docker_trust, run};
+
+fn args(target: &BuildsetServer, pattern: &str, images: Value) -> Value {
+    json!({
+        "docker_images": images,
+        "docker_registry": target.authority(),
+        "docker_registry_cert": target.ca_pem,
+        "docker_credentials": {"username": target.username, "password": target.password,
+                               "repository": pattern},
+        "zuul": {"change": "42", "pipeline": "gate"},
+    })
+}
+
+fn buildset(server: &BuildsetServer) -> Value {
+    serde_json::to_value(server.as_buildset_registry()).unwrap()
+}
+
+#[test]
+fn copies_every_tag_under_its_temporary_tag() {
+    let source = BuildsetServer::start();
+    let target = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let image = oci_image(&layout, "amd64", &Utc::now().to_rfc3339(), 256 * 1024);
+    let digest = push_to(&source, &layout, image.clone(), "org/app:latest");
+    push_to(&source, &layout, image, "org/app:v1");
+    let home = tempfile::tempdir().unwrap();
+
+    let mut args = args(
+        &target,
+        "^org/",
+        json!([{"repository": "org/app", "tags": ["latest", "v1"]}]),
+    );
+    args["buildset_registry"] = buildset(&source);
+    let result = succeeded(run_module("upload_docker_image", args.clone(), home.path()));
+    assert_eq!(result["changed"], true);
+
+    for tag in ["change_42_latest", "change_42_v1"] {
+        assert_eq!(
+            digest_of(&target, "org/app", tag),
+            Some(digest.clone()),
+            "{tag}"
+        );
+    }
+    for tag in ["latest", "v1"] {
+        assert_eq!(digest_of(&target, "org/app", tag), None, "{tag}");
+    }
+    assert_eq!(
+        result["uploaded"][0]["target"],
+        format!("{}/org/app:change_42_latest", target.authority())
+    );
+    let text = result.to_string();
+    assert!(!text.contains(&target.password) && !text.contains(&source.password));
+
+    // Again: the target already holds it all.
+    let again = succeeded(run_module("upload_docker_image", args, home.path()));
+    assert_eq!(again["changed"], false, "{again:#}");
+}
+
+#[test]
+fn a_repository_outside_the_credentials_is_refused_before_any_request() {
+    let source = BuildsetServer::start();
+    let target = BuildsetServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let (source_mark, target_mark) = (log_mark(&source), log_mark(&target));
+
+    let mut args = args(
+        &target,
+        "^org/",
+        json!([{"repository": "org/app"}, {"repository": "other/app"}]),
+    );
+    args["buildset_registry"] = buildset(&source);
+    let result = run_module("upload_docker_image", args, home.path());
+    assert_eq!(
+        failure_msg(&result),
+        "docker_images[1].repository \"other/app\" is not permitted by \
+         docker_credentials.repository \"^org/\""
+    );
+    assert_eq!(log_since(&target, target_mark), Vec::<String>::new());
+    assert_eq!(log_since(&source, source_mark), Vec::<String>::new());
+}
+
+#[test]
+fn without_a_buildset_registry_the_daemon_pushes() {
+    let target = BuildsetServer::start();
+    docker_trust(&target.authority(), &target.ca_pem);
+    let prefix = unique("pubupload");
+    let _cleanup = DockerCleanup {
+        prefix: prefix.clone(),
+        certs_d: None,
+    };
+    // Built by build_docker_image with docker_registry set, as a job would.
+    let home = tempfile::tempdir().unwrap();
+    let work = home.path().join("src/project");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::copy("/bin/busybox", work.join("busybox")).unwrap();
+    std::fs::write(
+        work.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\n",
+    )
+    .unwrap();
+    let images = json!([{"repository": format!("{prefix}/app")}]);
+    succeeded(run_module(
+        "build_docker_image",
+        json!({"docker_images": images, "docker_registry": target.authority(),
+               "zuul_work_dir": work, "zuul": {"change": "42", "pipeline": "gate"}}),
+        home.path(),
+    ));
+
+    let result = succeeded(run_module(
+        "upload_docker_image",
+        args(&target, &format!("^{prefix}/"), images),
+        home.path(),
+    ));
+    // The build's own tags are still there.
+    run(Command::new("docker").args([
+        "image",
+        "inspect",
+        &format!("{}/{prefix}/app:change_42_latest", target.authority()),
+    ]));
+    assert!(
+        digest_of(&target, &format!("{prefix}/app"), "change_42_latest").is_some(),
+        "{result:#}\n{}",
+        target.log()
+    );
+    assert_eq!(digest_of(&target, &format!("{prefix}/app"), "latest"), None);
+    assert!(!result.to_string().contains(&target.password));
+}
+
+#[test]
+fn check_mode_sends_nothing() {
+    let source = BuildsetServer::start();
+    let target = BuildsetServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let (source_mark, target_mark) = (log_mark(&source), log_mark(&target));
+    let mut args = args(&target, "^org/", json!([{"repository": "org/app"}]));
+    args["buildset_registry"] = buildset(&source);
+    args["_ansible_check_mode"] = json!(true);
+
+    let result = succeeded(run_module("upload_docker_image", args, home.path()));
+    assert_eq!(
+        result["targets"],
+        json!([format!("{}/org/app:change_42_latest", target.authority())])
+    );
+    assert_eq!(log_since(&target, target_mark), Vec::<String>::new());
+    assert_eq!(log_since(&source, source_mark), Vec::<String>::new());
+}
