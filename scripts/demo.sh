@@ -5,7 +5,8 @@
 # run_buildset_registry role, push an image built here with docker into it,
 # pull it back with skopeo, check the digests and run what came back, print
 # the registry facts (password masked), and remove everything at the end.
-# Part 2, when present: the full gating demo (demo/gate.py).
+# Part 2, when present: the full gating demo (demo/gate.py); set
+# DEMO_REGISTRY_ONLY=1 to stop after part 1.
 set -euo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export PATH="$PWD/.venv/bin:$PATH"
@@ -23,25 +24,28 @@ cat >"$work/registry.yml" <<YAML
   hosts: localhost
   connection: local
   gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
   tasks:
     - name: Run it with the collection's role
       ansible.builtin.include_role:
         name: speculative.images.run_buildset_registry
       vars:
-        buildset_registry_root: "{{ root }}"
-        buildset_registry_port: "{{ port | int }}"
+        buildset_registry_root: "{{ demo_root }}"
+        buildset_registry_port: "{{ demo_port | int }}"
         buildset_registry_host: 127.0.0.1
-        buildset_registry_state: "{{ state }}"
+        buildset_registry_state: "{{ demo_state }}"
     - name: Keep its facts for this script (mode 0600)
       ansible.builtin.copy:
         content: "{{ buildset_registry | to_json }}"
-        dest: "{{ facts }}"
+        dest: "{{ demo_facts }}"
         mode: "0600"
       when: buildset_registry is defined
       no_log: true
 YAML
 registry() {
-  ansible-playbook "$work/registry.yml" -e "root=$work/buildset_registry port=$port state=$1 facts=$work/facts.json"
+  ansible-playbook -i localhost, "$work/registry.yml" \
+    -e "demo_root=$work/buildset_registry demo_port=$port demo_state=$1 demo_facts=$work/facts.json"
 }
 
 cleanup() {
@@ -76,7 +80,9 @@ docker build -q -t "$image" "$work/context"
 
 bold "docker login and push"
 docker login "$authority" --username zuul --password-stdin <<<"$password" >/dev/null
-pushed=$(docker push "$image" | tee /dev/stderr | sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p')
+push_log=$(docker push "$image")
+echo "$push_log"
+pushed=$(sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' <<<"$push_log")
 
 bold "skopeo pulls it back (anonymous pull, trusting the returned CA)"
 # dir: keeps the manifest's bytes as the registry served them.
@@ -92,7 +98,7 @@ fi
 echo "the image that came back runs:"
 docker run --rm demo/hello-pulled:latest
 
-if [[ -x demo/gate.py ]]; then
+if [[ -x demo/gate.py && -z ${DEMO_REGISTRY_ONLY:-} ]]; then
   trap - EXIT
   cleanup
   bold "the full gating demo"

@@ -12,7 +12,18 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tree=$work/ansible_collections/speculative/images
 mkdir -p "$tree"
-git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$tree"
+# What the collection ships (galaxy.yml's build_ignore left out), plus
+# tests/ for the sanity ignore files: demo drivers, scripts and benchmarks
+# are not collection content.
+python - <<'PY' | xargs -0 cp --parents -t "$tree"
+import fnmatch, subprocess, sys, yaml
+ignored = [p for p in yaml.safe_load(open("galaxy.yml")).get("build_ignore", []) if p != "tests"]
+files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                       check=True, capture_output=True).stdout.decode().split("\0")
+keep = [f for f in files if f and not any(
+    fnmatch.fnmatch(f, p) or fnmatch.fnmatch(f.split("/")[0], p) for p in ignored)]
+sys.stdout.write("\0".join(keep))
+PY
 for m in $(scripts/modules.sh); do
   cp "plugins/modules/$m" "$tree/plugins/modules/$m"
 done

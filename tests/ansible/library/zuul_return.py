@@ -1,4 +1,3 @@
-#!/usr/bin/python
 # Test-only stand-in for Zuul's zuul_return (Zuul itself is the one part of
 # the system the tests simulate). Tests run every play on localhost, so as a
 # module it writes where Zuul's action writes on the executor.
