@@ -2,13 +2,14 @@
 # Every test. Each runner prints its own summary; the collection checks end
 # with "N passed, N failed". Exits non-zero when anything fails.
 #
-# The collection is built and installed into build/collections (not the
-# user's ~/.ansible/collections), and every Ansible run here uses that copy,
-# so the tests exercise this tree's modules and nothing installed before.
+# The collection is built and installed (with --force, replacing any copy
+# installed before) into the user's collections path: molecule searches that
+# path before any other, so a copy anywhere else could be shadowed by a stale
+# one. Every Ansible run here thus uses this tree's modules.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
-export COLLECTIONS_PATH="$PWD/build/collections"
+export COLLECTIONS_PATH="$HOME/.ansible/collections"
 export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS_PATH"
 
 failures=()
