@@ -36,6 +36,7 @@ step "cargo doc (missing docs denied)" env RUSTDOCFLAGS="-D warnings" cargo doc 
 step "collection build and install" make --no-print-directory collection
 step "cargo nextest" cargo nextest run --locked --no-fail-fast
 step "collection checks" scripts/collection-checks.sh
+step "Zuul jobs, playbooks and roles" python scripts/repo-checks.py
 # validate-modules reads every module as Python source and cannot read our
 # binary modules (UnicodeDecodeError); their docs are checked by the
 # ansible-doc sanity test and by scripts/collection-checks.sh instead.
