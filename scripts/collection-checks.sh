@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks on the built and installed collection, as a user meets it: every
-# module is a small static binary with documentation ansible-doc can show.
+# module is a static binary with documentation ansible-doc can show (its
+# size is a figure: bench/module-cost.sh reports it against the target).
 # Ends with "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
