@@ -247,7 +247,6 @@ def main() -> int:
     DEMO.mkdir(parents=True)
     env = {
         "ANSIBLE_LIBRARY": str(REPO / "tests/ansible/library"),
-        "ANSIBLE_ACTION_PLUGINS": str(REPO / "tests/ansible/action_plugins"),
         "ANSIBLE_STDOUT_CALLBACK": "default",
         "ANSIBLE_NOCOLOR": "1",
         "DEMO_PYTHON": sys.executable,
