@@ -120,12 +120,14 @@ impl Drop for HostSnapshot {
             );
         }
         let mut ca_changed = false;
+        let mut hosts_changed = false;
         for (path, content) in &self.files {
             let now = fs::read(path).ok();
             if &now == content {
                 continue;
             }
             ca_changed |= Some(path) == self.ca_anchor.as_ref();
+            hosts_changed |= *path == paths.etc_hosts();
             match content {
                 Some(bytes) => fs::write(path, bytes).unwrap(),
                 None => {
@@ -135,6 +137,11 @@ impl Drop for HostSnapshot {
         }
         for dir in &self.created_dirs {
             let _ = fs::remove_dir_all(dir);
+        }
+        if hosts_changed {
+            // dockerd's Go resolver re-reads /etc/hosts at most every 5 s:
+            // the next test must not meet this test's alias address.
+            std::thread::sleep(Duration::from_millis(5500));
         }
         if let Ok(entries) = fs::read_dir(paths.docker_certs_d()) {
             for entry in entries.flatten() {
