@@ -98,9 +98,9 @@ fi
 echo "the image that came back runs:"
 docker run --rm demo/hello-pulled:latest
 
-if [[ -x demo/gate.py && -z ${DEMO_REGISTRY_ONLY:-} ]]; then
+if [[ -f demo/gate.py && -z ${DEMO_REGISTRY_ONLY:-} ]]; then
   trap - EXIT
   cleanup
   bold "the full gating demo"
-  exec demo/gate.py
+  exec python3 demo/gate.py
 fi

@@ -57,18 +57,7 @@ impl CaStore {
 
     /// Rebuild the bundle; the error carries the command's output.
     pub fn update(self) -> anyhow::Result<()> {
-        let mut cmd = self.update_command();
-        let out = cmd
-            .output()
-            .map_err(|e| anyhow::anyhow!("running {cmd:?}: {e}"))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "{cmd:?} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        super::run_checked(self.update_command())
     }
 }
 

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use serde::Deserialize;
 
+use super::run_checked;
 use crate::client::{Registry, RemoteRegistry};
 use crate::oci::reference::DOCKER_HUB;
 
@@ -122,24 +123,10 @@ pub fn pull_and_tag(image: &Preload, docker_config: Option<&Path>) -> anyhow::Re
         pull.env("DOCKER_CONFIG", dir);
     }
     pull.args(["pull", "--quiet", &image.source]);
-    run(pull)?;
+    run_checked(pull)?;
     let mut tag = Command::new("docker");
     tag.args(["tag", &image.source, &image.upstream]);
-    run(tag)
-}
-
-fn run(mut cmd: Command) -> anyhow::Result<()> {
-    let out = cmd
-        .output()
-        .map_err(|e| anyhow::anyhow!("running {cmd:?}: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    run_checked(tag)
 }
 
 #[cfg(test)]

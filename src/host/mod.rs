@@ -24,6 +24,7 @@ pub mod registries_conf;
 pub mod users;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 pub use edit::FileEdit;
 
@@ -123,6 +124,22 @@ impl HostPaths {
             _ => on_disk.display().to_string(),
         }
     }
+}
+
+/// Run a host command (update-ca-certificates, docker pull, ...); a failure
+/// carries the command and its stderr.
+pub(crate) fn run_checked(mut cmd: Command) -> anyhow::Result<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| anyhow::anyhow!("running {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
