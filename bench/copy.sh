@@ -16,6 +16,7 @@
 #   SPECULATIVE_IMAGES_BIN=...  the binary to measure (default: a release
 #                               build made here)
 set -euo pipefail
+source "$(dirname "$0")/lib/distribution.sh"
 cd "$(dirname "$0")/.."
 
 RUNS=${1:-3}
@@ -56,25 +57,8 @@ declare -A REG_PID
 start_registry() {
   local name=$1 port=$2
   rm -rf "${WORK:?}/$name.data"
-  cat > "$WORK/$name.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $WORK/$name.data
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-  tls:
-    certificate: $WORK/domain.crt
-    key: $WORK/domain.key
-auth:
-  htpasswd:
-    realm: Registry Realm
-    path: $WORK/htpasswd
-EOF
+  distribution_config "$WORK/$name.yml" "$WORK/$name.data" "127.0.0.1:$port" \
+    "$WORK/domain.crt" "$WORK/domain.key" "$WORK/htpasswd"
   docker-registry serve "$WORK/$name.yml" >> "$WORK/$name.access.log" 2>> "$WORK/$name.log" &
   REG_PID[$name]=$!
   PIDS+=("$!")

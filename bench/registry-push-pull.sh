@@ -14,6 +14,7 @@
 # Uses the release binary (built if missing). Everything it creates
 # (registries, images, certs.d entries, temp dirs) is removed on exit.
 set -euo pipefail
+source "$(dirname "$0")/lib/distribution.sh"
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-1}
@@ -103,25 +104,8 @@ EOF
 
   # Debian's docker-registry, configured as the seed does.
   DIST=127.0.0.1:$(free_port)
-  cat >"$WORK/distribution$round.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $WORK/distribution-data$round
-  delete:
-    enabled: true
-http:
-  addr: "$DIST"
-  tls:
-    certificate: $WORK/domain.crt
-    key: $WORK/domain.key
-auth:
-  htpasswd:
-    realm: Registry Realm
-    path: $WORK/htpasswd
-EOF
+  distribution_config "$WORK/distribution$round.yml" "$WORK/distribution-data$round" "$DIST" \
+    "$WORK/domain.crt" "$WORK/domain.key" "$WORK/htpasswd"
   docker-registry serve "$WORK/distribution$round.yml" >"$WORK/distribution$round.log" 2>&1 &
   PIDS+=($!)
 
