@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmarks (source it; bench/run.sh runs only bench/*.sh).
 
 # Resolved now: the benchmarks change directory after sourcing this file.
