@@ -637,3 +637,232 @@ async fn a_manifest_pushed_without_content_type_keeps_its_declared_media_type() 
         .await;
     assert_eq!(got.header("content-type"), Some(OCI_MANIFEST));
 }
+
+const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Push a Docker schema 2 image manifest (config and one layer) by digest.
+async fn push_docker_image(registry: &InProcess, repo: &str, arch: &str) -> (Digest, usize) {
+    let config_bytes = format!("{{\"architecture\":\"{arch}\",\"os\":\"linux\"}}");
+    let config = registry.push_blob(repo, config_bytes.as_bytes()).await;
+    let layer_bytes = format!("docker layer for {arch}");
+    let layer = registry.push_blob(repo, layer_bytes.as_bytes()).await;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config.to_string(), "size": config_bytes.len()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer.to_string(), "size": layer_bytes.len()}],
+    }))
+    .unwrap();
+    let digest = Digest::sha256(&manifest);
+    let put = registry
+        .send(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{digest}"),
+            &[("content-type", DOCKER_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    (digest, manifest.len())
+}
+
+#[tokio::test]
+async fn docker_manifest_lists_keep_bytes_type_and_digest_by_tag_and_by_digest() {
+    let registry = InProcess::new();
+    let repo = "docker.io/library/multi";
+    let (amd64, amd64_size) = push_docker_image(&registry, repo, "amd64").await;
+    let (arm64, arm64_size) = push_docker_image(&registry, repo, "arm64").await;
+    // Pretty-printed with a trailing newline: the bytes (and so the
+    // digest) must survive as pushed, not re-serialised.
+    let mut list = serde_json::to_vec_pretty(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST_LIST,
+        "manifests": [
+            {"mediaType": DOCKER_MANIFEST, "digest": amd64.to_string(), "size": amd64_size, "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": DOCKER_MANIFEST, "digest": arm64.to_string(), "size": arm64_size, "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+        ],
+    }))
+    .unwrap();
+    list.push(b'\n');
+    let digest = Digest::sha256(&list);
+
+    // By tag.
+    let put = registry
+        .send(
+            "PUT",
+            &format!("/v2/{repo}/manifests/latest"),
+            &[("content-type", DOCKER_MANIFEST_LIST)],
+            list.clone(),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    assert_eq!(
+        put.header("docker-content-digest"),
+        Some(digest.to_string().as_str())
+    );
+    assert_eq!(
+        put.header("location"),
+        Some(format!("/v2/{repo}/manifests/{digest}").as_str())
+    );
+    // By digest, in a second repository (the children are pushed there too).
+    let other = "org/multi";
+    assert_eq!(push_docker_image(&registry, other, "amd64").await.0, amd64);
+    assert_eq!(push_docker_image(&registry, other, "arm64").await.0, arm64);
+    let put = registry
+        .send(
+            "PUT",
+            &format!("/v2/{other}/manifests/{digest}"),
+            &[("content-type", DOCKER_MANIFEST_LIST)],
+            list.clone(),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    assert_eq!(
+        put.header("docker-content-digest"),
+        Some(digest.to_string().as_str())
+    );
+
+    // What docker sends: both Docker types; what skopeo and podman send:
+    // every type; and no Accept at all.
+    let docker_accept = format!("{DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}");
+    let every_type =
+        format!("{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}");
+    for (repo, reference) in [
+        (repo, "latest".to_string()),
+        (repo, digest.to_string()),
+        (other, digest.to_string()),
+    ] {
+        let uri = format!("/v2/{repo}/manifests/{reference}");
+        for accept in [
+            vec![("accept", docker_accept.as_str())],
+            vec![("accept", every_type.as_str())],
+            vec![
+                ("accept", DOCKER_MANIFEST),
+                ("accept", DOCKER_MANIFEST_LIST),
+            ],
+            vec![],
+        ] {
+            let got = registry.send("GET", &uri, &accept, vec![]).await;
+            assert_eq!(got.status, 200, "{uri} {accept:?}: {:?}", got.body);
+            assert_eq!(got.header("content-type"), Some(DOCKER_MANIFEST_LIST));
+            assert_eq!(
+                got.header("docker-content-digest"),
+                Some(digest.to_string().as_str())
+            );
+            assert_eq!(&got.body[..], &list[..], "{uri}");
+            assert_eq!(Digest::sha256(&got.body), digest);
+        }
+        let head = registry
+            .send("HEAD", &uri, &[("accept", docker_accept.as_str())], vec![])
+            .await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("content-type"), Some(DOCKER_MANIFEST_LIST));
+        assert_eq!(
+            head.header("content-length"),
+            Some(list.len().to_string().as_str())
+        );
+        assert_eq!(
+            head.header("docker-content-digest"),
+            Some(digest.to_string().as_str())
+        );
+        assert!(head.body.is_empty());
+
+        // A client that takes only single-image manifests, or only OCI
+        // types, is not handed a Docker manifest list.
+        for accept in [DOCKER_MANIFEST, &*format!("{OCI_MANIFEST}, {OCI_INDEX}")] {
+            let refused = registry
+                .send("GET", &uri, &[("accept", accept)], vec![])
+                .await;
+            assert_eq!(refused.status, 404, "{uri} {accept}");
+            assert_eq!(refused.error_code(), "MANIFEST_UNKNOWN");
+        }
+    }
+
+    // The children stay reachable with their own type.
+    let child = registry
+        .send(
+            "GET",
+            &format!("/v2/{repo}/manifests/{arm64}"),
+            &[("accept", docker_accept.as_str())],
+            vec![],
+        )
+        .await;
+    assert_eq!(child.header("content-type"), Some(DOCKER_MANIFEST));
+    let tags = registry
+        .send("GET", &format!("/v2/{repo}/tags/list"), &[], vec![])
+        .await;
+    assert_eq!(tags.json()["tags"], serde_json::json!(["latest"]));
+
+    // Pushed with a generic content type, the list's declared type is kept.
+    let put = registry
+        .send(
+            "PUT",
+            &format!("/v2/{repo}/manifests/generic"),
+            &[("content-type", "application/json")],
+            list.clone(),
+        )
+        .await;
+    assert_eq!(put.status, 201);
+    let got = registry
+        .send(
+            "HEAD",
+            &format!("/v2/{repo}/manifests/generic"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(got.header("content-type"), Some(DOCKER_MANIFEST_LIST));
+
+    // A list naming a manifest the repository does not have is refused,
+    // and nothing changes.
+    let before = registry.snapshot();
+    let missing = Digest::sha256(b"never pushed");
+    let dangling = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST_LIST,
+        "manifests": [{"mediaType": DOCKER_MANIFEST, "digest": missing.to_string(), "size": 1, "platform": {"architecture": "amd64", "os": "linux"}}],
+    }))
+    .unwrap();
+    let reply = registry
+        .send(
+            "PUT",
+            &format!("/v2/{repo}/manifests/dangling"),
+            &[("content-type", DOCKER_MANIFEST_LIST)],
+            dangling,
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error_code(), "MANIFEST_BLOB_UNKNOWN");
+    assert_eq!(registry.snapshot(), before);
+
+    // Deleting the list by digest removes its tags; the children remain.
+    let deleted = registry
+        .send(
+            "DELETE",
+            &format!("/v2/{repo}/manifests/{digest}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(deleted.status, 202);
+    for reference in ["latest", "generic"] {
+        let gone = registry
+            .send(
+                "GET",
+                &format!("/v2/{repo}/manifests/{reference}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(gone.error_code(), "MANIFEST_UNKNOWN", "{reference}");
+    }
+    let child = registry
+        .send(
+            "HEAD",
+            &format!("/v2/{repo}/manifests/{amd64}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(child.status, 200);
+}
