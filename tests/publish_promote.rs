@@ -6,8 +6,8 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::publish_support::{
-    digest_of, failure_msg, log_mark, log_since, oci_image, oci_index, push_to, run_module,
-    succeeded,
+    digest_of, docker_image, docker_list, failure_msg, log_mark, log_since, manifest_of, oci_image,
+    oci_index, push_raw, push_to, run_module, succeeded, DOCKER_LIST, DOCKER_MANIFEST,
 };
 use crate::registry_clients::OciLayout;
 use crate::support::buildset::BuildsetServer;
@@ -123,6 +123,68 @@ fn a_multi_arch_index_keeps_its_digest() {
         result["promoted"][0]["media_type"],
         "application/vnd.oci.image.index.v1+json"
     );
+}
+
+#[test]
+fn docker_manifests_and_manifest_lists_keep_digest_and_media_type() {
+    let registry = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let single = docker_image(&layout, "amd64", &now(), 4096);
+    let single_digest = push_raw(
+        &registry,
+        &layout,
+        &single,
+        "org/single",
+        "change_42_latest",
+    );
+    let amd64 = docker_image(&layout, "amd64", &now(), 1024);
+    let arm64 = docker_image(&layout, "arm64", &now(), 1024);
+    let list = docker_list(&layout, &[amd64, arm64]);
+    let list_digest = push_raw(&registry, &layout, &list, "org/list", "change_42_latest");
+    // What the upload left is in Docker's media types, as pushed.
+    assert_eq!(
+        manifest_of(&registry, "org/single", "change_42_latest"),
+        Some((single_digest.clone(), DOCKER_MANIFEST.to_string()))
+    );
+    assert_eq!(
+        manifest_of(&registry, "org/list", "change_42_latest"),
+        Some((list_digest.clone(), DOCKER_LIST.to_string()))
+    );
+    let home = tempfile::tempdir().unwrap();
+
+    let mark = log_mark(&registry);
+    let result = succeeded(run_module(
+        "promote_docker_image",
+        args(
+            &registry,
+            json!([{"repository": "org/single"}, {"repository": "org/list"}]),
+        ),
+        home.path(),
+    ));
+    let requests = log_since(&registry, mark);
+
+    assert_eq!(
+        manifest_of(&registry, "org/single", "latest"),
+        Some((single_digest.clone(), DOCKER_MANIFEST.to_string()))
+    );
+    assert_eq!(
+        manifest_of(&registry, "org/list", "latest"),
+        Some((list_digest.clone(), DOCKER_LIST.to_string()))
+    );
+    assert_eq!(result["promoted"][0]["digest"], single_digest);
+    assert_eq!(result["promoted"][0]["media_type"], DOCKER_MANIFEST);
+    assert_eq!(result["promoted"][1]["digest"], list_digest);
+    assert_eq!(result["promoted"][1]["media_type"], DOCKER_LIST);
+    let blob_requests: Vec<_> = requests.iter().filter(|l| l.contains("/blobs/")).collect();
+    assert!(
+        blob_requests.is_empty(),
+        "blob requests: {blob_requests:#?}"
+    );
+    assert_eq!(
+        manifest_of(&registry, "org/single", "change_42_latest"),
+        None
+    );
+    assert_eq!(manifest_of(&registry, "org/list", "change_42_latest"), None);
 }
 
 #[test]

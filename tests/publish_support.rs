@@ -143,6 +143,47 @@ pub fn oci_image(
     descriptor
 }
 
+/// Docker image manifest, v2 schema 2.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Add to `layout` an image in Docker's own media types (v2 schema 2
+/// manifest, docker config and gzip layer types) for `arch`, created at
+/// `created`, with one layer of `layer_bytes` random bytes; returns its
+/// descriptor.
+pub fn docker_image(
+    layout: &crate::registry_clients::OciLayout,
+    arch: &str,
+    created: &str,
+    layer_bytes: usize,
+) -> Value {
+    let mut layer = vec![0u8; layer_bytes];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut layer);
+    let layer = layout.blob("application/vnd.docker.image.rootfs.diff.tar.gzip", &layer);
+    let config = json!({
+        "architecture": arch, "os": "linux", "created": created,
+        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
+    });
+    let config = layout.blob(
+        "application/vnd.docker.container.image.v1+json",
+        &serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": config, "layers": [layer],
+    });
+    let mut descriptor = layout.blob(DOCKER_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
+    descriptor["platform"] = json!({"architecture": arch, "os": "linux"});
+    descriptor
+}
+
+/// Add to `layout` a Docker manifest list of `children` (descriptors of
+/// [`docker_image`]s); returns its descriptor.
+pub fn docker_list(layout: &crate::registry_clients::OciLayout, children: &[Value]) -> Value {
+    let list = json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": children});
+    layout.blob(DOCKER_LIST, &serde_json::to_vec(&list).unwrap())
+}
+
 /// Add to `layout` an index of `children` (descriptors); returns its
 /// descriptor.
 pub fn oci_index(layout: &crate::registry_clients::OciLayout, children: &[Value]) -> Value {
@@ -174,6 +215,71 @@ pub fn push_to(
                 registry.authority()
             )),
     );
+    descriptor["digest"].as_str().unwrap().to_string()
+}
+
+/// Push `descriptor` (a manifest or list in `layout`) and everything it
+/// references to the registry as `repository:reference` over plain HTTP
+/// with the user's Basic credentials: every byte as written, media types
+/// skopeo's OCI layout reader would not take (Docker's) included. Returns
+/// the digest.
+pub fn push_raw(
+    registry: &crate::support::buildset::BuildsetServer,
+    layout: &crate::registry_clients::OciLayout,
+    descriptor: &Value,
+    repository: &str,
+    reference: &str,
+) -> String {
+    let client = registry.client();
+    let read = |d: &Value| {
+        let digest = d["digest"].as_str().unwrap();
+        std::fs::read(
+            layout
+                .path()
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let bytes = read(descriptor);
+    let document: Value = serde_json::from_slice(&bytes).unwrap();
+    if let Some(children) = document["manifests"].as_array() {
+        for child in children {
+            push_raw(
+                registry,
+                layout,
+                child,
+                repository,
+                child["digest"].as_str().unwrap(),
+            );
+        }
+    } else {
+        let layers = document["layers"].as_array().unwrap();
+        for blob in std::iter::once(&document["config"]).chain(layers) {
+            let reply = client
+                .post(format!(
+                    "{}/v2/{repository}/blobs/uploads/?digest={}",
+                    registry.url(),
+                    blob["digest"].as_str().unwrap()
+                ))
+                .basic_auth(&registry.username, Some(&registry.password))
+                .body(read(blob))
+                .send()
+                .expect("POST blob");
+            assert_eq!(reply.status(), 201, "{}", registry.log());
+        }
+    }
+    let reply = client
+        .put(format!(
+            "{}/v2/{repository}/manifests/{reference}",
+            registry.url()
+        ))
+        .basic_auth(&registry.username, Some(&registry.password))
+        .header("content-type", descriptor["mediaType"].as_str().unwrap())
+        .body(bytes)
+        .send()
+        .expect("PUT manifest");
+    assert_eq!(reply.status(), 201, "{}", registry.log());
     descriptor["digest"].as_str().unwrap().to_string()
 }
 
@@ -210,6 +316,34 @@ pub fn digest_of(
             .unwrap()
             .to_string(),
     )
+}
+
+/// The digest and `Content-Type` of the manifest `repository:reference`
+/// names on the registry (anonymous GET, every manifest type accepted), or
+/// `None`.
+pub fn manifest_of(
+    registry: &crate::support::buildset::BuildsetServer,
+    repository: &str,
+    reference: &str,
+) -> Option<(String, String)> {
+    let response = registry
+        .client()
+        .get(format!(
+            "{}/v2/{repository}/manifests/{reference}",
+            registry.url()
+        ))
+        .header(
+            "Accept",
+            format!("{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_LIST}"),
+        )
+        .send()
+        .expect("GET manifest");
+    if response.status() == 404 {
+        return None;
+    }
+    assert_eq!(response.status(), 200, "{}", registry.log());
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
+    Some((header("docker-content-digest"), header("content-type")))
 }
 
 /// The registry's request log lines after the first `mark` lines.
