@@ -10,7 +10,9 @@ use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
-use crate::ansible::runner::{early_failure, emit, install_quiet_panic_hook, load_invocation};
+use crate::ansible::runner::{
+    early_failure, emit, install_quiet_panic_hook, load_invocation, module_args_path,
+};
 use crate::modules;
 
 /// speculative.images: speculative container image gating for Zuul.
@@ -59,15 +61,6 @@ pub fn main(args: Vec<OsString>) -> i32 {
 fn serve(config: &Path) -> anyhow::Result<()> {
     let config = crate::registry::ServerConfig::load(config)?;
     crate::registry::serve(&config)
-}
-
-/// Ansible's calling convention: exactly one argument, an existing file.
-fn module_args_path(args: &[OsString]) -> Option<&Path> {
-    if args.len() != 2 {
-        return None;
-    }
-    let path = Path::new(&args[1]);
-    path.is_file().then_some(path)
 }
 
 fn run_as_module(argv0: &OsString, args_path: &Path) -> i32 {

@@ -8,6 +8,7 @@ mod client_fixtures;
 mod distribution_fixture;
 mod host_files;
 mod host_real;
+mod module_protocol;
 mod registry_auth;
 mod registry_clients;
 mod registry_crash;

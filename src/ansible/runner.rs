@@ -1,6 +1,7 @@
 //! Running a module: parse, act, and print exactly one masked JSON result,
 //! whatever happens (an error, a panic, an unreadable args file).
 
+use std::ffi::OsString;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
@@ -64,6 +65,25 @@ pub fn early_failure(msg: &str) -> Value {
 /// the result JSON is the only place it should appear, masked.
 pub fn install_quiet_panic_hook() {
     panic::set_hook(Box::new(|_| {}));
+}
+
+/// The args file when the binary is called as Ansible calls a module:
+/// exactly one argument that names a file, or looks like a path (so a
+/// missing or unreadable args file still gets a JSON failure instead of a
+/// usage message), or any single argument when the binary runs as
+/// `AnsiballZ_<module>`. No subcommand of the command line is a lone
+/// argument with a `/` in it.
+pub fn module_args_path(args: &[OsString]) -> Option<&Path> {
+    let [argv0, arg] = args else {
+        return None;
+    };
+    let path = Path::new(arg);
+    let as_ansiballz = Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("AnsiballZ_"));
+    let looks_like_path = arg.to_str().is_some_and(|a| a.contains('/'));
+    (path.is_file() || looks_like_path || as_ansiballz).then_some(path)
 }
 
 /// Parse the args file at `path`, or `None` with a printed failure.
@@ -158,6 +178,24 @@ mod tests {
         let msg = out["msg"].as_str().unwrap();
         assert!(msg.contains("boom with ********"), "{msg}");
         assert!(!out.to_string().contains("pw-123456"));
+    }
+
+    #[test]
+    fn argv_is_a_module_call_when_it_names_a_path() {
+        let argv = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let path = |a: &[&str]| module_args_path(&argv(a)).map(Path::to_path_buf);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let file = file.path().to_str().unwrap();
+        assert_eq!(path(&["speculative-images", file]), Some(file.into()));
+        assert_eq!(
+            path(&["speculative-images", "/no/such/args"]),
+            Some("/no/such/args".into())
+        );
+        assert_eq!(path(&["/tmp/x/AnsiballZ_m", "args"]), Some("args".into()));
+        assert_eq!(path(&["speculative-images", "--help"]), None);
+        assert_eq!(path(&["speculative-images", "copy"]), None);
+        assert_eq!(path(&["speculative-images", "copy", file]), None);
+        assert_eq!(path(&["speculative-images"]), None);
     }
 
     #[test]
