@@ -7,10 +7,12 @@ use serde_json::{json, Value};
 
 use crate::publish_support::{
     digest_of, docker_image, docker_list, failure_msg, log_mark, log_since, manifest_of, oci_image,
-    oci_index, push_raw, push_to, run_module, succeeded, DOCKER_LIST, DOCKER_MANIFEST,
+    oci_index, push_raw, push_to, push_to_distribution, run_module, skopeo_inspect, succeeded,
+    DOCKER_LIST, DOCKER_MANIFEST,
 };
 use crate::registry_clients::OciLayout;
 use crate::support::buildset::BuildsetServer;
+use crate::support::distribution::{Distribution, Options};
 
 fn args(registry: &BuildsetServer, images: Value) -> Value {
     json!({
@@ -251,4 +253,77 @@ fn check_mode_reads_and_writes_nothing() {
         digest_of(&registry, "org/app", "change_42_latest"),
         Some(digest)
     );
+}
+
+#[test]
+fn deletes_the_registry_refuses_are_warnings_not_a_failed_promote() {
+    // Debian's docker-registry with deletes left off: it neither deletes a
+    // tag by name nor a manifest by digest.
+    let registry = Distribution::start_with(Options {
+        delete_disabled: true,
+        ..Options::default()
+    });
+    let layout = OciLayout::new();
+    let current = oci_image(&layout, "amd64", &now(), 1024);
+    let digest = push_to_distribution(&registry, &layout, current, "org/app:change_42_latest");
+    let old = (Utc::now() - Duration::hours(49)).to_rfc3339();
+    let leaked = oci_image(&layout, "amd64", &old, 1024);
+    let leaked_digest = push_to_distribution(&registry, &layout, leaked, "org/app:change_1_latest");
+    let home = tempfile::tempdir().unwrap();
+    let digest_at = |tag: &str| {
+        skopeo_inspect(
+            &format!("{}/org/app:{tag}", registry.authority()),
+            &registry.tls.cert_pem,
+            &registry.username,
+            &registry.password,
+        )
+        .map(|found| found["Digest"].as_str().unwrap().to_string())
+    };
+
+    let result = succeeded(run_module(
+        "promote_docker_image",
+        json!({
+            "docker_images": [{"repository": "org/app"}],
+            "docker_registry": registry.authority(),
+            "docker_registry_cert": registry.tls.cert_pem,
+            "docker_credentials": {"username": registry.username,
+                                   "password": registry.password, "repository": "^org/"},
+            "zuul": {"change": "42", "pipeline": "promote"},
+        }),
+        home.path(),
+    ));
+
+    assert_eq!(result["changed"], true);
+    assert_eq!(digest_at("latest"), Some(digest.clone()));
+    assert_eq!(result["promoted"][0]["digest"], digest);
+    assert_eq!(result["deleted"], json!([]));
+    // Both tags the registry would not delete are still there, and named.
+    assert_eq!(digest_at("change_42_latest"), Some(digest));
+    assert_eq!(digest_at("change_1_latest"), Some(leaked_digest.clone()));
+    let warnings: Vec<&str> = result["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no warnings: {result:#}"))
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert_eq!(
+        warnings[0],
+        format!(
+            "could not delete tag org/app:change_42_latest: registry {} deletes manifests \
+             only by digest, and tag latest names the same manifest; left in place",
+            registry.authority()
+        )
+    );
+    assert_eq!(
+        warnings[1],
+        format!(
+            "could not delete tag org/app:change_1_latest: DELETE \
+             https://{authority}/v2/org/app/manifests/{leaked_digest}: 405 Method Not Allowed \
+             (UNSUPPORTED: The operation is unsupported.): unexpected answer from registry \
+             {authority}",
+            authority = registry.authority()
+        )
+    );
+    assert!(!result.to_string().contains(&registry.password));
 }

@@ -200,20 +200,58 @@ pub fn push_to(
     descriptor: Value,
     repository_tag: &str,
 ) -> String {
+    let creds = format!("{}:{}", registry.username, registry.password);
+    let authority = registry.authority();
+    skopeo_push(
+        &authority,
+        &registry.ca_pem,
+        &creds,
+        layout,
+        descriptor,
+        repository_tag,
+    )
+}
+
+/// [`push_to`] for a Debian `docker-registry`.
+pub fn push_to_distribution(
+    registry: &crate::support::distribution::Distribution,
+    layout: &crate::registry_clients::OciLayout,
+    descriptor: Value,
+    repository_tag: &str,
+) -> String {
+    let creds = format!("{}:{}", registry.username, registry.password);
+    let authority = registry.authority();
+    skopeo_push(
+        &authority,
+        &registry.tls.cert_pem,
+        &creds,
+        layout,
+        descriptor,
+        repository_tag,
+    )
+}
+
+/// Push with skopeo to the registry at `authority`, trusting `ca_pem`,
+/// logging in with `creds` (`user:password`).
+fn skopeo_push(
+    authority: &str,
+    ca_pem: &str,
+    creds: &str,
+    layout: &crate::registry_clients::OciLayout,
+    descriptor: Value,
+    repository_tag: &str,
+) -> String {
     layout.tag("push", descriptor.clone());
     let certs = tempfile::tempdir().unwrap();
-    std::fs::write(certs.path().join("ca.crt"), &registry.ca_pem).unwrap();
+    std::fs::write(certs.path().join("ca.crt"), ca_pem).unwrap();
     crate::support::run(
         Command::new("skopeo")
             .args(["copy", "--all", "--preserve-digests", "--dest-cert-dir"])
             .arg(certs.path())
             .arg("--dest-creds")
-            .arg(format!("{}:{}", registry.username, registry.password))
+            .arg(creds)
             .arg(format!("oci:{}:push", layout.path().display()))
-            .arg(format!(
-                "docker://{}/{repository_tag}",
-                registry.authority()
-            )),
+            .arg(format!("docker://{authority}/{repository_tag}")),
     );
     descriptor["digest"].as_str().unwrap().to_string()
 }

@@ -19,6 +19,9 @@ pub struct Options {
     /// Serve one self-signed CA certificate (CA:TRUE) as the server's own,
     /// as sites do with `openssl req -x509`, instead of a CA-signed leaf.
     pub ca_as_leaf: bool,
+    /// Leave `storage.delete` off, as the registry's default is: every
+    /// DELETE is refused.
+    pub delete_disabled: bool,
 }
 
 /// A running distribution registry; stopped and removed on drop.
@@ -80,10 +83,11 @@ impl Distribution {
             format!(
                 "version: 0.1\n\
                  log:\n  level: warn\n\
-                 storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: {delete}\n\
                  http:\n  addr: \"{addr}\"\n  tls:\n    certificate: {cert}\n    key: {key}\n\
                  auth:\n  htpasswd:\n    realm: Registry Realm\n    path: {htpasswd}\n",
                 data = data.display(),
+                delete = !options.delete_disabled,
                 cert = tls.cert_path.display(),
                 key = tls.key_path.display(),
                 htpasswd = htpasswd.display(),
