@@ -342,3 +342,32 @@ fn a_password_in_the_arguments_never_appears_in_a_failure() {
         );
     }
 }
+
+#[test]
+fn no_log_changes_nothing_because_arguments_are_never_echoed_or_logged() {
+    // A Python module logs its arguments to the journal and returns them as
+    // `invocation` unless the task is `no_log`; ours does neither for any
+    // task, so `_ansible_no_log` has nothing left to switch off.
+    let dir = tempfile::tempdir().unwrap();
+    let password = format!("pw-{}", crate::support::random_password());
+    let args = json!({
+        "intermediate_registry": {"host": "127.0.0.1", "port": 1, "username": "zuul", "password": password},
+        "buildset_registry": {"host": "127.0.0.1", "port": 1, "username": "zuul", "password": password, "cert": "x"},
+        "zuul_artifacts": [{"name": "docs", "url": "https://logs/docs", "metadata": {"type": "docs"}}],
+    });
+    let mut results = Vec::new();
+    for no_log in [false, true] {
+        let mut args = args.clone();
+        let run = {
+            let obj = args.as_object_mut().unwrap();
+            obj.insert("_ansible_no_log".into(), json!(no_log));
+            run_module(dir.path(), "pull_from_intermediate_registry", args)
+        };
+        assert_eq!(run.result["failed"], json!(false), "{}", run.stdout);
+        assert!(run.result.get("invocation").is_none(), "{}", run.stdout);
+        run.assert_hides(&password);
+        assert_eq!(run.stderr, "");
+        results.push(run.result);
+    }
+    assert_eq!(results[0], results[1]);
+}

@@ -10,14 +10,22 @@ use serde_json::{Map, Value};
 use super::mask::Secrets;
 
 /// What Ansible tells a module about the run, from the `_ansible_*` keys.
+///
+/// `_ansible_no_log` is read and deliberately dropped. For a Python module
+/// it means "do not log the arguments" (to syslog or the journal) and "do
+/// not echo them back" (as `invocation`). Our modules do neither for any
+/// task: they log nothing on the node, return no `invocation`, start
+/// processes with no secret on their command line (the buildset registry
+/// reads its 0600 config file), and mask every secret-named argument in
+/// every result whether or not `no_log` is set. Censoring a `no_log` task's
+/// result on the controller is Ansible's own job, and it does it for binary
+/// modules too.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     /// `--check`: report what would change, change nothing.
     pub check_mode: bool,
     /// `--diff`: return before/after of what changed.
     pub diff: bool,
-    /// `no_log: true` on the task.
-    pub no_log: bool,
     /// `-v` count.
     pub verbosity: u64,
     /// The module's FQCN (`speculative.images.run_buildset_registry`).
@@ -76,7 +84,6 @@ impl Invocation {
             match key.as_str() {
                 "_ansible_check_mode" => context.check_mode = truthy(&value),
                 "_ansible_diff" => context.diff = truthy(&value),
-                "_ansible_no_log" => context.no_log = truthy(&value),
                 "_ansible_verbosity" => context.verbosity = value.as_u64().unwrap_or(0),
                 "_ansible_module_name" => {
                     context.module_name = value.as_str().unwrap_or_default().to_string()
@@ -145,7 +152,7 @@ mod tests {
         let inv = Invocation::from_json(
             r#"{"name":"x","_ansible_check_mode":true,"_ansible_diff":true,
                 "_ansible_module_name":"speculative.images.run_buildset_registry",
-                "_ansible_remote_tmp":"~/.ansible/tmp"}"#,
+                "_ansible_no_log":true,"_ansible_remote_tmp":"~/.ansible/tmp"}"#,
         )
         .unwrap();
         assert!(inv.context.check_mode);
