@@ -12,6 +12,11 @@ localhost, giving them what Zuul gives them:
 - ``zuul_success`` in post-run playbooks;
 - a result data file that the test-only ``zuul_return`` writes.
 
+With ``DEMO_TIMINGS`` set (bench/demo.sh sets it), every ansible-playbook
+run appends a JSON line to that file (job, change, build, phase, playbook,
+wall-clock start and end) and gets ``DEMO_PLAYBOOK_RUN``, an id that
+bench/demo.sh's callback plugin writes next to each of that run's tasks.
+
 Pre-run failures and run failures end the job the way Zuul does: post-run
 playbooks still run, with ``zuul_success: false``.
 """
@@ -117,7 +122,7 @@ class Executor:
             for playbook in playbooks:
                 if not success:
                     break
-                ok, secs = self._play(playbook, variables, jobdir)
+                ok, secs = self._play(playbook, variables, jobdir, phase)
                 timings[f"{phase} {playbook}"] = secs
                 success = ok
         result = Result(
@@ -143,7 +148,7 @@ class Executor:
         started = time.monotonic()
         for playbook in result.job.post_run:
             variables = {**result.variables, "zuul_success": result.success}
-            ok, secs = self._play(playbook, variables, result.jobdir)
+            ok, secs = self._play(playbook, variables, result.jobdir, "post-run")
             result.playbook_seconds[f"post-run {playbook}"] = secs
             result.success = result.success and ok
         result.seconds += time.monotonic() - started
@@ -158,7 +163,7 @@ class Executor:
         result.data = doc.get("data", {})
         result.secret_data = doc.get("secret_data", {})
 
-    def _play(self, playbook: str, variables: dict, jobdir: Path):
+    def _play(self, playbook: str, variables: dict, jobdir: Path, phase: str):
         vars_file = jobdir / "vars.json"
         vars_file.write_text(json.dumps(variables))
         vars_file.chmod(0o600)
@@ -174,16 +179,30 @@ class Executor:
             "ansible_python_interpreter=" + self.env.get("DEMO_PYTHON", "python3"),
             str(REPO / playbook),
         ]
+        run_id = uuid.uuid4().hex
         env = {
             **os.environ,
             **self.env,
             "ZUUL_JOBDIR": str(jobdir),
+            "DEMO_PLAYBOOK_RUN": run_id,
         }
         log_path = jobdir / (Path(playbook).stem + ".log")
         started = time.monotonic()
+        wall_start = time.time()
         with open(log_path, "a") as log:
             proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         secs = time.monotonic() - started
+        timings_file = os.environ.get("DEMO_TIMINGS")
+        if timings_file:
+            zuul = variables["zuul"]
+            record = {
+                "kind": "playbook", "run": run_id, "jobdir": str(jobdir),
+                "job": zuul["job"], "change": zuul["change"], "build": zuul["build"],
+                "pipeline": zuul["pipeline"], "phase": phase, "playbook": playbook,
+                "start": wall_start, "end": time.time(), "ok": proc.returncode == 0,
+            }
+            with open(timings_file, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
         if proc.returncode != 0:
             self.log(f"      {playbook} FAILED (log: {log_path})")
             tail = log_path.read_text().splitlines()[-25:]
