@@ -13,6 +13,8 @@ a job that did not speculate would get that one.
 
 It prints each step and the digest at every hop, ends with a summary, and
 exits non-zero when a hop's digest differs or B did not test A's image.
+When a step stops the demo (a command fails, a service does not answer),
+the summary still shows what was reached, and names that step.
 """
 
 from __future__ import annotations
@@ -42,7 +44,14 @@ if not sys.stdout.isatty():
     BOLD = GREEN = RED = DIM = RESET = ""
 
 
+# The step the demo is in, as last announced by ``say``: named in the
+# summary when a step stops the demo.
+current_step = "starting"
+
+
 def say(text: str) -> None:
+    global current_step
+    current_step = text
     print(f"{BOLD}==> {text}{RESET}", flush=True)
 
 
@@ -70,6 +79,9 @@ class Services:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
         self.daemon_json_before: str | None = None
+        # Whether daemon.json was changed (a start that failed earlier must
+        # leave the daemon's settings alone).
+        self.daemon_json_changed = False
         self.certs_dirs: list[Path] = []
         self.intermediate: dict = {}
         self.publication: dict = {}
@@ -154,6 +166,7 @@ class Services:
         self.daemon_json_before = DAEMON_JSON.read_text() if DAEMON_JSON.exists() else None
         settings = json.loads(self.daemon_json_before or "{}")
         settings["registry-mirrors"] = [f"https://{PUBLICATION}"]
+        self.daemon_json_changed = True
         write_daemon_json(json.dumps(settings, indent=2) + "\n")
         reload_dockerd()
         info("docker pulls of docker.io images now go to the publication registry")
@@ -174,6 +187,8 @@ class Services:
                 proc.kill()
         for d in self.certs_dirs:
             shutil.rmtree(d, ignore_errors=True)
+        if not self.daemon_json_changed:
+            return
         if self.daemon_json_before is None:
             DAEMON_JSON.unlink(missing_ok=True)
         else:
@@ -255,7 +270,15 @@ def main() -> int:
     executor = Executor(DEMO / "jobs", env, log=info)
     failures: list[str] = []
     summary: list[tuple[str, str, str]] = []
-    timings = []
+    timings: list = []  # every job started, in order (a paused one too)
+
+    def run_job(*args, **kwargs):
+        result = executor.run_job(*args, **kwargs)
+        timings.append(result)
+        return result
+
+    stopped_by: str | None = None
+    finished = False
     try:
         services.start()
         inter = services.intermediate
@@ -283,10 +306,15 @@ def main() -> int:
         say("Change A (example/app): buildset registry job, then its build job")
         app_src = prepare_project("app")
         a_images = [{"context": ".", "repository": "example/app", "tags": ["latest"]}]
-        a_registry = executor.run_job(buildset_job, "1001", "check", app_src, pause=True)
+        a_registry = run_job(buildset_job, "1001", "check", app_src, pause=True)
         expect(a_registry.success, "A: buildset registry job", failures)
-        a_build = executor.run_job(build_job(a_images), "1001", "check", app_src, parent=a_registry)
+        a_build = run_job(build_job(a_images), "1001", "check", app_src, parent=a_registry)
         expect(a_build.success, "A: build job", failures)
+        a_buildset = a_registry.secret_data.get("buildset_registry", {})
+        a_authority = f"{a_buildset.get('host', 'localhost')}:{a_buildset.get('port', 5000)}"
+        a_built = digest_of(f"{a_authority}/example/app:latest", a_buildset.get("cert", ""))
+        info(f"A's example/app in A's buildset registry: {a_built}")
+        summary.append(("A example/app", "A's buildset registry", a_built))
         a_artifacts = artifacts_for_followers(a_build, "example/app")
         for art in a_artifacts:
             info(f"artifact of A: {art['name']} -> {art['url']}")
@@ -298,6 +326,7 @@ def main() -> int:
         )
         info(f"A's example/app in the intermediate registry: {a_inter_digest}")
         summary.append(("A example/app", "intermediate registry", a_inter_digest))
+        expect(a_inter_digest == a_built, "A's image arrived unchanged in the intermediate registry", failures)
         executor.resume(a_registry)
         expect(a_registry.success, "A: buildset registry job finished (post-run)", failures)
         stop_buildset_registry()
@@ -316,7 +345,7 @@ def main() -> int:
                 "repository": "^example/",
             },
         }
-        b_registry = executor.run_job(
+        b_registry = run_job(
             buildset_job, "1002", "gate", consumer_src, artifacts=a_artifacts, pause=True)
         expect(b_registry.success, "B: buildset registry job pulled A's image", failures)
         b_buildset = b_registry.secret_data.get("buildset_registry", {})
@@ -329,7 +358,7 @@ def main() -> int:
         upload_job = build_job(b_images, publish_vars)
         upload_job.name = "yoursite-upload-docker-image"
         upload_job.post_run = ["playbooks/docker-image/upload.yaml", *buildset_job.post_run]
-        b_upload = executor.run_job(upload_job, "1002", "gate", consumer_src, parent=b_registry)
+        b_upload = run_job(upload_job, "1002", "gate", consumer_src, parent=b_registry)
         expect(b_upload.success, "B: upload job (build, push, publish temporary tag)", failures)
         consumer_repo = f"{PUBLICATION}/example/consumer"
         built = digest_of(f"{b_authority}/example/consumer:latest", b_buildset.get("cert", ""))
@@ -342,7 +371,7 @@ def main() -> int:
             pre_run=["demo/playbooks/test-pre.yaml"],
             run=["demo/playbooks/test-image.yaml"],
         )
-        b_test = executor.run_job(test_job, "1002", "gate", consumer_src, parent=b_registry)
+        b_test = run_job(test_job, "1002", "gate", consumer_src, parent=b_registry)
         expect(b_test.success, "B: test job ran the consumer", failures)
         output = b_test.data.get("demo_test_output", "")
         for line in output.splitlines():
@@ -368,31 +397,47 @@ def main() -> int:
             run=["playbooks/docker-image/promote.yaml"],
             variables={"docker_images": b_images, **publish_vars},
         )
-        b_promote = executor.run_job(promote_job, "1002", "promote", consumer_src)
+        b_promote = run_job(promote_job, "1002", "promote", consumer_src)
         expect(b_promote.success, "B: promote job", failures)
         final = digest_of(f"{consumer_repo}:latest", pub_creds["cert"])
         summary.append(("B example/consumer", "publication, latest (final)", final))
         expect(final == tested, "the final tag is exactly the image B tested", failures)
         gone = digest_of(temp_tag, pub_creds["cert"])
         expect(gone.startswith("(missing"), "the temporary tag was removed", failures)
-
-        timings = [a_registry, a_build, b_registry, b_upload, b_test, b_promote]
+        finished = True
+    except (Exception, SystemExit) as error:
+        # A step could not go on (sh() raises SystemExit): keep what was
+        # reached for the summary, after the cleanup below.
+        stopped_by = f"{current_step}: " + (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(":")
+        print(f"    {RED}stopped{RESET} {error}", flush=True)
     finally:
         say("Cleaning up: registries stopped, docker daemon settings restored")
-        services.stop()
+        if not finished:
+            # Stopped in the middle of a job (or interrupted): its node goes away too.
+            stop_buildset_registry()
+            fresh_node()
+        try:
+            services.stop()
+        except Exception as error:  # keep the summary; say what was left
+            failures.append(f"cleaning up: {error}")
 
     print()
     say("Summary")
     width = max(len(s[1]) for s in summary) if summary else 10
     for image, hop, digest in summary:
         print(f"    {image:<20} {hop:<{width}}  {digest}")
+    if not summary:
+        print("    (no image reached a registry)")
     print()
     for job in timings:
         print(f"    {DIM}{job.change} {job.name:<32} {job.seconds:6.1f} s{RESET}")
     print()
+    if stopped_by:
+        print(f"    {RED}STOPPED{RESET} at step: {stopped_by}")
     if failures:
         for f in failures:
             print(f"    {RED}FAILED{RESET} {f}")
+    if stopped_by or failures:
         return 1
     print(f"    {GREEN}every hop carried the same digest; B tested A's speculative image{RESET}")
     return 0
