@@ -9,15 +9,26 @@ use serde_json::{json, Value};
 
 /// Run module `name` as Ansible would: the binary with one args file,
 /// `HOME` set to `home`. Returns the one JSON object it printed.
-pub fn run_module(name: &str, mut args: Value, home: &Path) -> Value {
+pub fn run_module(name: &str, args: Value, home: &Path) -> Value {
+    run_module_with(name, args, home, None)
+}
+
+/// [`run_module`] with `TMPDIR` set to `tmp`, so a test sees every
+/// temporary file the module and the tools it runs leave behind.
+pub fn run_module_in_tmp(name: &str, args: Value, home: &Path, tmp: &Path) -> Value {
+    run_module_with(name, args, home, Some(tmp))
+}
+
+fn run_module_with(name: &str, mut args: Value, home: &Path, tmp: Option<&Path>) -> Value {
     args["_ansible_module_name"] = json!(format!("speculative.images.{name}"));
     let file = tempfile::NamedTempFile::new().expect("args file");
     std::fs::write(file.path(), args.to_string()).expect("write args");
-    let out = Command::new(env!("CARGO_BIN_EXE_speculative-images"))
-        .arg(file.path())
-        .env("HOME", home)
-        .output()
-        .expect("run the module binary");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_speculative-images"));
+    cmd.arg(file.path()).env("HOME", home);
+    if let Some(tmp) = tmp {
+        cmd.env("TMPDIR", tmp);
+    }
+    let out = cmd.output().expect("run the module binary");
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
@@ -25,6 +36,45 @@ pub fn run_module(name: &str, mut args: Value, home: &Path) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+/// Assert a module left no credentials on the node: no
+/// `<home>/.docker/config.json`, nothing at all in its `TMPDIR` `tmp` (the
+/// temporary `DOCKER_CONFIG` included), and no file under `home` holding
+/// `username`'s `password`, plain or as a docker `auth` value.
+pub fn assert_no_credentials_left(home: &Path, tmp: &Path, username: &str, password: &str) {
+    let docker_config = home.join(".docker/config.json");
+    assert!(
+        !docker_config.exists(),
+        "{} was written:\n{}",
+        docker_config.display(),
+        std::fs::read_to_string(&docker_config).unwrap_or_default()
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp)
+        .expect("read TMPDIR")
+        .map(|e| e.expect("TMPDIR entry").path())
+        .collect();
+    assert_eq!(left, Vec::<std::path::PathBuf>::new(), "left in TMPDIR");
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    let mut dirs = vec![home.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let entry = entry.expect("dir entry");
+            let kind = entry.file_type().expect("file type");
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                let bytes = std::fs::read(entry.path()).unwrap_or_default();
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(
+                    !text.contains(password) && !text.contains(&auth),
+                    "credentials in {}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
 }
 
 /// The module's failure message, or a panic showing its whole result.

@@ -9,8 +9,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::publish_support::{
-    digest_of, failure_msg, log_mark, log_since, oci_image, push_to, run_module, succeeded, unique,
-    DockerCleanup,
+    assert_no_credentials_left, digest_of, failure_msg, log_mark, log_since, oci_image, push_to,
+    run_module, run_module_in_tmp, succeeded, unique, DockerCleanup,
 };
 use crate::registry_clients::OciLayout;
 use crate::support::buildset::BuildsetServer;
@@ -47,8 +47,15 @@ fn copies_every_tag_under_its_temporary_tag() {
         json!([{"repository": "org/app", "tags": ["latest", "v1"]}]),
     );
     args["buildset_registry"] = buildset(&source);
-    let result = succeeded(run_module("upload_docker_image", args.clone(), home.path()));
+    let tmp = tempfile::tempdir().unwrap();
+    let result = succeeded(run_module_in_tmp(
+        "upload_docker_image",
+        args.clone(),
+        home.path(),
+        tmp.path(),
+    ));
     assert_eq!(result["changed"], true);
+    assert_no_credentials_left(home.path(), tmp.path(), &target.username, &target.password);
 
     for tag in ["change_42_latest", "change_42_v1"] {
         assert_eq!(
@@ -122,11 +129,15 @@ fn without_a_buildset_registry_the_daemon_pushes() {
         home.path(),
     ));
 
-    let result = succeeded(run_module(
+    let tmp = tempfile::tempdir().unwrap();
+    let result = succeeded(run_module_in_tmp(
         "upload_docker_image",
         args(&target, &format!("^{prefix}/"), images),
         home.path(),
+        tmp.path(),
     ));
+    // The push logged in through a temporary DOCKER_CONFIG, now gone.
+    assert_no_credentials_left(home.path(), tmp.path(), &target.username, &target.password);
     // The build's own tags are still there.
     run(Command::new("docker").args([
         "image",
