@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 use speculative_images::host::ca_store::CaStore;
 use speculative_images::host::{docker_daemon, HostPaths, REGISTRY_ALIAS};
@@ -162,8 +163,13 @@ impl Drop for HostSnapshot {
     }
 }
 
-/// Run the module binary as Ansible does; its JSON result.
+/// Run the module binary as Ansible does (with `--diff`); its JSON result.
 fn run_module(args: Value) -> Value {
+    run_module_printing(args).0
+}
+
+/// The same, with everything the module printed (stdout and stderr).
+fn run_module_printing(args: Value) -> (Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut args = args;
     args["_ansible_module_name"] = json!("speculative.images.use_buildset_registry");
@@ -174,13 +180,61 @@ fn run_module(args: Value) -> Value {
         .arg(&file)
         .output()
         .expect("run the module");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let result = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "module output is not JSON ({e}): {}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
-    })
+    });
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (result, printed)
+}
+
+/// The system CA bundle `update-ca-certificates` rebuilds (Debian).
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn modified(path: &str) -> SystemTime {
+    fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// A registries.conf of the site's own: comments and a registry of its
+/// own, which the module must keep.
+const SITE_REGISTRIES_CONF: &str = r#"# speculative-test: the site's comment at the top
+unqualified-search-registries = ["docker.io"]
+
+# speculative-test: the site's own registry and its mirror
+[[registry]]
+prefix = "registry.example.org/team"
+location = "registry.example.org/team"
+
+[[registry.mirror]]
+location = "mirror.example.org/team" # speculative-test: inline comment
+"#;
+
+/// The `[[registry]]` of registries.conf whose prefix is `prefix`, as
+/// (location, mirror locations).
+fn registries_conf_entry(conf: &str, prefix: &str) -> Option<(String, Vec<String>)> {
+    let doc: toml_edit::DocumentMut = conf.parse().expect("registries.conf is TOML");
+    let tables = doc.get("registry")?.as_array_of_tables()?;
+    let table = tables
+        .iter()
+        .find(|t| t.get("prefix").and_then(|p| p.as_str()) == Some(prefix))?;
+    let location = table.get("location")?.as_str()?.to_string();
+    let mirrors = table
+        .get("mirror")
+        .and_then(|m| m.as_array_of_tables())
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m.get("location")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((location, mirrors))
 }
 
 fn module_args(registry: &BuildsetServer, preload: bool) -> Value {
@@ -288,6 +342,8 @@ fn every_client_gets_the_speculative_images_and_running_containers_survive() {
         r#"{"auths": {"other.example.org": {"auth": "b3RoZXI6c2VjcmV0"}}}"#,
     )
     .unwrap();
+    fs::write(paths.registries_conf(), SITE_REGISTRIES_CONF).unwrap();
+    let bundle_before = modified(CA_BUNDLE);
 
     // A container running before the role, from an image of our own.
     let sleeper = format!("speculative-host-sleeper-{}", marker.to_lowercase());
@@ -318,16 +374,52 @@ fn every_client_gets_the_speculative_images_and_running_containers_survive() {
     let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &sleeper]);
     let dockerd = docker_daemon::dockerd_pid(&paths).expect("dockerd runs");
 
-    let result = run_module(module_args(&registry, true));
+    let (result, printed) = run_module_printing(module_args(&registry, true));
     let outcome = std::panic::catch_unwind(|| {
         assert_eq!(result["failed"], false, "{result}");
         assert_eq!(result["changed"], true);
         assert_eq!(result["docker_reload"], "sighup");
         assert_eq!(result["preloaded"], json!(["quay.io/org/img:latest"]));
+        // Neither the password nor docker's `auth` (base64 of
+        // user:password) is printed, diffs included.
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", registry.username, registry.password));
+        for secret in [&registry.password, &auth] {
+            assert!(
+                !printed.contains(secret.as_str()),
+                "{secret} leaked: {printed}"
+            );
+        }
+        // With --diff, a diff per changed file, ~/.docker/config.json's masked.
+        let files: Vec<String> = serde_json::from_value(result["files"].clone()).unwrap();
+        let diffs = result["diff"].as_array().expect("a diff with --diff");
+        let headers: Vec<&str> = diffs
+            .iter()
+            .map(|d| d["before_header"].as_str().unwrap())
+            .collect();
+        for file in &files {
+            assert!(
+                headers.contains(&file.as_str()),
+                "no diff of {file}: {headers:?}"
+            );
+        }
+        let config_diff = diffs
+            .iter()
+            .find(|d| d["before_header"] == json!(config_json.to_str().unwrap()))
+            .expect("a diff of ~/.docker/config.json");
         assert!(
-            !result.to_string().contains(&registry.password),
-            "password leaked"
+            config_diff["after"].as_str().unwrap().contains("********"),
+            "{config_diff}"
         );
+        // The buildset CA went into the system store: the bundle was rebuilt.
+        assert!(
+            files
+                .iter()
+                .any(|f| Some(Path::new(f)) == snapshot.ca_anchor.as_deref()),
+            "{files:?}"
+        );
+        let bundle_after_first = modified(CA_BUNDLE);
+        assert_ne!(bundle_after_first, bundle_before, "bundle not rebuilt");
 
         // Reloaded, not restarted.
         assert_eq!(docker_daemon::dockerd_pid(&paths), Some(dockerd));
@@ -387,22 +479,52 @@ fn every_client_gets_the_speculative_images_and_running_containers_survive() {
             "b3RoZXI6c2VjcmV0"
         );
         let conf = fs::read_to_string(paths.registries_conf()).unwrap();
-        if let Some(old) = snapshot.original(&paths.registries_conf()) {
-            let old = String::from_utf8_lossy(old);
-            for comment in old.lines().filter(|l| l.starts_with('#')) {
-                assert!(conf.contains(comment), "comment {comment:?} lost");
-            }
+        assert!(
+            files.contains(&paths.registries_conf().to_str().unwrap().to_string()),
+            "{files:?}"
+        );
+        for comment in SITE_REGISTRIES_CONF
+            .lines()
+            .filter_map(|l| l.find("# speculative-test").map(|at| &l[at..]))
+        {
+            assert!(conf.contains(comment), "comment {comment:?} lost:\n{conf}");
         }
+        assert_eq!(
+            registries_conf_entry(&conf, "registry.example.org/team"),
+            Some((
+                "registry.example.org/team".to_string(),
+                vec!["mirror.example.org/team".to_string()]
+            )),
+            "the site's registry lost:\n{conf}"
+        );
+        let (_, quay_mirrors) = registries_conf_entry(&conf, "quay.io").expect("quay.io added");
+        assert_eq!(
+            quay_mirrors.first().map(String::as_str),
+            Some(format!("{REGISTRY_ALIAS}:{}/quay.io", registry.port).as_str()),
+            "{conf}"
+        );
 
-        // Idempotence: nothing to do, no file rewritten.
-        let files: Vec<String> = serde_json::from_value(result["files"].clone()).unwrap();
+        // Idempotence: nothing to do, no file rewritten, the CA bundle
+        // not rebuilt again, nothing printed that is secret.
         let before = mtimes(&files);
-        let again = run_module(module_args(&registry, true));
+        let (again, printed) = run_module_printing(module_args(&registry, true));
         assert_eq!(again["failed"], false, "{again}");
         assert_eq!(again["changed"], false, "{again}");
         assert_eq!(again["files"], json!([]));
         assert_eq!(again["preloaded"], json!([]));
+        assert!(again.get("diff").is_none(), "{again}");
         assert_eq!(mtimes(&files), before, "a file was rewritten");
+        assert_eq!(
+            modified(CA_BUNDLE),
+            bundle_after_first,
+            "update-ca-certificates ran again"
+        );
+        for secret in [&registry.password, &auth] {
+            assert!(
+                !printed.contains(secret.as_str()),
+                "{secret} leaked: {printed}"
+            );
+        }
     });
     let _ = Command::new("docker").args(["rm", "-f", &sleeper]).output();
     let _ = Command::new("docker")
