@@ -315,22 +315,47 @@ fn podman_and_buildah_build_and_push_with_their_own_ca() {
 }
 
 #[test]
-fn arch_is_refused_by_docker() {
+fn arch_is_refused_by_every_builder_before_anything_is_built() {
     let home = tempfile::tempdir().unwrap();
     write_project(home.path());
-    let result = run_module(
-        "build_docker_image",
-        json!({"docker_images": [{"context": "tool", "dockerfile": "Containerfile",
-                                  "repository": "org/tool", "arch": ["linux/arm64"]}],
-               "zuul": zuul(home.path())}),
-        home.path(),
-    );
-    let msg = failure_msg(&result);
-    assert!(
-        msg.ends_with(
-            "arch is not supported by the docker builder (multi-arch builds need docker buildx, \
-             which this host lacks; set container_command to podman or buildah)"
-        ),
-        "{msg}"
-    );
+    let reg = BuildsetServer::start();
+    for command in ["docker", "podman"] {
+        let prefix = unique(&format!("pubarch{command}"));
+        let _cleanup = DockerCleanup {
+            prefix: prefix.clone(),
+            certs_d: None,
+        };
+        // The first image could be built; the second asks for `arch`.
+        let result = run_module(
+            "build_docker_image",
+            json!({"docker_images": [
+                       {"context": "tool", "dockerfile": "Containerfile",
+                        "repository": format!("{prefix}/plain")},
+                       {"context": "tool", "dockerfile": "Containerfile",
+                        "repository": format!("{prefix}/multi"),
+                        "arch": ["linux/amd64", "linux/arm64"]}],
+                   "zuul": zuul(home.path()), "container_command": command,
+                   "buildset_registry": buildset(&reg)}),
+            home.path(),
+        );
+        assert_eq!(
+            failure_msg(&result),
+            format!(
+                "docker_images[1] ({prefix}/multi): `arch` is not supported by the {command} \
+                 builder"
+            )
+        );
+        // Nothing built, logged or pushed.
+        for image in ["plain", "multi"] {
+            let listed =
+                run(Command::new(command).args(["images", "-q", &format!("{prefix}/{image}")]));
+            assert_eq!(listed, "", "{command} built {prefix}/{image}");
+            let remote = format!("{}/{prefix}/{image}:latest", reg.authority());
+            assert_eq!(
+                skopeo_inspect(&remote, &reg.ca_pem, &reg.username, &reg.password),
+                None
+            );
+        }
+        assert!(!home.path().join("zuul-output").exists());
+    }
 }

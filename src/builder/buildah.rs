@@ -15,6 +15,7 @@ impl Builder for Buildah {
     }
 
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError> {
+        self.check(spec)?;
         oci_build("buildah", spec, log)
     }
 

@@ -20,15 +20,7 @@ impl Builder for Docker {
     }
 
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError> {
-        if !spec.platforms.is_empty() {
-            return Err(BuildError::Unsupported {
-                builder: "docker",
-                feature: "arch".into(),
-                hint: " (multi-arch builds need docker buildx, which this host lacks; \
-                       set container_command to podman or buildah)"
-                    .into(),
-            });
-        }
+        self.check(spec)?;
         let scratch = scratch_dir()?;
         let iidfile = scratch.path().join("iid");
         run_streamed(

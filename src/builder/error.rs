@@ -11,14 +11,12 @@ pub enum BuildError {
     #[error("container_command {0:?} is not a known builder: use docker, podman or buildah")]
     UnknownBuilder(String),
     /// The builder cannot do what the image asks for.
-    #[error("{feature} is not supported by the {builder} builder{hint}")]
+    #[error("`{feature}` is not supported by the {builder} builder")]
     Unsupported {
         /// `docker`, `podman`, `buildah`.
         builder: &'static str,
-        /// What was asked (`arch`).
-        feature: String,
-        /// How to get it anyway, with a leading separator, or empty.
-        hint: String,
+        /// The image option asked for (`arch`).
+        feature: &'static str,
     },
     /// The command could not be started.
     #[error("running {program}: {source}")]

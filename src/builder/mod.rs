@@ -69,7 +69,23 @@ pub trait Builder {
     /// The command it runs (`docker`, `podman`, `buildah`).
     fn name(&self) -> &'static str;
 
-    /// Build `spec`, streaming the output to `log`; returns the image ID.
+    /// Refuse, before anything is built, what this builder cannot do with
+    /// `spec`. No builder here builds for other platforms (`arch`: that
+    /// needs docker buildx, or a manifest list assembled from per-platform
+    /// podman/buildah builds, neither of which is implemented).
+    fn check(&self, spec: &BuildSpec) -> Result<(), BuildError> {
+        if spec.platforms.is_empty() {
+            Ok(())
+        } else {
+            Err(BuildError::Unsupported {
+                builder: self.name(),
+                feature: "arch",
+            })
+        }
+    }
+
+    /// Build `spec` (which [`Builder::check`] accepted), streaming the
+    /// output to `log`; returns the image ID.
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError>;
 
     /// The ID of the local image `name`, or `None` when there is none
@@ -140,6 +156,32 @@ mod tests {
             tool_authority("[fd00::5]", 5000),
             "zuul-jobs.buildset-registry:5000"
         );
+    }
+
+    #[test]
+    fn every_builder_refuses_arch_by_its_name() {
+        let mut spec = BuildSpec {
+            context_dir: "/src/app".into(),
+            path: ".".into(),
+            dockerfile: "Dockerfile".into(),
+            target: None,
+            build_args: vec![],
+            labels: Default::default(),
+            tags: vec!["org/app:latest".into()],
+            platforms: vec![],
+        };
+        for name in ["docker", "podman", "buildah"] {
+            let builder = for_command(name).unwrap();
+            assert!(builder.check(&spec).is_ok(), "{name}");
+        }
+        spec.platforms = vec!["linux/arm64".into()];
+        for name in ["docker", "podman", "buildah"] {
+            let builder = for_command(name).unwrap();
+            assert_eq!(
+                builder.check(&spec).unwrap_err().to_string(),
+                format!("`arch` is not supported by the {name} builder")
+            );
+        }
     }
 
     #[test]

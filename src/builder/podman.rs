@@ -20,6 +20,7 @@ impl Builder for Podman {
     }
 
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError> {
+        self.check(spec)?;
         oci_build("podman", spec, log)
     }
 
@@ -47,14 +48,6 @@ pub(super) fn oci_build(
     spec: &BuildSpec,
     log: &mut dyn Write,
 ) -> Result<String, BuildError> {
-    if !spec.platforms.is_empty() {
-        return Err(BuildError::Unsupported {
-            builder: program,
-            feature: "arch".into(),
-            hint: " here (a multi-arch build needs a manifest list push, not implemented yet)"
-                .into(),
-        });
-    }
     let scratch = scratch_dir()?;
     let iidfile = scratch.path().join("iid");
     run_streamed(

@@ -90,6 +90,12 @@ impl Module for BuildDockerImage {
                 .map(|r| builder::tool_authority(&r.host, r.port)),
         };
         let plans = plan_all(&args.docker_images, &options)?;
+        // What the builder cannot do fails before anything is built.
+        for (index, plan) in plans.iter().enumerate() {
+            builder
+                .check(&plan.spec)
+                .with_context(|| format!("docker_images[{index}] ({})", plan.repository))?;
+        }
 
         if ctx.check_mode {
             let images: Vec<Built> = plans.iter().map(|p| report(p, None, None)).collect();
