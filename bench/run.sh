@@ -4,8 +4,12 @@
 set -uo pipefail
 cd "$(dirname "$0")" || exit 1
 failed=()
+# The whole demo last: its per-job table closes the run.
+benches=()
 for bench in *.sh; do
-  [[ $bench == run.sh ]] && continue
+  [[ $bench == run.sh || $bench == demo.sh ]] || benches+=("$bench")
+done
+for bench in "${benches[@]}" demo.sh; do
   printf '\n\033[1m==> bench/%s\033[0m\n' "$bench"
   ./"$bench" || failed+=("$bench")
 done
