@@ -114,6 +114,9 @@ fn builds_tags_labels_and_pushes_every_tag() {
             let found = skopeo_inspect(&remote, &reg.ca_pem, &reg.username, &reg.password)
                 .unwrap_or_else(|| panic!("{remote} not in the buildset registry"));
             assert_eq!(found["Labels"]["org.zuul-ci.change"], "42", "{remote}");
+            if image == "app" {
+                assert_eq!(found["Labels"]["team"], "infra", "{remote}");
+            }
             let local = run(Command::new("docker").args([
                 "image",
                 "inspect",
@@ -135,6 +138,19 @@ fn builds_tags_labels_and_pushes_every_tag() {
         }
     }
     let app = format!("{prefix}/app:latest");
+    let labels: Value = serde_json::from_str(&run(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &app,
+    ])))
+    .unwrap();
+    assert_eq!(
+        labels,
+        json!({"org.zuul-ci.change": "42", "team": "infra"}),
+        "{app}"
+    );
     assert_eq!(in_image(&app, "cat /flavour"), "mint\n");
     assert_eq!(
         in_image(&app, "cat /sibling-names"),
@@ -208,6 +224,41 @@ fn check_mode_builds_nothing() {
 }
 
 #[test]
+fn a_build_path_below_the_context_and_the_default_dockerfile() {
+    let home = tempfile::tempdir().unwrap();
+    let work = write_project(home.path());
+    // `docker build -f Build.docker files` run in <context>: the
+    // Dockerfile is in the context directory, what it copies in `files/`.
+    let files = work.join("tool/files");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::copy("/bin/busybox", files.join("busybox")).unwrap();
+    std::fs::write(files.join("where"), "from files/\n").unwrap();
+    std::fs::write(files.join("build-id"), home.path().display().to_string()).unwrap();
+    std::fs::write(
+        work.join("tool/Build.docker"),
+        "FROM scratch\nCOPY build-id /build-id\nCOPY busybox /bin/busybox\nCOPY where /where\n",
+    )
+    .unwrap();
+    let prefix = unique("pubpath");
+    let _cleanup = DockerCleanup {
+        prefix: prefix.clone(),
+        certs_d: None,
+    };
+
+    succeeded(run_module(
+        "build_docker_image",
+        json!({"docker_images": [{"context": "tool", "path": "files",
+                                  "repository": format!("{prefix}/tool")}],
+               "docker_dockerfile": "Build.docker", "zuul": zuul(home.path())}),
+        home.path(),
+    ));
+    assert_eq!(
+        in_image(&format!("{prefix}/tool:change_42_latest"), "cat /where"),
+        "from files/\n"
+    );
+}
+
+#[test]
 fn missing_repository_is_named() {
     let home = tempfile::tempdir().unwrap();
     write_project(home.path());
@@ -245,10 +296,14 @@ fn missing_context_is_named() {
 fn failed_build_shows_its_last_lines_and_publishes_nothing() {
     let home = tempfile::tempdir().unwrap();
     let work = write_project(home.path());
+    // The failing image has a sibling too: it is in the context while the
+    // build runs (the build prints it) and gone once it failed.
     std::fs::write(
         work.join("tool/Containerfile"),
         "FROM scratch\nCOPY build-id /build-id\nCOPY busybox /bin/busybox\n\
-         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo the compiler said no; exit 7\"]\n",
+         COPY .zuul-siblings/ /siblings/\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \
+              \"cat /siblings/example.org/org/lib/lib.txt; echo the compiler said no; exit 7\"]\n",
     )
     .unwrap();
     let reg = BuildsetServer::start();
@@ -259,9 +314,12 @@ fn failed_build_shows_its_last_lines_and_publishes_nothing() {
         certs_d: Some(reg.authority()),
     };
 
+    let mut images = images(&prefix);
+    images[1]["siblings"] = json!(["example.org/org/lib"]);
+
     let result = run_module(
         "build_docker_image",
-        json!({"docker_images": images(&prefix), "zuul": zuul(home.path()),
+        json!({"docker_images": images, "zuul": zuul(home.path()),
                "buildset_registry": buildset(&reg)}),
         home.path(),
     );
@@ -276,7 +334,10 @@ fn failed_build_shows_its_last_lines_and_publishes_nothing() {
         )),
         "{msg}"
     );
-    assert!(msg.contains("the compiler said no"), "{msg}");
+    assert!(
+        msg.contains("sibling content\nthe compiler said no"),
+        "{msg}"
+    );
     assert!(!msg.contains(&reg.password));
     // The first image built fine, but nothing reached the registry.
     let app = format!("{}/{prefix}/app:latest", reg.authority());
@@ -284,6 +345,7 @@ fn failed_build_shows_its_last_lines_and_publishes_nothing() {
         skopeo_inspect(&app, &reg.ca_pem, &reg.username, &reg.password),
         None
     );
+    assert!(!work.join("tool/.zuul-siblings").exists());
     assert!(!work.join("app/.zuul-siblings").exists());
 }
 
