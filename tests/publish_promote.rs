@@ -327,3 +327,28 @@ fn deletes_the_registry_refuses_are_warnings_not_a_failed_promote() {
     );
     assert!(!result.to_string().contains(&registry.password));
 }
+
+#[test]
+fn missing_repository_is_named_and_nothing_is_sent() {
+    let registry = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let image = oci_image(&layout, "amd64", &now(), 1024);
+    push_to(&registry, &layout, image, "org/app:change_42_latest");
+    let home = tempfile::tempdir().unwrap();
+    let mark = log_mark(&registry);
+
+    let result = run_module(
+        "promote_docker_image",
+        args(
+            &registry,
+            json!([{"repository": "org/app"}, {"tags": ["latest"]}]),
+        ),
+        home.path(),
+    );
+    assert_eq!(
+        failure_msg(&result),
+        "argument docker_images[1]: missing field `repository`"
+    );
+    assert_eq!(log_since(&registry, mark), Vec::<String>::new());
+    assert_eq!(digest_of(&registry, "org/app", "latest"), None);
+}

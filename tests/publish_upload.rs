@@ -171,3 +171,25 @@ fn check_mode_sends_nothing() {
     assert_eq!(log_since(&target, target_mark), Vec::<String>::new());
     assert_eq!(log_since(&source, source_mark), Vec::<String>::new());
 }
+
+#[test]
+fn missing_repository_is_named_and_nothing_is_sent() {
+    let source = BuildsetServer::start();
+    let target = BuildsetServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let (source_mark, target_mark) = (log_mark(&source), log_mark(&target));
+    let mut args = args(
+        &target,
+        "^org/",
+        json!([{"repository": "org/app"}, {"tags": ["latest"]}]),
+    );
+    args["buildset_registry"] = buildset(&source);
+
+    let result = run_module("upload_docker_image", args, home.path());
+    assert_eq!(
+        failure_msg(&result),
+        "argument docker_images[1]: missing field `repository`"
+    );
+    assert_eq!(log_since(&target, target_mark), Vec::<String>::new());
+    assert_eq!(log_since(&source, source_mark), Vec::<String>::new());
+}
