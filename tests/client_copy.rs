@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use speculative_images::client::{
-    copy_reference, CopyOptions, Endpoint, ErrorKind, Registry, RemoteRegistry,
+    copy_reference, CopyOptions, Endpoint, ErrorKind, Registry, RemoteRegistry, RetryPolicy,
 };
 use speculative_images::oci::Reference;
 
@@ -350,4 +350,357 @@ async fn bearer_tokens_are_fetched_once_per_scope_and_refusals_are_named() {
         "{text}"
     );
     assert!(!text.contains("not-the-password-77"));
+}
+
+/// Our registry server (the real binary) over plain HTTP, as a site might
+/// run one it marks insecure; stopped on drop.
+struct PlainServer {
+    authority: String,
+    username: String,
+    password: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PlainServer {
+    fn start() -> PlainServer {
+        use speculative_images::registry::config::{ServerConfig, User};
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::support::free_port();
+        let password = crate::support::random_password();
+        let config = ServerConfig {
+            listen: vec![format!("127.0.0.1:{port}").parse().unwrap()],
+            tls: None,
+            storage: dir.path().join("storage"),
+            users: vec![User {
+                username: "zuul".into(),
+                password_bcrypt: bcrypt::hash(&password, 4).unwrap(),
+            }],
+            token_secret: crate::support::random_password(),
+            anonymous_pull: true,
+        };
+        let config_path = dir.path().join("config.json");
+        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_buildset-registry"))
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start buildset-registry");
+        crate::support::wait_until("plain buildset-registry", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        PlainServer {
+            authority: format!("127.0.0.1:{port}"),
+            username: "zuul".into(),
+            password,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// A client of this server marked insecure (plain HTTP).
+    fn client(&self) -> std::sync::Arc<RemoteRegistry> {
+        self.client_at(&self.authority, RetryPolicy::default())
+    }
+
+    /// A client reaching this server (its credentials) at `authority`.
+    fn client_at(&self, authority: &str, retry: RetryPolicy) -> std::sync::Arc<RemoteRegistry> {
+        RemoteRegistry::with_retry(
+            Endpoint::new(authority)
+                .with_credentials(&self.username, &self.password)
+                .insecure(true),
+            retry,
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for PlainServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the proxy does instead of passing a request on.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    /// Answer with this status (and `Retry-After: 1` for a 429).
+    Status(u16),
+    /// Close the connection without answering (a reset to the client).
+    Reset,
+}
+
+/// The failures for the requests of `method` whose path and query contain
+/// `path`, in order; the requests after them are passed on.
+#[derive(Clone)]
+struct Fault {
+    method: &'static str,
+    path: String,
+    failures: Vec<Failure>,
+}
+
+fn fault(method: &'static str, path: impl Into<String>, failures: &[Failure]) -> Fault {
+    Fault {
+        method,
+        path: path.into(),
+        failures: failures.to_vec(),
+    }
+}
+
+/// A plain-HTTP proxy on loopback in front of one registry that injects
+/// [`Fault`]s and counts, per fault, the requests it matched.
+struct FlakyProxy {
+    authority: String,
+    state: std::sync::Arc<ProxyState>,
+}
+
+struct ProxyState {
+    upstream: String,
+    http: reqwest::Client,
+    faults: std::sync::Mutex<Vec<(Fault, usize)>>,
+}
+
+impl FlakyProxy {
+    async fn start(upstream: &str, faults: Vec<Fault>) -> FlakyProxy {
+        speculative_images::crypto::install_default();
+        let state = std::sync::Arc::new(ProxyState {
+            upstream: upstream.to_string(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .http1_only()
+                .build()
+                .unwrap(),
+            faults: std::sync::Mutex::new(faults.into_iter().map(|f| (f, 0)).collect()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        proxy_request(state.clone(), request)
+                    });
+                    // A service error makes hyper close the connection
+                    // without an answer: that is how `Failure::Reset` works.
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        FlakyProxy { authority, state }
+    }
+
+    /// How many requests fault number `i` matched (failed or passed on).
+    fn seen(&self, i: usize) -> usize {
+        self.state.faults.lock().unwrap()[i].1
+    }
+}
+
+async fn proxy_request(
+    state: std::sync::Arc<ProxyState>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<axum::response::Response, std::io::Error> {
+    use http_body_util::BodyExt as _;
+    let (parts, body) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    // Read the whole body first, as a server that fails after receiving it.
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let failure = {
+        let mut faults = state.faults.lock().unwrap();
+        faults
+            .iter_mut()
+            .find(|(f, _)| f.method == parts.method.as_str() && path.contains(&f.path))
+            .and_then(|(fault, seen)| {
+                *seen += 1;
+                fault.failures.get(*seen - 1).copied()
+            })
+    };
+    match failure {
+        Some(Failure::Reset) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "dropped by the test proxy",
+            ))
+        }
+        Some(Failure::Status(status)) => {
+            let mut response = axum::response::Response::new(axum::body::Body::from(
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"injected by the test proxy"}]}"#,
+            ));
+            *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+            if status == 429 {
+                response
+                    .headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            }
+            return Ok(response);
+        }
+        None => {}
+    }
+    let mut forward = state.http.request(
+        parts.method.clone(),
+        format!("http://{}{path}", state.upstream),
+    );
+    for (name, value) in &parts.headers {
+        if !matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "connection"
+        ) {
+            forward = forward.header(name, value);
+        }
+    }
+    let upstream = forward
+        .body(body)
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut response = axum::response::Response::builder().status(upstream.status());
+    for (name, value) in upstream.headers() {
+        if !matches!(name.as_str(), "transfer-encoding" | "connection") {
+            response = response.header(name, value);
+        }
+    }
+    let bytes = upstream.bytes().await.map_err(std::io::Error::other)?;
+    Ok(response.body(axum::body::Body::from(bytes)).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_are_retried_and_the_copy_completes() {
+    let (a, b) = (PlainServer::start(), PlainServer::start());
+    let image = random_image(Flavor::Oci, "amd64", &[40_000, 50_000]);
+    let (config, _) = &image.blobs[0];
+    let (layer1, _) = &image.blobs[1];
+    let (layer2, _) = &image.blobs[2];
+    push_image(&a.client(), "org/img", Some("1_latest"), &image).await;
+
+    use Failure::{Reset, Status};
+    let src_proxy = FlakyProxy::start(
+        &a.authority,
+        vec![
+            // 0: the source manifest: the connection reset, then unavailable.
+            fault(
+                "GET",
+                "/v2/org/img/manifests/1_latest",
+                &[Reset, Status(503)],
+            ),
+            // 1: one layer's download, a server error once.
+            fault("GET", format!("/blobs/{layer1}"), &[Status(500)]),
+            // 2: the other layer's download, counted only.
+            fault("GET", format!("/blobs/{layer2}"), &[]),
+        ],
+    )
+    .await;
+    let dst_proxy = FlakyProxy::start(
+        &b.authority,
+        vec![
+            // 0: is the config there? Rate limited once (Retry-After: 1).
+            fault("HEAD", format!("/blobs/{config}"), &[Status(429)]),
+            // 1: the second layer's upload (`?digest=sha256%3A<hex>`),
+            // refused once when its body has arrived: the whole transfer,
+            // download included, starts again.
+            fault("PUT", layer2.hex(), &[Status(503)]),
+            // 2: the manifest write, a bad gateway once.
+            fault("PUT", "/v2/org/img/manifests/latest", &[Status(502)]),
+            // 3: the first layer's upload, counted only.
+            fault("PUT", layer1.hex(), &[]),
+        ],
+    )
+    .await;
+
+    let src = a.client_at(&src_proxy.authority, RetryPolicy::default());
+    let dst = b.client_at(&dst_proxy.authority, RetryPolicy::default());
+    let from: Reference = format!("{}/org/img:1_latest", src_proxy.authority)
+        .parse()
+        .unwrap();
+    let to: Reference = format!("{}/org/img:latest", dst_proxy.authority)
+        .parse()
+        .unwrap();
+    let started = Instant::now();
+    let report = copy_reference(&src, &from, &dst, &to, &CopyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.digest.as_ref(), Some(&image.manifest.digest));
+    assert_eq!(report.blobs_copied, 3);
+    // The 429's Retry-After was waited for.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+
+    // Each failed request was sent again until it went through.
+    eprintln!(
+        "SEEN src {:?} dst {:?}",
+        (0..3).map(|i| src_proxy.seen(i)).collect::<Vec<_>>(),
+        (0..4).map(|i| dst_proxy.seen(i)).collect::<Vec<_>>()
+    );
+    assert_eq!(src_proxy.seen(0), 3, "source manifest GETs");
+    assert_eq!(src_proxy.seen(1), 2, "first layer downloads");
+    assert_eq!(src_proxy.seen(2), 2, "second layer downloads (restarted)");
+    assert_eq!(dst_proxy.seen(0), 2, "config HEADs");
+    assert_eq!(dst_proxy.seen(1), 2, "second layer uploads");
+    assert_eq!(dst_proxy.seen(2), 2, "manifest PUTs");
+    assert_eq!(dst_proxy.seen(3), 1, "first layer uploads");
+
+    // What arrived, read from the destination directly.
+    let direct = b.client();
+    let arrived = direct
+        .manifest_get(&repo("org/img"), "latest")
+        .await
+        .unwrap();
+    assert_eq!(arrived.bytes, image.manifest.bytes);
+    for (digest, content) in &image.blobs {
+        assert_eq!(
+            direct.blob_head(&repo("org/img"), digest).await.unwrap(),
+            Some(content.len() as u64)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_keeps_failing_is_given_up_on_after_the_retries() {
+    let a = PlainServer::start();
+    let proxy = FlakyProxy::start(
+        &a.authority,
+        vec![fault(
+            "GET",
+            "/manifests/latest",
+            &[Failure::Status(503); 100],
+        )],
+    )
+    .await;
+    let retry = RetryPolicy {
+        retries: 3,
+        backoff: Duration::from_millis(20),
+        max_wait: Duration::from_secs(1),
+    };
+    let client = a.client_at(&proxy.authority, retry);
+    let err = client
+        .manifest_get(&repo("org/img"), "latest")
+        .await
+        .unwrap_err();
+    assert_eq!(proxy.seen(0), 4, "the first attempt and 3 retries");
+    assert_eq!(err.kind, ErrorKind::Status, "{err}");
+    assert_eq!(err.status.map(|s| s.as_u16()), Some(503));
+    assert!(
+        err.to_string().starts_with(&format!(
+            "GET http://{}/v2/org/img/manifests/latest: 503 Service Unavailable",
+            proxy.authority
+        )),
+        "{err}"
+    );
 }

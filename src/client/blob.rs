@@ -32,7 +32,14 @@ impl RemoteRegistry {
         }
         let action = format!("HEAD {}", redact_url(&url));
         let response = t.expect(response, &action, &[StatusCode::OK]).await?;
-        Ok(Some(response.content_length().unwrap_or_default()))
+        // The header, not `content_length()`: for a HEAD over HTTP/1.1 that
+        // is the (empty) body's length, 0.
+        let size = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        Ok(Some(size.or(response.content_length()).unwrap_or_default()))
     }
 
     pub(crate) async fn get_blob(
