@@ -704,3 +704,71 @@ async fn a_registry_that_keeps_failing_is_given_up_on_after_the_retries() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_marked_insecure_is_copied_to_and_from_over_plain_http() {
+    let tls = Distribution::start();
+    let plain = PlainServer::start();
+    let (secure, insecure) = (client_of(&tls), plain.client());
+    let amd = random_image(Flavor::Docker, "amd64", &[30_000, 10]);
+    let arm = random_image(Flavor::Docker, "arm64", &[35_000, 20]);
+    let index = index_of(Flavor::Docker, &[&amd, &arm]);
+    push_index(&secure, "org/img", "1_latest", &[&amd, &arm], &index).await;
+
+    // TLS registry -> plain one.
+    let plain_ref: Reference = format!("{}/org/img:latest", plain.authority)
+        .parse()
+        .unwrap();
+    let report = copy_reference(
+        &secure,
+        &reference(&tls, "org/img:1_latest"),
+        &insecure,
+        &plain_ref,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.digest.as_ref(), Some(&index.digest));
+    assert_eq!(report.blobs_copied, 6);
+    let arrived = insecure
+        .manifest_get(&repo("org/img"), "latest")
+        .await
+        .unwrap();
+    assert_eq!(arrived.bytes, index.bytes);
+    assert_eq!(arrived.media_type, index.media_type);
+
+    // Plain one -> TLS registry, another repository: the same digest.
+    let back = reference(&tls, "back/img:latest");
+    let report = copy_reference(
+        &insecure,
+        &plain_ref,
+        &secure,
+        &back,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.digest.as_ref(), Some(&index.digest));
+    assert_eq!(
+        secure
+            .manifest_head(&repo("back/img"), "latest")
+            .await
+            .unwrap(),
+        Some(index.digest.clone())
+    );
+
+    // Not marked insecure, the same server is not spoken to in clear.
+    let strict = RemoteRegistry::new(
+        Endpoint::new(&plain.authority).with_credentials(&plain.username, &plain.password),
+    )
+    .unwrap();
+    let err = strict
+        .manifest_head(&repo("org/img"), "latest")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("GET https://{}/v2/: ", plain.authority)),
+        "{err}"
+    );
+}
