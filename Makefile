@@ -19,9 +19,11 @@ setup:
 	scripts/setup.sh
 
 # The module binary: static (no glibc pins), so it runs on any node. The
-# explicit --target keeps build scripts and proc-macros dynamic.
+# explicit --target keeps build scripts and proc-macros dynamic. Not
+# position-independent: a static PIE carries ~450 KB of relocations that
+# Ansible would copy to the node on every task.
 static:
-	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET) --bin speculative-images
+	RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --release --locked --target $(TARGET) --bin speculative-images
 
 collection: static
 	scripts/build-collection.sh "$(STATIC_BIN)" "$(COLLECTIONS_PATH)" $(MODULES)

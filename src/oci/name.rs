@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 /// The spec's path-component grammar, one or more components joined by `/`.
 static NAME: LazyLock<Regex> = LazyLock::new(|| {

@@ -1,7 +1,7 @@
 //! `docker_credentials`: the login for the target registry, and the
 //! regular expression limiting which repositories it may write.
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Deserialize;
 
 /// `docker_credentials`, from a Zuul secret.
@@ -39,7 +39,7 @@ pub enum PermitError {
     BadPattern {
         /// The pattern.
         pattern: String,
-        /// The regex crate's explanation.
+        /// The regex engine's explanation.
         reason: String,
     },
     /// A repository does not match.
