@@ -107,6 +107,19 @@ impl InProcess {
         self.send_raw(method, uri, &all, body.into()).await
     }
 
+    /// PUT a manifest of `media_type` under `reference` (tag or digest).
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: impl std::fmt::Display,
+        media_type: &str,
+        bytes: impl Into<Body>,
+    ) -> Reply {
+        let uri = format!("/v2/{repo}/manifests/{reference}");
+        self.send("PUT", &uri, &[("content-type", media_type)], bytes)
+            .await
+    }
+
     /// Send a request with exactly these headers.
     pub async fn send_raw(
         &self,

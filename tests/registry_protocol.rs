@@ -301,12 +301,7 @@ async fn manifests_keep_bytes_type_and_digest_by_tag_and_by_digest() {
     .unwrap();
     let docker_digest = Digest::sha256(&docker);
     let put = registry
-        .send(
-            "PUT",
-            &format!("/v2/{repo}/manifests/{docker_digest}"),
-            &[("content-type", DOCKER_MANIFEST)],
-            docker.clone(),
-        )
+        .put_manifest(repo, &docker_digest, DOCKER_MANIFEST, docker.clone())
         .await;
     assert_eq!(put.status, 201);
     let got = registry
@@ -331,12 +326,7 @@ async fn manifests_keep_bytes_type_and_digest_by_tag_and_by_digest() {
     }))
     .unwrap();
     let put = registry
-        .send(
-            "PUT",
-            &format!("/v2/{repo}/manifests/multi"),
-            &[("content-type", OCI_INDEX)],
-            index.clone(),
-        )
+        .put_manifest(repo, "multi", OCI_INDEX, index.clone())
         .await;
     assert_eq!(put.status, 201, "{:?}", put.body);
     let refused = registry
@@ -380,12 +370,7 @@ async fn manifests_keep_bytes_type_and_digest_by_tag_and_by_digest() {
     assert_eq!(by_digest.status, 200);
     // Deleting by digest removes it and the tags pointing at it.
     registry
-        .send(
-            "PUT",
-            &format!("/v2/{repo}/manifests/again"),
-            &[("content-type", OCI_MANIFEST)],
-            bytes.clone(),
-        )
+        .put_manifest(repo, "again", OCI_MANIFEST, bytes.clone())
         .await;
     let deleted = registry
         .send(
@@ -655,12 +640,7 @@ async fn push_docker_image(registry: &InProcess, repo: &str, arch: &str) -> (Dig
     .unwrap();
     let digest = Digest::sha256(&manifest);
     let put = registry
-        .send(
-            "PUT",
-            &format!("/v2/{repo}/manifests/{digest}"),
-            &[("content-type", DOCKER_MANIFEST)],
-            manifest.clone(),
-        )
+        .put_manifest(repo, &digest, DOCKER_MANIFEST, manifest.clone())
         .await;
     assert_eq!(put.status, 201, "{:?}", put.body);
     (digest, manifest.len())
@@ -688,12 +668,7 @@ async fn docker_manifest_lists_keep_bytes_type_and_digest_by_tag_and_by_digest()
 
     // By tag.
     let put = registry
-        .send(
-            "PUT",
-            &format!("/v2/{repo}/manifests/latest"),
-            &[("content-type", DOCKER_MANIFEST_LIST)],
-            list.clone(),
-        )
+        .put_manifest(repo, "latest", DOCKER_MANIFEST_LIST, list.clone())
         .await;
     assert_eq!(put.status, 201, "{:?}", put.body);
     assert_eq!(
@@ -709,12 +684,7 @@ async fn docker_manifest_lists_keep_bytes_type_and_digest_by_tag_and_by_digest()
     assert_eq!(push_docker_image(&registry, other, "amd64").await.0, amd64);
     assert_eq!(push_docker_image(&registry, other, "arm64").await.0, arm64);
     let put = registry
-        .send(
-            "PUT",
-            &format!("/v2/{other}/manifests/{digest}"),
-            &[("content-type", DOCKER_MANIFEST_LIST)],
-            list.clone(),
-        )
+        .put_manifest(other, &digest, DOCKER_MANIFEST_LIST, list.clone())
         .await;
     assert_eq!(put.status, 201, "{:?}", put.body);
     assert_eq!(
@@ -824,12 +794,7 @@ async fn docker_manifest_lists_keep_bytes_type_and_digest_by_tag_and_by_digest()
     }))
     .unwrap();
     let reply = registry
-        .send(
-            "PUT",
-            &format!("/v2/{repo}/manifests/dangling"),
-            &[("content-type", DOCKER_MANIFEST_LIST)],
-            dangling,
-        )
+        .put_manifest(repo, "dangling", DOCKER_MANIFEST_LIST, dangling)
         .await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.error_code(), "MANIFEST_BLOB_UNKNOWN");
