@@ -79,27 +79,28 @@ fn copies_every_tag_under_its_temporary_tag() {
     assert_eq!(again["changed"], false, "{again:#}");
 }
 
-#[test]
-fn a_repository_outside_the_credentials_is_refused_before_any_request() {
+/// Upload `images` from one of our servers to another: the module fails
+/// with `expected` and neither registry sees a single request.
+fn refused_before_any_request(images: Value, expected: &str) {
     let source = BuildsetServer::start();
     let target = BuildsetServer::start();
     let home = tempfile::tempdir().unwrap();
     let (source_mark, target_mark) = (log_mark(&source), log_mark(&target));
-
-    let mut args = args(
-        &target,
-        "^org/",
-        json!([{"repository": "org/app"}, {"repository": "other/app"}]),
-    );
+    let mut args = args(&target, "^org/", images);
     args["buildset_registry"] = buildset(&source);
     let result = run_module("upload_docker_image", args, home.path());
-    assert_eq!(
-        failure_msg(&result),
-        "docker_images[1].repository \"other/app\" is not permitted by \
-         docker_credentials.repository \"^org/\""
-    );
+    assert_eq!(failure_msg(&result), expected);
     assert_eq!(log_since(&target, target_mark), Vec::<String>::new());
     assert_eq!(log_since(&source, source_mark), Vec::<String>::new());
+}
+
+#[test]
+fn a_repository_outside_the_credentials_is_refused_before_any_request() {
+    refused_before_any_request(
+        json!([{"repository": "org/app"}, {"repository": "other/app"}]),
+        "docker_images[1].repository \"other/app\" is not permitted by \
+         docker_credentials.repository \"^org/\"",
+    );
 }
 
 #[test]
@@ -174,22 +175,8 @@ fn check_mode_sends_nothing() {
 
 #[test]
 fn missing_repository_is_named_and_nothing_is_sent() {
-    let source = BuildsetServer::start();
-    let target = BuildsetServer::start();
-    let home = tempfile::tempdir().unwrap();
-    let (source_mark, target_mark) = (log_mark(&source), log_mark(&target));
-    let mut args = args(
-        &target,
-        "^org/",
+    refused_before_any_request(
         json!([{"repository": "org/app"}, {"tags": ["latest"]}]),
+        "argument docker_images[1]: missing field `repository`",
     );
-    args["buildset_registry"] = buildset(&source);
-
-    let result = run_module("upload_docker_image", args, home.path());
-    assert_eq!(
-        failure_msg(&result),
-        "argument docker_images[1]: missing field `repository`"
-    );
-    assert_eq!(log_since(&target, target_mark), Vec::<String>::new());
-    assert_eq!(log_since(&source, source_mark), Vec::<String>::new());
 }
