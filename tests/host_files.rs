@@ -347,3 +347,39 @@ fn a_missing_or_empty_cert_fails_before_anything_is_written() {
     );
     assert_eq!(host.snapshot(), before);
 }
+
+#[test]
+fn without_a_runtime_dir_no_auth_json_is_made() {
+    let host = Host::new();
+    // /run/user is there (other users log in), /run/user/1000 is not.
+    fs::remove_dir(host.paths.path("/run/user/1000")).unwrap();
+    let expected = [
+        "/etc/hosts",
+        "/etc/docker/certs.d/zuul-jobs.buildset-registry:5000/ca.crt",
+        "/usr/local/share/ca-certificates/speculative-images-buildset-registry.crt",
+        "/etc/docker/daemon.json",
+        "/home/zuul/.docker/config.json",
+        "/etc/containers/registries.conf",
+        "/etc/buildkit/buildkitd.toml",
+    ];
+
+    let (checked, _) = host.run(host.args("127.0.0.1"), true);
+    let checked = checked.unwrap();
+    assert_eq!(files(&checked), expected);
+    assert!(checked
+        .diffs
+        .iter()
+        .all(|d| !d.after_header.contains("auth.json")));
+
+    let (outcome, _) = host.run(host.args("127.0.0.1"), false);
+    let outcome = outcome.unwrap();
+    assert_eq!(files(&outcome), expected);
+    let run_user: Vec<_> = fs::read_dir(host.paths.path("/run/user"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(run_user.is_empty(), "created under /run/user: {run_user:?}");
+    // The docker CLI's credentials are written all the same.
+    let config: Value = serde_json::from_str(&host.file("/home/zuul/.docker/config.json")).unwrap();
+    assert!(config["auths"][ALIAS_AUTHORITY]["auth"].is_string());
+}
