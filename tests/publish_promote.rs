@@ -12,7 +12,7 @@ use crate::publish_support::{
 };
 use crate::registry_clients::OciLayout;
 use crate::support::buildset::BuildsetServer;
-use crate::support::distribution::{Distribution, Options};
+use crate::support::distribution::Distribution;
 
 fn args(registry: &BuildsetServer, images: Value) -> Value {
     json!({
@@ -257,12 +257,9 @@ fn check_mode_reads_and_writes_nothing() {
 
 #[test]
 fn deletes_the_registry_refuses_are_warnings_not_a_failed_promote() {
-    // Debian's docker-registry with deletes left off: it neither deletes a
-    // tag by name nor a manifest by digest.
-    let registry = Distribution::start_with(Options {
-        delete_disabled: true,
-        ..Options::default()
-    });
+    // Debian's docker-registry as the seed configures it, deletes left off:
+    // it neither deletes a tag by name nor a manifest by digest.
+    let registry = Distribution::start();
     let layout = OciLayout::new();
     let current = oci_image(&layout, "amd64", &now(), 1024);
     let digest = push_to_distribution(&registry, &layout, current, "org/app:change_42_latest");

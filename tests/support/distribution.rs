@@ -1,7 +1,12 @@
 //! Debian's `docker-registry` (distribution 2.8, the seed's `registry:2`)
 //! configured exactly as the seed's compose file does: TLS from
 //! `domain.crt`/`domain.key` and htpasswd auth with realm "Registry Realm".
-//! Used as the intermediate registry, and as the anchor in benchmarks.
+//! The configuration is the shipped example,
+//! `examples/intermediate-registry/config.yml`, rendered the way
+//! `bench/lib/distribution.sh` renders it: only the storage root, the
+//! certificate, key and htpasswd paths, the listen address and the log level
+//! are replaced. Used as the intermediate registry, and as the anchor in
+//! benchmarks.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -19,9 +24,10 @@ pub struct Options {
     /// Serve one self-signed CA certificate (CA:TRUE) as the server's own,
     /// as sites do with `openssl req -x509`, instead of a CA-signed leaf.
     pub ca_as_leaf: bool,
-    /// Leave `storage.delete` off, as the registry's default is: every
-    /// DELETE is refused.
-    pub delete_disabled: bool,
+    /// Turn `storage.delete` on. The seed's `registry:2` (and so the
+    /// example) leaves it off, refusing every DELETE; only tests that need
+    /// deletes to succeed ask for it.
+    pub delete_enabled: bool,
 }
 
 /// A running distribution registry; stopped and removed on drop.
@@ -78,22 +84,8 @@ impl Distribution {
         let ip: IpAddr = host.parse().expect("ip");
         let addr = SocketAddr::new(ip, port);
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\n\
-                 log:\n  level: warn\n\
-                 storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: {delete}\n\
-                 http:\n  addr: \"{addr}\"\n  tls:\n    certificate: {cert}\n    key: {key}\n\
-                 auth:\n  htpasswd:\n    realm: Registry Realm\n    path: {htpasswd}\n",
-                data = data.display(),
-                delete = !options.delete_disabled,
-                cert = tls.cert_path.display(),
-                key = tls.key_path.display(),
-                htpasswd = htpasswd.display(),
-            ),
-        )
-        .expect("write config");
+        let rendered = render_example(&data, &addr, &tls, &htpasswd, options.delete_enabled);
+        std::fs::write(&config, rendered).expect("write config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
         // The access log (one line per request) goes to stdout.
         let access = std::fs::File::create(dir.path().join("access.log")).expect("log file");
@@ -142,6 +134,61 @@ impl Distribution {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// The shipped example configuration.
+const EXAMPLE: &str = include_str!("../../examples/intermediate-registry/config.yml");
+
+/// `EXAMPLE` with this instance's paths, address and log level (each
+/// replaced line must be there: a changed example fails here rather than
+/// silently testing another configuration), plus `storage.delete` when
+/// asked for.
+fn render_example(
+    data: &std::path::Path,
+    addr: &SocketAddr,
+    tls: &TlsPair,
+    htpasswd: &std::path::Path,
+    delete_enabled: bool,
+) -> String {
+    let replacements = [
+        (
+            "rootdirectory: /var/registry/data".to_string(),
+            format!("rootdirectory: {}", data.display()),
+        ),
+        (
+            "certificate: /var/registry/certs/domain.crt".to_string(),
+            format!("certificate: {}", tls.cert_path.display()),
+        ),
+        (
+            "key: /var/registry/certs/domain.key".to_string(),
+            format!("key: {}", tls.key_path.display()),
+        ),
+        (
+            "path: /var/registry/auth/htpasswd".to_string(),
+            format!("path: {}", htpasswd.display()),
+        ),
+        ("addr: \":5000\"".to_string(), format!("addr: \"{addr}\"")),
+        ("level: info".to_string(), "level: warn".to_string()),
+    ];
+    let mut config = EXAMPLE.to_string();
+    for (from, to) in replacements {
+        assert_eq!(
+            config.matches(&from).count(),
+            1,
+            "examples/intermediate-registry/config.yml: expected one `{from}`"
+        );
+        config = config.replace(&from, &to);
+    }
+    assert!(
+        !config.contains("delete:"),
+        "examples/intermediate-registry/config.yml enables deletes; the seed's registry:2 does not"
+    );
+    if delete_enabled {
+        let storage = "  filesystem:\n";
+        assert!(config.contains(storage));
+        config = config.replacen(storage, "  delete:\n    enabled: true\n  filesystem:\n", 1);
+    }
+    config
 }
 
 impl Drop for Distribution {
