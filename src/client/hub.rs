@@ -69,7 +69,13 @@ impl HubApi {
             .send()
             .await
             .map_err(|e| failed(&action, &e))?;
-        let answer: LoginAnswer = read_json(response, &action, &[StatusCode::OK]).await?;
+        let answer: LoginAnswer = read_json(response, &action, &[StatusCode::OK])
+            .await
+            .map_err(|mut e| {
+                // Refused, not missing: say whose credentials.
+                e.username = Some(username.to_string());
+                e
+            })?;
         Ok(HubApi {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -171,99 +177,233 @@ fn failed(action: &str, e: &reqwest::Error) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod stand_in {
     //! Docker Hub cannot be reached here; a stand-in speaking the three
-    //! calls the way Hub documents them checks the requests we send.
+    //! calls the way Hub documents them (login for a JWT, paginated tag
+    //! list with `last_updated`, tag delete) records what it was sent, for
+    //! this client's tests and the promote cleanup's.
 
-    use super::*;
-    use axum::extract::{Query, State};
-    use axum::http::HeaderMap;
-    use axum::routing::{delete, get, post};
-    use axum::{Json, Router};
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
     use std::sync::{Arc, Mutex};
 
-    type Deleted = Arc<Mutex<Vec<String>>>;
+    use axum::extract::{Path, Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{delete, get, post};
+    use axum::{Json, Router};
+    use serde_json::{json, Value};
 
-    async fn start() -> (String, Deleted) {
-        let deleted: Deleted = Arc::default();
+    /// The JWT a successful login hands out.
+    pub(crate) const JWT: &str = "jwt-1";
+    /// Tags per page (Hub's is larger; small here so pages are followed).
+    const PAGE: usize = 2;
+
+    #[derive(Default)]
+    struct Inner {
+        username: String,
+        password: String,
+        /// Every login body, in order.
+        logins: Vec<Value>,
+        /// `repository:tag` of every tag deleted, in order.
+        deleted: Vec<String>,
+        /// The tags of each repository: `(name, last_updated)`.
+        tags: BTreeMap<String, Vec<(String, Option<String>)>>,
+    }
+
+    /// A running stand-in.
+    pub(crate) struct HubStandIn {
+        /// Its URL, to pass as Hub's API base.
+        pub base: String,
+        state: Arc<Mutex<Inner>>,
+    }
+
+    impl HubStandIn {
+        /// Every login body received.
+        pub fn logins(&self) -> Vec<Value> {
+            self.state.lock().unwrap().logins.clone()
+        }
+
+        /// `repository:tag` of every tag deleted.
+        pub fn deleted(&self) -> Vec<String> {
+            self.state.lock().unwrap().deleted.clone()
+        }
+
+        /// The tags `repository` still has.
+        pub fn tags(&self, repository: &str) -> Vec<String> {
+            self.state.lock().unwrap().tags[repository]
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect()
+        }
+    }
+
+    type Shared = Arc<Mutex<Inner>>;
+
+    /// Start a stand-in accepting `username`/`password`, holding `tags`
+    /// as `(repository, tag, last_updated)`.
+    pub(crate) async fn start(
+        username: &str,
+        password: &str,
+        tags: &[(&str, &str, Option<&str>)],
+    ) -> HubStandIn {
+        let mut inner = Inner {
+            username: username.into(),
+            password: password.into(),
+            ..Inner::default()
+        };
+        for (repository, name, updated) in tags {
+            inner
+                .tags
+                .entry(repository.to_string())
+                .or_default()
+                .push((name.to_string(), updated.map(str::to_string)));
+        }
+        let state: Shared = Arc::new(Mutex::new(inner));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let next = format!("{base}/v2/repositories/org/app/tags/?page=2");
         let app = Router::new()
+            .route("/v2/users/login/", post(login))
+            .route("/v2/repositories/{namespace}/{name}/tags/", get(list))
             .route(
-                "/v2/users/login/",
-                post(|Json(body): Json<serde_json::Value>| async move {
-                    if body == serde_json::json!({"username": "u", "password": "pw"}) {
-                        (StatusCode::OK, Json(serde_json::json!({"token": "jwt-1"})))
-                    } else {
-                        (StatusCode::UNAUTHORIZED, Json(serde_json::json!({})))
-                    }
-                }),
+                "/v2/repositories/{namespace}/{name}/tags/{tag}/",
+                delete(remove),
             )
-            .route(
-                "/v2/repositories/org/app/tags/",
-                get(move |Query(q): Query<HashMap<String, String>>, h: HeaderMap| {
-                    let next = next.clone();
-                    async move {
-                        assert_eq!(h["authorization"], "JWT jwt-1");
-                        Json(if q.get("page").map(String::as_str) == Some("2") {
-                            serde_json::json!({"next": null, "results": [
-                                {"name": "latest", "last_updated": "2026-11-25T10:00:00.123456Z"}]})
-                        } else {
-                            serde_json::json!({"next": next, "results": [
-                                {"name": "change_1_latest", "last_updated": "2026-11-20T10:00:00Z"}]})
-                        })
-                    }
-                }),
-            )
-            .route(
-                "/v2/repositories/org/app/tags/{tag}/",
-                delete(
-                    |State(deleted): State<Deleted>,
-                     axum::extract::Path(tag): axum::extract::Path<String>,
-                     h: HeaderMap| async move {
-                        assert_eq!(h["authorization"], "JWT jwt-1");
-                        if tag == "gone" {
-                            return StatusCode::NOT_FOUND;
-                        }
-                        deleted.lock().unwrap().push(tag);
-                        StatusCode::NO_CONTENT
-                    },
-                ),
-            )
-            .with_state(deleted.clone());
+            .with_state((state.clone(), base.clone()));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (base, deleted)
+        HubStandIn { base, state }
     }
+
+    async fn login(
+        State((state, _)): State<(Shared, String)>,
+        Json(body): Json<Value>,
+    ) -> Response {
+        let mut state = state.lock().unwrap();
+        state.logins.push(body.clone());
+        if body == json!({"username": state.username, "password": state.password}) {
+            Json(json!({"token": JWT})).into_response()
+        } else {
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"detail": "Incorrect authentication credentials"})),
+            )
+                .into_response()
+        }
+    }
+
+    fn authorized(headers: &HeaderMap) -> bool {
+        headers
+            .get("authorization")
+            .is_some_and(|v| v.as_bytes() == format!("JWT {JWT}").as_bytes())
+    }
+
+    async fn list(
+        State((state, base)): State<(Shared, String)>,
+        Path((namespace, name)): Path<(String, String)>,
+        Query(query): Query<HashMap<String, String>>,
+        headers: HeaderMap,
+    ) -> Response {
+        if !authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        let repository = format!("{namespace}/{name}");
+        let state = state.lock().unwrap();
+        let Some(tags) = state.tags.get(&repository) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+        let results: Vec<Value> = tags
+            .iter()
+            .skip((page - 1) * PAGE)
+            .take(PAGE)
+            .map(|(name, updated)| json!({"name": name, "last_updated": updated}))
+            .collect();
+        let next = (tags.len() > page * PAGE).then(|| {
+            format!(
+                "{base}/v2/repositories/{repository}/tags/?page={}",
+                page + 1
+            )
+        });
+        Json(json!({"count": tags.len(), "next": next, "results": results})).into_response()
+    }
+
+    async fn remove(
+        State((state, _)): State<(Shared, String)>,
+        Path((namespace, name, tag)): Path<(String, String, String)>,
+        headers: HeaderMap,
+    ) -> StatusCode {
+        if !authorized(&headers) {
+            return StatusCode::UNAUTHORIZED;
+        }
+        let repository = format!("{namespace}/{name}");
+        let mut state = state.lock().unwrap();
+        let Some(tags) = state.tags.get_mut(&repository) else {
+            return StatusCode::NOT_FOUND;
+        };
+        let Some(at) = tags.iter().position(|(t, _)| *t == tag) else {
+            return StatusCode::NOT_FOUND;
+        };
+        tags.remove(at);
+        state.deleted.push(format!("{repository}:{tag}"));
+        StatusCode::NO_CONTENT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[tokio::test]
     async fn login_list_and_delete() {
-        let (base, deleted) = start().await;
-        let err = HubApi::login(&base, "u", "wrong").await.unwrap_err();
+        let hub = stand_in::start(
+            "u",
+            "pw",
+            &[
+                ("org/app", "change_1_latest", Some("2026-11-20T10:00:00Z")),
+                ("org/app", "latest", Some("2026-11-25T10:00:00.123456Z")),
+                ("org/app", "v1", None),
+            ],
+        )
+        .await;
+        let err = HubApi::login(&hub.base, "u", "wrong").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unauthorized);
-        assert!(!err.to_string().contains("wrong"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "POST {}/v2/users/login/: 401 Unauthorized: registry hub.docker.com refused the credentials of user \"u\"",
+                hub.base
+            )
+        );
 
-        let hub = HubApi::login(&base, "u", "pw").await.unwrap();
+        let api = HubApi::login(&hub.base, "u", "pw").await.unwrap();
+        assert_eq!(
+            hub.logins(),
+            [
+                serde_json::json!({"username": "u", "password": "wrong"}),
+                serde_json::json!({"username": "u", "password": "pw"}),
+            ]
+        );
         let repo: RepositoryName = "org/app".parse().unwrap();
-        let tags = hub.tags(&repo).await.unwrap();
+        // Two pages: the second reached through `next`.
+        let tags = api.tags(&repo).await.unwrap();
         let names: Vec<_> = tags.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["change_1_latest", "latest"]);
+        assert_eq!(names, ["change_1_latest", "latest", "v1"]);
         assert_eq!(
             tags[0].last_updated.as_deref(),
             Some("2026-11-20T10:00:00Z")
         );
+        assert_eq!(tags[2].last_updated, None);
 
         let tag: Tag = "change_1_latest".parse().unwrap();
         assert_eq!(
-            hub.delete_tag(&repo, &tag).await.unwrap(),
+            api.delete_tag(&repo, &tag).await.unwrap(),
             TagDeleted::Deleted
         );
         let gone: Tag = "gone".parse().unwrap();
         assert_eq!(
-            hub.delete_tag(&repo, &gone).await.unwrap(),
+            api.delete_tag(&repo, &gone).await.unwrap(),
             TagDeleted::Absent
         );
-        assert_eq!(*deleted.lock().unwrap(), ["change_1_latest"]);
+        assert_eq!(hub.deleted(), ["org/app:change_1_latest"]);
+        assert_eq!(hub.tags("org/app"), ["latest", "v1"]);
     }
 }

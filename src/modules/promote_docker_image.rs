@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::runtime::block_on;
-use crate::client::{Endpoint, HubApi, RemoteRegistry, HUB_API_URL};
+use crate::client::{Endpoint, RemoteRegistry, HUB_API_URL};
 use crate::oci::{Reference, Tag};
-use crate::publish::cleanup::{Cleanup, TagStore};
+use crate::publish::cleanup::{after_promote, Cleanup};
 use crate::publish::credentials::DockerCredentials;
 use crate::publish::promote::{read_temporaries, write_all, Promoted, TagPromotion};
 use crate::publish::targets::full_repository;
@@ -157,36 +157,16 @@ async fn clean_up(
     promotions: &[TagPromotion],
     report: &mut Cleanup,
 ) {
-    let creds = &args.docker_credentials;
-    let hub;
-    let store = if handle.endpoint().api_authority() == crate::oci::reference::DOCKER_HUB_API {
-        let base = args.docker_hub_api.as_deref().unwrap_or(HUB_API_URL);
-        match HubApi::login(base, &creds.username, &creds.password).await {
-            Ok(api) => {
-                hub = api;
-                TagStore::Hub(&hub)
-            }
-            Err(e) => {
-                report.warnings.push(format!(
-                    "could not log in to Docker Hub's API to delete temporary tags: {e}"
-                ));
-                return;
-            }
-        }
-    } else {
-        TagStore::Registry(handle)
-    };
-    let temporaries: Vec<_> = promotions
-        .iter()
-        .map(|p| (p.repository.clone(), p.temporary.clone()))
-        .collect();
-    store.delete_all(&temporaries, report).await;
-    let mut repositories: Vec<_> = promotions.iter().map(|p| &p.repository).collect();
-    repositories.dedup();
-    let now = chrono::Utc::now();
-    for repository in repositories {
-        store
-            .delete_leaked(repository, args.zuul.pipeline.as_deref(), &[], now, report)
-            .await;
-    }
+    let hub_api = (handle.endpoint().api_authority() == crate::oci::reference::DOCKER_HUB_API)
+        .then(|| args.docker_hub_api.as_deref().unwrap_or(HUB_API_URL));
+    after_promote(
+        handle,
+        hub_api,
+        &args.docker_credentials,
+        promotions,
+        args.zuul.pipeline.as_deref(),
+        chrono::Utc::now(),
+        report,
+    )
+    .await;
 }

@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use futures_util::StreamExt;
 
+use super::credentials::DockerCredentials;
+use super::promote::TagPromotion;
 use super::retention::{is_stale, is_temporary, parse_time};
 use crate::client::{Children, Error as ClientError, HubApi, Registry, RemoteRegistry, TagDeleted};
 use crate::oci::{Digest, RepositoryName, Tag};
@@ -141,6 +143,53 @@ impl TagStore<'_> {
     }
 }
 
+/// The cleanup after a promote on `registry`: the promoted temporary tags
+/// first, then the leaked temporary tags of the same repositories older
+/// than a day at `now`. On Docker Hub (`hub_api` is where its API answers)
+/// through that API, logged in with `credentials`; elsewhere through the
+/// registry. Never fails: what could not be done is a warning in `report`,
+/// since the image is published already.
+pub async fn after_promote(
+    registry: &RemoteRegistry,
+    hub_api: Option<&str>,
+    credentials: &DockerCredentials,
+    promotions: &[TagPromotion],
+    pipeline: Option<&str>,
+    now: DateTime<Utc>,
+    report: &mut Cleanup,
+) {
+    let hub;
+    let store = match hub_api {
+        Some(base) => {
+            match HubApi::login(base, &credentials.username, &credentials.password).await {
+                Ok(api) => {
+                    hub = api;
+                    TagStore::Hub(&hub)
+                }
+                Err(e) => {
+                    report.warnings.push(format!(
+                        "could not log in to Docker Hub's API to delete temporary tags: {e}"
+                    ));
+                    return;
+                }
+            }
+        }
+        None => TagStore::Registry(registry),
+    };
+    let temporaries: Vec<_> = promotions
+        .iter()
+        .map(|p| (p.repository.clone(), p.temporary.clone()))
+        .collect();
+    store.delete_all(&temporaries, report).await;
+    let mut repositories: Vec<_> = promotions.iter().map(|p| &p.repository).collect();
+    repositories.dedup();
+    for repository in repositories {
+        store
+            .delete_leaked(repository, pipeline, &[], now, report)
+            .await;
+    }
+}
+
 /// Delete a tag by name; where the registry cannot, delete its manifest by
 /// digest if no other tag names it.
 async fn delete_on_registry(
@@ -245,4 +294,132 @@ pub async fn created(
         .and_then(|c| c.created)
         .as_deref()
         .and_then(parse_time))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cleanup after a promote on Docker Hub, against the stand-in for
+    //! Hub's tag API (Hub itself cannot be reached here). `after_promote`
+    //! is what `promote_docker_image` runs once every final tag is written,
+    //! and it cannot fail: a Hub problem only adds warnings.
+
+    use chrono::Duration;
+    use serde_json::json;
+
+    use super::*;
+    use crate::client::hub_stand_in as stand_in;
+    use crate::client::Endpoint;
+
+    const PASSWORD: &str = "hub-Secret-9";
+
+    fn credentials(password: &str) -> DockerCredentials {
+        DockerCredentials {
+            username: "zuul".into(),
+            password: password.into(),
+            repository: None,
+        }
+    }
+
+    fn promotion(temporary: &str, final_tag: &str) -> TagPromotion {
+        TagPromotion {
+            repository: "org/app".parse().unwrap(),
+            temporary: temporary.parse().unwrap(),
+            final_tag: final_tag.parse().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn on_docker_hub_the_tag_api_deletes_temporary_and_leaked_tags() {
+        let now = Utc::now();
+        let old = (now - Duration::hours(25)).to_rfc3339();
+        let fresh = (now - Duration::hours(23)).to_rfc3339();
+        let hub = stand_in::start(
+            "zuul",
+            PASSWORD,
+            &[
+                ("org/app", "latest", Some(&old)),
+                ("org/app", "change_42_latest", Some(&fresh)),
+                ("org/app", "change_7_latest", Some(&old)),
+                ("org/app", "change_9_latest", Some(&fresh)),
+                ("org/app", "promote_v2", Some(&old)),
+                ("org/app", "change_5_latest", None),
+                ("org/other", "change_1_latest", Some(&old)),
+            ],
+        )
+        .await;
+        let registry = RemoteRegistry::new(Endpoint::new("docker.io")).unwrap();
+        let mut report = Cleanup::default();
+        after_promote(
+            &registry,
+            Some(&hub.base),
+            &credentials(PASSWORD),
+            &[promotion("change_42_latest", "latest")],
+            Some("promote"),
+            now,
+            &mut report,
+        )
+        .await;
+
+        assert_eq!(
+            hub.logins(),
+            [json!({"username": "zuul", "password": PASSWORD})]
+        );
+        let deleted = [
+            "org/app:change_42_latest",
+            "org/app:change_7_latest",
+            "org/app:promote_v2",
+        ];
+        assert_eq!(hub.deleted(), deleted);
+        assert_eq!(report.deleted, deleted);
+        assert_eq!(
+            report.warnings,
+            ["could not tell the age of org/app:change_5_latest; left in place"]
+        );
+        // The final tag, the fresh temporary tag and the undated one stay;
+        // another repository is not touched.
+        assert_eq!(
+            hub.tags("org/app"),
+            ["latest", "change_9_latest", "change_5_latest"]
+        );
+        assert_eq!(hub.tags("org/other"), ["change_1_latest"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_docker_hub_login_is_a_warning_without_the_password() {
+        let hub = stand_in::start(
+            "zuul",
+            PASSWORD,
+            &[("org/app", "change_42_latest", Some("2026-01-01T00:00:00Z"))],
+        )
+        .await;
+        let registry = RemoteRegistry::new(Endpoint::new("docker.io")).unwrap();
+        let mut report = Cleanup::default();
+        let wrong = "wrong-Secret-1";
+        after_promote(
+            &registry,
+            Some(&hub.base),
+            &credentials(wrong),
+            &[promotion("change_42_latest", "latest")],
+            None,
+            Utc::now(),
+            &mut report,
+        )
+        .await;
+
+        assert_eq!(
+            hub.logins(),
+            [json!({"username": "zuul", "password": wrong})]
+        );
+        assert_eq!(
+            report.warnings,
+            [format!(
+                "could not log in to Docker Hub's API to delete temporary tags: POST {}/v2/users/login/: 401 Unauthorized: registry hub.docker.com refused the credentials of user \"zuul\"",
+                hub.base
+            )]
+        );
+        assert!(!format!("{report:?}").contains(wrong));
+        assert!(report.deleted.is_empty());
+        assert!(hub.deleted().is_empty());
+        assert_eq!(hub.tags("org/app"), ["change_42_latest"]);
+    }
 }
