@@ -75,6 +75,16 @@ check(
     "build job provides docker-image",
     jobs.get("yoursite-build-docker-image", {}).get("provides") == "docker-image",
 )
+# The seed's inheritance: build on the buildset job (its pre-run starts or
+# joins the buildset registry, its post-run hands the images on), upload on
+# build, promote on this repository's promote job.
+for name, parent in (
+    ("yoursite-build-docker-image", "yoursite-buildset-registry"),
+    ("yoursite-upload-docker-image", "yoursite-build-docker-image"),
+    ("yoursite-promote-docker-image", "promote-docker-image"),
+):
+    actual = jobs.get(name, {}).get("parent")
+    check(f"job {name} has parent {parent}", actual == parent, f"parent is {actual!r}")
 check(
     "site promote job's parent exists",
     jobs.get("yoursite-promote-docker-image", {}).get("parent") in jobs,
@@ -83,10 +93,24 @@ check(
     "promote-docker-image runs without nodes",
     jobs.get("promote-docker-image", {}).get("nodeset") == {"nodes": []},
 )
+
+
+def playbooks(job: dict, key: str) -> list:
+    """The playbooks of a job's pre-run, run or post-run: Zuul takes a path,
+    a {name: path} mapping or a list of either."""
+    value = job.get(key)
+    items = value if isinstance(value, list) else [value] if value else []
+    return [item["name"] if isinstance(item, dict) else item for item in items]
+
+
+check(
+    "upload job's post-run is playbooks/docker-image/upload.yaml",
+    "playbooks/docker-image/upload.yaml"
+    in playbooks(jobs.get("yoursite-upload-docker-image", {}), "post-run"),
+)
 for name, job in sorted(jobs.items()):
     for key in ("pre-run", "run", "post-run"):
-        value = job.get(key)
-        for playbook in [value] if isinstance(value, str) else value or []:
+        for playbook in playbooks(job, key):
             check(f"{name} {key} {playbook} exists", (REPO / playbook).is_file())
 
 run_yaml = yaml.safe_load((REPO / "playbooks/buildset-registry/run.yaml").read_text())
@@ -94,7 +118,13 @@ pause = run_yaml[0]["tasks"][0].get("zuul_return", {})
 check("the buildset job pauses", pause.get("data", {}).get("zuul", {}).get("pause") is True)
 
 for role in sorted(p for p in (REPO / "roles").iterdir() if p.is_dir()):
-    for part in ("tasks/main.yml", "meta/main.yml", "meta/argument_specs.yml", "README.md"):
+    for part in (
+        "tasks/main.yml",
+        "defaults/main.yml",
+        "meta/main.yml",
+        "meta/argument_specs.yml",
+        "README.md",
+    ):
         check(f"role {role.name} has {part}", (role / part).is_file())
 
 print(f"{passed} passed, {failed} failed")
