@@ -669,3 +669,176 @@ fn an_ipv6_registry_works_through_the_alias() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// A file's path with its content and mtime, or `None` when it is absent.
+type FileState = (PathBuf, Option<(Vec<u8>, SystemTime)>);
+
+/// How many times dockerd logged a configuration reload (a SIGHUP), when
+/// its log is a file we can read.
+fn dockerd_reloads(pid: i32) -> Option<usize> {
+    let log = fs::read_link(format!("/proc/{pid}/fd/2")).ok()?;
+    let text = fs::read_to_string(log).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.contains("Got signal to reload configuration"))
+            .count(),
+    )
+}
+
+/// Docker's images that came from the buildset registry or carry its
+/// names (`repository:tag digest`).
+fn speculative_docker_images(digest: &str) -> Vec<String> {
+    docker(&[
+        "images",
+        "--digests",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.Digest}}",
+    ])
+    .lines()
+    .filter(|l| l.contains("quay.io/org/img") || l.contains(REGISTRY_ALIAS) || l.contains(digest))
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn check_mode_signals_pulls_and_writes_nothing() {
+    let snapshot = HostSnapshot::take();
+    let registry = BuildsetServer::start();
+    remove_test_images(registry.port);
+    let marker = random_password();
+    let digest = push_image(
+        &registry,
+        &registry.authority(),
+        &marker,
+        &["quay.io/org/img:latest"],
+    );
+    let paths = HostPaths::system();
+    let authority = format!("{REGISTRY_ALIAS}:{}", registry.port);
+
+    // daemon.json names a mirror the daemon does not use yet: a SIGHUP
+    // (or a restart) would make it live.
+    let mut daemon: serde_json::Map<String, Value> = snapshot
+        .original(&paths.daemon_json())
+        .and_then(|c| serde_json::from_slice(c).ok())
+        .unwrap_or_default();
+    daemon.insert(
+        "registry-mirrors".into(),
+        json!(["https://pending.speculative-test.invalid/"]),
+    );
+    fs::write(
+        paths.daemon_json(),
+        serde_json::to_vec_pretty(&daemon).unwrap(),
+    )
+    .unwrap();
+
+    let certs_d = paths.docker_certs_d().join(&authority);
+    let runtime_dir = PathBuf::from("/run/user/0");
+    let mut managed = vec![
+        paths.etc_hosts(),
+        certs_d.join("ca.crt"),
+        paths.daemon_json(),
+        home().join(".docker/config.json"),
+        runtime_dir.join("containers/auth.json"),
+        paths.registries_conf(),
+        paths.buildkitd_toml(),
+        PathBuf::from(CA_BUNDLE),
+    ];
+    managed.extend(snapshot.ca_anchor.clone());
+    let dirs = [
+        certs_d.clone(),
+        home().join(".docker"),
+        runtime_dir.join("containers"),
+        PathBuf::from("/etc/buildkit"),
+    ];
+    let state = || -> Vec<FileState> {
+        managed
+            .iter()
+            .map(|p| {
+                let seen = fs::read(p)
+                    .ok()
+                    .map(|bytes| (bytes, fs::metadata(p).unwrap().modified().unwrap()));
+                (p.clone(), seen)
+            })
+            .collect()
+    };
+    let dirs_present = || -> Vec<bool> { dirs.iter().map(|d| d.exists()).collect() };
+    assert!(!certs_d.exists(), "{} exists already", certs_d.display());
+
+    // What the module would change, in its order.
+    let hosts = fs::read_to_string(paths.etc_hosts()).unwrap();
+    let mut expected: Vec<String> = Vec::new();
+    if !hosts
+        .lines()
+        .any(|l| l == format!("127.0.0.1\t{REGISTRY_ALIAS}"))
+    {
+        expected.push("/etc/hosts".into());
+    }
+    expected.push(certs_d.join("ca.crt").display().to_string());
+    if let Some(anchor) = &snapshot.ca_anchor {
+        expected.push(anchor.display().to_string());
+    }
+    expected.push("/etc/docker/daemon.json".into());
+    expected.push(home().join(".docker/config.json").display().to_string());
+    if runtime_dir.is_dir() {
+        expected.push(
+            runtime_dir
+                .join("containers/auth.json")
+                .display()
+                .to_string(),
+        );
+    }
+    expected.push("/etc/containers/registries.conf".into());
+    expected.push("/etc/buildkit/buildkitd.toml".into());
+
+    let pid = docker_daemon::dockerd_pid(&paths).expect("dockerd runs");
+    let mirrors = docker_daemon::live_mirrors().expect("dockerd answers");
+    let reloads = dockerd_reloads(pid);
+    let images = speculative_docker_images(&digest);
+    let files_before = state();
+    let dirs_before = dirs_present();
+
+    let mut args = module_args(&registry, true);
+    args["_ansible_check_mode"] = json!(true);
+    let (result, printed) = run_module_printing(args);
+    let outcome = std::panic::catch_unwind(|| {
+        assert_eq!(result["failed"], false, "{result}");
+        assert_eq!(result["changed"], true, "{result}");
+        assert_eq!(
+            result["msg"],
+            format!("the host would use {authority} first")
+        );
+        assert_eq!(result["files"], json!(expected), "{result}");
+        let headers: Vec<&str> = result["diff"]
+            .as_array()
+            .expect("a diff per file with --diff")
+            .iter()
+            .map(|d| d["before_header"].as_str().unwrap())
+            .collect();
+        assert_eq!(headers, expected);
+        assert_eq!(result["docker_reload"], "needed");
+        assert_eq!(result["preloaded"], json!(["quay.io/org/img:latest"]));
+        assert!(
+            !printed.contains(&registry.password),
+            "password leaked: {printed}"
+        );
+
+        // No SIGHUP, no restart: same daemon, same live mirrors, no
+        // reload in its log.
+        assert_eq!(docker_daemon::dockerd_pid(&paths), Some(pid));
+        assert_eq!(docker_daemon::live_mirrors(), Some(mirrors.clone()));
+        assert_eq!(dockerd_reloads(pid), reloads);
+        // Nothing pulled or tagged.
+        assert_eq!(speculative_docker_images(&digest), images);
+        assert!(images.is_empty(), "{images:?}");
+        // Nothing written: same content and mtimes, absent files and
+        // directories still absent, the CA bundle not rebuilt.
+        assert_eq!(state(), files_before);
+        assert_eq!(dirs_present(), dirs_before);
+    });
+    remove_test_images(registry.port);
+    drop(snapshot);
+    if let Err(panic) = outcome {
+        eprintln!("registry log:\n{}", registry.log());
+        std::panic::resume_unwind(panic);
+    }
+}
