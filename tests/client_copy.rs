@@ -772,3 +772,32 @@ async fn a_registry_marked_insecure_is_copied_to_and_from_over_plain_http() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_accepts_connections_and_never_answers_fails_within_seconds_named() {
+    // Over TLS, "never answers" is a handshake that never completes: the
+    // connect timeout (5 s), tried twice (a timeout is retried once).
+    let silent = crate::transfer_support::SilentListener::start();
+    let b = Distribution::start();
+    let authority = format!("127.0.0.1:{}", silent.port);
+    let src = RemoteRegistry::new(Endpoint::new(&authority)).unwrap();
+    let from: Reference = format!("{authority}/org/img:latest").parse().unwrap();
+    let to = reference(&b, "org/img:latest");
+    let started = Instant::now();
+    let err = copy_reference(&src, &from, &client_of(&b), &to, &CopyOptions::default())
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(10) && elapsed < Duration::from_secs(15),
+        "{elapsed:?}: {err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "copying {from} to {to}: GET https://{authority}/v2/: \
+             cannot connect to registry {authority}: operation timed out"
+        )
+    );
+    assert_eq!(silent.accepted(), 2, "the first attempt and one retry");
+}

@@ -33,9 +33,12 @@ fn deletes_are_off_as_in_the_seed_unless_asked_for() {
             ..Options::default()
         });
         let image = random_image(Flavor::Oci, "amd64", &[100]);
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(push_image(&client_of(&reg), "org/img", Some("t"), &image));
+        tokio::runtime::Runtime::new().unwrap().block_on(push_image(
+            &client_of(&reg),
+            "org/img",
+            Some("t"),
+            &image,
+        ));
         let client = reqwest::blocking::Client::builder()
             .add_root_certificate(
                 reqwest::Certificate::from_pem(reg.tls.cert_pem.as_bytes()).unwrap(),

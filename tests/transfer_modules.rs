@@ -376,3 +376,54 @@ fn the_buildset_registry_is_found_in_the_result_data_file() {
         image.manifest.digest.to_string()
     );
 }
+
+/// An intermediate registry that accepts connections and never answers
+/// (over TLS: a handshake that never completes) fails pull and push within
+/// seconds, naming it, as the modules' documentation promises.
+#[test]
+fn a_silent_intermediate_registry_fails_both_modules_within_seconds() {
+    let inter = Distribution::start();
+    let buildset = BuildsetServer::start();
+    let silent = crate::transfer_support::SilentListener::start();
+    let authority = format!("127.0.0.1:{}", silent.port);
+    let image = random_image(Flavor::Docker, "amd64", &[1000]);
+    speculative_images::client::runtime::block_on(crate::client_fixtures::push_image(
+        &client_for(&buildset),
+        "org/app",
+        Some("latest"),
+        &image,
+    ))
+    .unwrap();
+    let mut facts = registry_facts(&inter);
+    facts["host"] = json!("127.0.0.1");
+    facts["port"] = json!(silent.port);
+    let expected = format!("cannot connect to registry {authority}: operation timed out");
+
+    let mut pull = pull_args(
+        &inter,
+        &buildset,
+        json!([{"name": "org/app:latest",
+                "url": format!("docker://{authority}/org/app:{BUILD}_latest"),
+                "metadata": {"type": "container_image", "repository": "org/app", "tag": "latest"}}]),
+    );
+    pull["intermediate_registry"] = facts.clone();
+    let push = json!({
+        "buildset_registry": registry_facts(&buildset),
+        "intermediate_registry": facts,
+        "docker_images": [{"context": ".", "repository": "org/app", "tags": ["latest"]}],
+        "zuul": {"build": BUILD, "change": "1000", "pipeline": "gate"},
+        "zuul_success": true,
+    });
+    for (module, args) in [
+        ("pull_from_intermediate_registry", pull),
+        ("push_to_intermediate_registry", push),
+    ] {
+        let started = Instant::now();
+        let result = run_module(module, args, false);
+        let elapsed = started.elapsed();
+        assert_eq!(result["failed"], true, "{module}: {result}");
+        assert!(elapsed < Duration::from_secs(15), "{module}: {elapsed:?}");
+        let msg = result["msg"].as_str().unwrap();
+        assert!(msg.contains(&expected), "{module}: {msg}");
+    }
+}

@@ -324,3 +324,35 @@ impl Drop for DockerClient {
         let _ = std::fs::remove_dir_all(&self.certs_dir);
     }
 }
+
+/// A loopback TCP listener that accepts every connection and never sends a
+/// byte (a hung registry: for a TLS client, a handshake that never
+/// completes). Connections are held open until the test process ends.
+pub struct SilentListener {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentListener {
+    /// Listen on 127.0.0.1, on a free port.
+    pub fn start() -> SilentListener {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        SilentListener { port, accepted }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

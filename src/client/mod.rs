@@ -52,9 +52,9 @@ pub use auth::{parse_challenge, repository_scope, Challenge};
 pub use copy::{copy, copy_reference, CopyOptions, CopyReport};
 pub use endpoint::{Credentials, Endpoint};
 pub use error::{redact_url, Error, ErrorDetail, ErrorKind, SpecError};
-pub use hub::{HubApi, HubTag, HUB_API_URL};
 #[cfg(test)]
 pub(crate) use hub::stand_in as hub_stand_in;
+pub use hub::{HubApi, HubTag, HUB_API_URL};
 pub use manifest::{Children, Descriptor, Manifest};
 pub use registry::{BlobStream, Registry};
 pub use remote::RemoteRegistry;

@@ -50,11 +50,18 @@ impl RetryPolicy {
     }
 }
 
-/// Connection timeout: an unreachable registry fails within
-/// `(retries + 1) × CONNECT_TIMEOUT` plus the backoff.
+/// Connection timeout (TCP and TLS handshake). A request that timed out is
+/// retried once only, whatever the [`RetryPolicy`] (waiting longer rarely
+/// cures a silent registry): a registry that refuses connections fails
+/// within the policy's retries and backoff (under 2 s by default), one
+/// that accepts connections but never completes the handshake within
+/// `2 × CONNECT_TIMEOUT` plus one backoff (about 10 s).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest silence in the middle of a response.
+/// Longest silence in the middle of a response; a registry that stops
+/// answering fails a request within `2 × READ_TIMEOUT` plus one backoff.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Retries after a timed-out attempt (see [`CONNECT_TIMEOUT`]).
+const TIMEOUT_RETRIES: u32 = 1;
 
 /// Which connection pool a request uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,12 +202,19 @@ impl Transport {
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Response, Error> {
         let mut attempt = 0;
+        let mut timeouts = 0;
         loop {
             let outcome = build().send().await;
             let wait = match outcome {
                 Err(e) => {
                     let error = self.classify(method, url, &e);
-                    if !error.is_retryable() || attempt >= self.retry.retries {
+                    if e.is_timeout() {
+                        timeouts += 1;
+                    }
+                    if !error.is_retryable()
+                        || attempt >= self.retry.retries
+                        || timeouts > TIMEOUT_RETRIES
+                    {
                         return Err(error);
                     }
                     self.retry.delay(attempt)
