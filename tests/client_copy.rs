@@ -801,3 +801,125 @@ async fn a_registry_that_accepts_connections_and_never_answers_fails_within_seco
     );
     assert_eq!(silent.accepted(), 2, "the first attempt and one retry");
 }
+
+/// Run `command` to completion and return its stdout and its peak resident
+/// set in KiB: the largest `VmHWM` of /proc/<pid>/status, polled every 2 ms
+/// until it exits (the high-water mark only grows, so the last reading is
+/// its peak but for the last 2 ms). Not `ru_maxrss` from wait4: Linux folds
+/// into it the memory of the process that spawned it (this test, holding
+/// the image), recorded at exec.
+fn run_measuring_peak_rss(mut command: std::process::Command) -> (u64, String) {
+    use std::io::Read as _;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let hwm = std::fs::read_to_string(&status_file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        if let Some(kib) = hwm {
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    assert!(
+        status.success(),
+        "{status}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(peak_kib > 0, "no VmHWM read from {status_file}");
+    (peak_kib, stdout)
+}
+
+#[test]
+fn the_cli_streams_a_200_mib_layer_without_holding_it_or_writing_it() {
+    use crate::support::buildset::BuildsetServer;
+    use crate::transfer_support::{client_for, TestRegistry};
+    use speculative_images::client::Registry as _;
+
+    const LAYER: usize = 200 << 20;
+    let (a, b) = (BuildsetServer::start(), BuildsetServer::start());
+    let image = random_image(Flavor::Oci, "amd64", &[LAYER, 1000]);
+    speculative_images::client::runtime::block_on(push_image(
+        &client_for(&a),
+        "org/big",
+        Some("latest"),
+        &image,
+    ))
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_a, ca_b) = (dir.path().join("a.pem"), dir.path().join("b.pem"));
+    std::fs::write(&ca_a, a.ca_pem()).unwrap();
+    std::fs::write(&ca_b, b.ca_pem()).unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_speculative-images"));
+    command
+        .arg("copy")
+        .arg(format!("docker://{}/org/big:latest", a.authority()))
+        .arg(format!("docker://{}/org/big:copied", b.authority()))
+        .arg("--src-cert")
+        .arg(&ca_a)
+        .arg("--dest-cert")
+        .arg(&ca_b)
+        .env(
+            "SPECULATIVE_IMAGES_SRC_CREDS",
+            format!("{}:{}", a.username(), a.password()),
+        )
+        .env(
+            "SPECULATIVE_IMAGES_DEST_CREDS",
+            format!("{}:{}", b.username(), b.password()),
+        )
+        .env("TMPDIR", &tmp);
+    let (peak_kib, stdout) = run_measuring_peak_rss(command);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["digest"], image.manifest.digest.to_string());
+    assert_eq!(report["blobs_copied"], 3, "{report}");
+    let peak_mib = peak_kib / 1024;
+    eprintln!(
+        "peak RSS of the copy: {peak_mib} MiB for a {} MiB layer",
+        LAYER >> 20
+    );
+    assert!(
+        peak_mib < 64,
+        "peak RSS {peak_mib} MiB: the {} MiB layer was held in memory",
+        LAYER >> 20
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "temporary files written: {left:?}");
+
+    // What arrived: the layer, whole, under its digest; the same manifest.
+    let dst = client_for(&b);
+    let (layer, _) = &image.blobs[1];
+    let (size, manifest) = speculative_images::client::runtime::block_on(async {
+        (
+            dst.blob_head(&repo("org/big"), layer).await.unwrap(),
+            dst.manifest_get(&repo("org/big"), "copied").await.unwrap(),
+        )
+    })
+    .unwrap();
+    assert_eq!(size, Some(LAYER as u64));
+    assert_eq!(manifest.bytes, image.manifest.bytes);
+}
