@@ -461,10 +461,25 @@ struct ProxyState {
     upstream: String,
     http: reqwest::Client,
     faults: std::sync::Mutex<Vec<(Fault, usize)>>,
+    /// How long each blob upload (a PUT to `/blobs/uploads/`) is held
+    /// before it is passed on, so that concurrent uploads overlap.
+    upload_delay: Duration,
+    /// Blob uploads in the proxy now, and the most at once.
+    uploads: std::sync::atomic::AtomicUsize,
+    uploads_peak: std::sync::atomic::AtomicUsize,
 }
 
 impl FlakyProxy {
     async fn start(upstream: &str, faults: Vec<Fault>) -> FlakyProxy {
+        FlakyProxy::start_with_upload_delay(upstream, faults, Duration::ZERO).await
+    }
+
+    /// [`FlakyProxy::start`], holding each blob upload `upload_delay`.
+    async fn start_with_upload_delay(
+        upstream: &str,
+        faults: Vec<Fault>,
+        upload_delay: Duration,
+    ) -> FlakyProxy {
         speculative_images::crypto::install_default();
         let state = std::sync::Arc::new(ProxyState {
             upstream: upstream.to_string(),
@@ -474,6 +489,9 @@ impl FlakyProxy {
                 .build()
                 .unwrap(),
             faults: std::sync::Mutex::new(faults.into_iter().map(|f| (f, 0)).collect()),
+            upload_delay,
+            uploads: Default::default(),
+            uploads_peak: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority = listener.local_addr().unwrap().to_string();
@@ -501,6 +519,13 @@ impl FlakyProxy {
         FlakyProxy { authority, state }
     }
 
+    /// The most blob uploads that were in the proxy at once.
+    fn uploads_peak(&self) -> usize {
+        self.state
+            .uploads_peak
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// How many requests fault number `i` matched (failed or passed on).
     fn seen(&self, i: usize) -> usize {
         self.state.faults.lock().unwrap()[i].1
@@ -508,6 +533,24 @@ impl FlakyProxy {
 }
 
 async fn proxy_request(
+    state: std::sync::Arc<ProxyState>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<axum::response::Response, std::io::Error> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let upload =
+        request.method() == hyper::Method::PUT && request.uri().path().contains("/blobs/uploads/");
+    if !upload {
+        return proxy_request_inner(state, request).await;
+    }
+    let now = state.uploads.fetch_add(1, SeqCst) + 1;
+    state.uploads_peak.fetch_max(now, SeqCst);
+    tokio::time::sleep(state.upload_delay).await;
+    let response = proxy_request_inner(state.clone(), request).await;
+    state.uploads.fetch_sub(1, SeqCst);
+    response
+}
+
+async fn proxy_request_inner(
     state: std::sync::Arc<ProxyState>,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<axum::response::Response, std::io::Error> {
@@ -922,4 +965,38 @@ fn the_cli_streams_a_200_mib_layer_without_holding_it_or_writing_it() {
     .unwrap();
     assert_eq!(size, Some(LAYER as u64));
     assert_eq!(manifest.bytes, image.manifest.bytes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_more_blobs_are_in_flight_than_the_parallelism() {
+    let (a, b) = (PlainServer::start(), PlainServer::start());
+    for parallelism in [2, 3] {
+        // A new image each time: our server finds a blob it has in any
+        // repository.
+        let image = random_image(Flavor::Oci, "amd64", &[30_000; 6]);
+        push_image(&a.client(), "org/img", Some("1_latest"), &image).await;
+        // Each upload held 300 ms: with 7 blobs, transfers overlap as far
+        // as the engine lets them.
+        let proxy =
+            FlakyProxy::start_with_upload_delay(&b.authority, vec![], Duration::from_millis(300))
+                .await;
+        let dst = b.client_at(&proxy.authority, RetryPolicy::default());
+        let from: Reference = format!("{}/org/img:1_latest", a.authority).parse().unwrap();
+        let to: Reference = format!("{}/org/p{parallelism}:latest", proxy.authority)
+            .parse()
+            .unwrap();
+        let options = CopyOptions {
+            parallelism,
+            ..CopyOptions::default()
+        };
+        let report = copy_reference(&a.client(), &from, &dst, &to, &options)
+            .await
+            .unwrap();
+        assert_eq!(report.blobs_copied, 7, "{report:?}");
+        assert_eq!(
+            proxy.uploads_peak(),
+            parallelism,
+            "blob uploads at once with parallelism {parallelism}"
+        );
+    }
 }
