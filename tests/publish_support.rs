@@ -165,80 +165,98 @@ pub fn skopeo_inspect(
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker image manifest, v2 schema 2.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// Add to `layout` an image for `arch` created at `created` (RFC 3339),
-/// with one layer of `layer_bytes` random bytes; returns its descriptor.
+/// The media types of one image format: OCI's or Docker's own.
+struct Format {
+    manifest: &'static str,
+    index: &'static str,
+    config: &'static str,
+    layer: &'static str,
+}
+
+const OCI: Format = Format {
+    manifest: OCI_MANIFEST,
+    index: OCI_INDEX,
+    config: "application/vnd.oci.image.config.v1+json",
+    layer: "application/vnd.oci.image.layer.v1.tar",
+};
+
+const DOCKER: Format = Format {
+    manifest: DOCKER_MANIFEST,
+    index: DOCKER_LIST,
+    config: "application/vnd.docker.container.image.v1+json",
+    layer: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+};
+
+/// Add to `layout` an image in `format` for `arch` created at `created`
+/// (RFC 3339), with one layer of `layer_bytes` random bytes; returns its
+/// descriptor.
+fn image(
+    layout: &crate::registry_clients::OciLayout,
+    format: &Format,
+    arch: &str,
+    created: &str,
+    layer_bytes: usize,
+) -> Value {
+    let mut layer = vec![0u8; layer_bytes];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut layer);
+    let layer = layout.blob(format.layer, &layer);
+    let config = json!({
+        "architecture": arch, "os": "linux", "created": created,
+        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
+    });
+    let config = layout.blob(format.config, &serde_json::to_vec(&config).unwrap());
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": format.manifest, "config": config, "layers": [layer],
+    });
+    let mut descriptor = layout.blob(format.manifest, &serde_json::to_vec(&manifest).unwrap());
+    descriptor["platform"] = json!({"architecture": arch, "os": "linux"});
+    descriptor
+}
+
+/// Add to `layout` an index of `children` in `format`; returns its descriptor.
+fn index(
+    layout: &crate::registry_clients::OciLayout,
+    format: &Format,
+    children: &[Value],
+) -> Value {
+    let index = json!({"schemaVersion": 2, "mediaType": format.index, "manifests": children});
+    layout.blob(format.index, &serde_json::to_vec(&index).unwrap())
+}
+
+/// An OCI image (see [`image`]).
 pub fn oci_image(
     layout: &crate::registry_clients::OciLayout,
     arch: &str,
     created: &str,
     layer_bytes: usize,
 ) -> Value {
-    let mut layer = vec![0u8; layer_bytes];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut layer);
-    let layer = layout.blob("application/vnd.oci.image.layer.v1.tar", &layer);
-    let config = json!({
-        "architecture": arch, "os": "linux", "created": created,
-        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
-    });
-    let config = layout.blob(
-        "application/vnd.oci.image.config.v1+json",
-        &serde_json::to_vec(&config).unwrap(),
-    );
-    let manifest = json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer],
-    });
-    let mut descriptor = layout.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
-    descriptor["platform"] = json!({"architecture": arch, "os": "linux"});
-    descriptor
+    image(layout, &OCI, arch, created, layer_bytes)
 }
 
-/// Docker image manifest, v2 schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list.
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// Add to `layout` an image in Docker's own media types (v2 schema 2
-/// manifest, docker config and gzip layer types) for `arch`, created at
-/// `created`, with one layer of `layer_bytes` random bytes; returns its
-/// descriptor.
+/// An image in Docker's own media types: v2 schema 2 manifest, docker
+/// config and gzip layer types (see [`image`]).
 pub fn docker_image(
     layout: &crate::registry_clients::OciLayout,
     arch: &str,
     created: &str,
     layer_bytes: usize,
 ) -> Value {
-    let mut layer = vec![0u8; layer_bytes];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut layer);
-    let layer = layout.blob("application/vnd.docker.image.rootfs.diff.tar.gzip", &layer);
-    let config = json!({
-        "architecture": arch, "os": "linux", "created": created,
-        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
-    });
-    let config = layout.blob(
-        "application/vnd.docker.container.image.v1+json",
-        &serde_json::to_vec(&config).unwrap(),
-    );
-    let manifest = json!({
-        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": config, "layers": [layer],
-    });
-    let mut descriptor = layout.blob(DOCKER_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
-    descriptor["platform"] = json!({"architecture": arch, "os": "linux"});
-    descriptor
+    image(layout, &DOCKER, arch, created, layer_bytes)
 }
 
-/// Add to `layout` a Docker manifest list of `children` (descriptors of
-/// [`docker_image`]s); returns its descriptor.
+/// A Docker manifest list of [`docker_image`]s.
 pub fn docker_list(layout: &crate::registry_clients::OciLayout, children: &[Value]) -> Value {
-    let list = json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": children});
-    layout.blob(DOCKER_LIST, &serde_json::to_vec(&list).unwrap())
+    index(layout, &DOCKER, children)
 }
 
-/// Add to `layout` an index of `children` (descriptors); returns its
-/// descriptor.
+/// An OCI index of [`oci_image`]s.
 pub fn oci_index(layout: &crate::registry_clients::OciLayout, children: &[Value]) -> Value {
-    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children});
-    layout.blob(OCI_INDEX, &serde_json::to_vec(&index).unwrap())
+    index(layout, &OCI, children)
 }
 
 /// Push `descriptor` (tagged `layout_tag` in `layout`) to the registry as
