@@ -62,6 +62,8 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 requests() { grep -c ' in=' "$WORK/registry.log" || true; }
+deletes() { grep ' in=' "$WORK/registry.log" | grep -c ' DELETE ' || true; }
+manifest_requests() { grep ' in=' "$WORK/registry.log" | grep -v ' DELETE ' | grep -c '/manifests/' || true; }
 # wire_ms FIRST: ms from the first to the last request logged after line FIRST
 wire_ms() {
   grep ' in=' "$WORK/registry.log" | tail -n +"$(($1 + 1))" | python3 -c '
@@ -111,8 +113,8 @@ temporary_tags() { # NAME: (re)create change_1_<tag> for every tag, untimed
   done
 }
 
-ours() { # NAME -> "ms requests wire_ms"
-  local args=$WORK/args.json start end before
+ours() { # NAME -> "ms requests wire_ms deletes manifest_requests"
+  local args=$WORK/args.json start end before before_deletes before_manifests
   jq -n --arg repo "bench/$1" --arg registry "$REGISTRY" --rawfile cert "$WORK/domain.crt" \
      --arg user "$USER_NAME" --arg password "$PASSWORD" --argjson tags "$(printf '%s\n' "${TAGS[@]}" | jq -R . | jq -s .)" \
      '{_ansible_module_name: "speculative.images.promote_docker_image",
@@ -120,11 +122,13 @@ ours() { # NAME -> "ms requests wire_ms"
        docker_registry: $registry, docker_registry_cert: $cert,
        docker_credentials: {username: $user, password: $password},
        zuul: {change: "1", pipeline: "promote"}}' >"$args"
-  before=$(requests); start=$(now_ns)
+  before=$(requests); before_deletes=$(deletes); before_manifests=$(manifest_requests)
+  start=$(now_ns)
   HOME=$WORK "$BIN" "$args" >"$WORK/out.json"
   end=$(now_ns)
   jq -e '.failed == false' "$WORK/out.json" >/dev/null || { cat "$WORK/out.json" >&2; exit 1; }
-  echo "$(( (end - start) / 1000000 )) $(( $(requests) - before )) $(wire_ms "$before")"
+  echo "$(( (end - start) / 1000000 )) $(( $(requests) - before )) $(wire_ms "$before") \
+    $(( $(deletes) - before_deletes )) $(( $(manifest_requests) - before_manifests ))"
 }
 
 theirs() { # NAME -> "ms requests wire_ms"
@@ -142,19 +146,24 @@ echo "promote: ${#TAGS[@]} tags per run, $RUNS runs, medians; registry: ours, TL
 for spec in "small 1 5" "big 8 64"; do
   read -r name layers mib <<<"$spec"
   make_image "$name" "$layers" "$mib"
-  o_ms=() o_req=() o_wire=() t_ms=() t_req=() t_wire=()
+  o_ms=() o_req=() o_wire=() o_del=() o_man=() t_ms=() t_req=() t_wire=()
   for _ in $(seq "$RUNS"); do
     temporary_tags "$name"
-    read -r ms req wire <<<"$(ours "$name")"; o_ms+=("$ms"); o_req+=("$req"); o_wire+=("$wire")
+    read -r ms req wire del man <<<"$(ours "$name")"
+    o_ms+=("$ms"); o_req+=("$req"); o_wire+=("$wire"); o_del+=("$del"); o_man+=("$man")
     temporary_tags "$name"
     read -r ms req wire <<<"$(theirs "$name")"; t_ms+=("$ms"); t_req+=("$req"); t_wire+=("$wire")
   done
   om=$(printf '%s\n' "${o_ms[@]}" | median); orq=$(printf '%s\n' "${o_req[@]}" | median)
   tm=$(printf '%s\n' "${t_ms[@]}" | median); trq=$(printf '%s\n' "${t_req[@]}" | median)
+  odel=$(printf '%s\n' "${o_del[@]}" | median); oman=$(printf '%s\n' "${o_man[@]}" | median)
   ow=$(printf '%s\n' "${o_wire[@]}" | median); tw=$(printf '%s\n' "${t_wire[@]}" | median)
   n=${#TAGS[@]}
   printf '%-5s %3d MiB  promote_docker_image: %5d ms (%5.1f ms/tag, %4.1f requests/tag incl. auth, deletes, tag list)\n' \
     "$name" $((layers * mib)) "$om" "$(awk -v a="$om" -v n="$n" 'BEGIN{print a/n}')" "$(awk -v a="$orq" -v n="$n" 'BEGIN{print a/n}')"
+  printf '%-5s %3d MiB  promote_docker_image: %4.1f manifest requests/tag + %d shared (ping, tokens, tag list) + %d deletes; (all but deletes)/tag %4.2f (target <= 4)\n' \
+    "$name" $((layers * mib)) "$(awk -v a="$oman" -v n="$n" 'BEGIN{print a/n}')" $((orq - oman - odel)) "$odel" \
+    "$(awk -v a="$orq" -v d="$odel" -v n="$n" 'BEGIN{print (a-d)/n}')"
   printf '%-5s %3d MiB  skopeo copy --all:    %5d ms (%5.1f ms/tag, %4.1f requests/tag)\n' \
     "$name" $((layers * mib)) "$tm" "$(awk -v a="$tm" -v n="$n" 'BEGIN{print a/n}')" "$(awk -v a="$trq" -v n="$n" 'BEGIN{print a/n}')"
   printf '%-5s %3d MiB  on the wire (first to last request, registry clock): ours %d ms (%.1f ms/tag), skopeo %d ms (%.1f ms/tag)\n' \

@@ -42,6 +42,17 @@ step "Zuul jobs, playbooks and roles" python scripts/repo-checks.py
 # ansible-doc sanity test and by scripts/collection-checks.sh instead.
 step "ansible-test sanity" scripts/sanity.sh --skip-test validate-modules
 step "test-only zuul_return" zuul_return_check
+# The action plugin that caches the module binary on the node: run with an
+# empty HOME, where the node's cache lives.
+binary_module_check() {
+  local home rc
+  home=$(mktemp -d)
+  HOME=$home ansible-playbook tests/ansible/binary_module_test.yml
+  rc=$?
+  rm -rf "$home"
+  return $rc
+}
+step "module binary cached on the node" binary_module_check
 # ansible-lint (production profile, see .ansible-lint) over the roles,
 # playbooks, molecule scenarios and demo playbooks, against the collection
 # installed above. Offline, it keeps its module mocks under $ANSIBLE_HOME

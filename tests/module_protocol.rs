@@ -4,8 +4,9 @@
 //! JSON object with `failed: true` and a message saying what to fix, and a
 //! password given in the arguments appears nowhere.
 
+use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -55,10 +56,27 @@ impl Run {
 
 /// Run the binary with `args_path` as its only argument, as Ansible does.
 fn run_with(args_path: &Path) -> Run {
-    let out = Command::new(BINARY)
-        .arg(args_path)
-        .output()
+    run_binary(args_path.as_os_str(), &[])
+}
+
+/// Run the binary with the lone argument `arg` and `stdin` as its input.
+fn run_binary(arg: &std::ffi::OsStr, stdin: &[u8]) -> Run {
+    let mut child = Command::new(BINARY)
+        .arg(arg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run the module binary");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin)
+        .expect("write stdin");
+    let out = child
+        .wait_with_output()
+        .expect("wait for the module binary");
     let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     // Exactly one JSON value, and it is an object.
@@ -81,9 +99,8 @@ fn run_with(args_path: &Path) -> Run {
     }
 }
 
-/// Write `args` (a JSON object, Ansible's internal keys added) to an args
-/// file in `dir` and run module `module` on it.
-fn run_module(dir: &Path, module: &str, mut args: Value) -> Run {
+/// `args` (a JSON object) with Ansible's internal keys for `module` added.
+fn module_args(dir: &Path, module: &str, mut args: Value) -> Value {
     let obj = args.as_object_mut().expect("args are an object");
     obj.insert(
         "_ansible_module_name".into(),
@@ -95,9 +112,39 @@ fn run_module(dir: &Path, module: &str, mut args: Value) -> Run {
     obj.insert("_ansible_verbosity".into(), json!(0));
     obj.insert("_ansible_version".into(), json!("2.17.0"));
     obj.insert("_ansible_tmpdir".into(), json!(dir.join("tmp")));
+    args
+}
+
+/// Write `args` (Ansible's internal keys added) to an args file in `dir`
+/// and run module `module` on it.
+fn run_module(dir: &Path, module: &str, args: Value) -> Run {
     let path = dir.join("args");
+    let args = module_args(dir, module, args);
     std::fs::write(&path, serde_json::to_vec(&args).unwrap()).unwrap();
     run_with(&path)
+}
+
+#[test]
+fn arguments_on_stdin_work_as_an_args_file_does() {
+    // What the collection's action plugin sends: `-` and the JSON on stdin.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("registry");
+    let mut args = module_args(dir.path(), "run_buildset_registry", json!({"root": root}));
+    args["_ansible_check_mode"] = json!(true);
+    let run = run_binary("-".as_ref(), &serde_json::to_vec(&args).unwrap());
+    assert_eq!(run.result["failed"], json!(false), "{}", run.stdout);
+    assert_eq!(run.result["changed"], json!(true), "{}", run.stdout);
+    assert_eq!(run.code, Some(0));
+    assert!(!root.exists(), "check mode created nothing");
+
+    let run = run_binary("-".as_ref(), b"{\"root\": ");
+    run.assert_failed();
+    assert!(
+        run.msg()
+            .starts_with("parsing module arguments from stdin: the arguments are not valid JSON"),
+        "{}",
+        run.msg()
+    );
 }
 
 #[test]

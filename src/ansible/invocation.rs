@@ -71,6 +71,14 @@ impl Invocation {
             .with_context(|| format!("parsing module arguments in {}", path.display()))
     }
 
+    /// Read and parse the arguments from standard input.
+    pub fn from_stdin() -> anyhow::Result<Invocation> {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading module arguments from stdin")?;
+        Invocation::from_json(&text).context("parsing module arguments from stdin")
+    }
+
     /// Parse the JSON text of an args file.
     pub fn from_json(text: &str) -> anyhow::Result<Invocation> {
         let value: Value =

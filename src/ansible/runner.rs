@@ -72,7 +72,7 @@ pub fn install_quiet_panic_hook() {
 /// missing or unreadable args file still gets a JSON failure instead of a
 /// usage message), or any single argument when the binary runs as
 /// `AnsiballZ_<module>`. No subcommand of the command line is a lone
-/// argument with a `/` in it.
+/// argument with a `/` in it. [`ARGS_ON_STDIN`] reads them from stdin.
 pub fn module_args_path(args: &[OsString]) -> Option<&Path> {
     let [argv0, arg] = args else {
         return None;
@@ -82,13 +82,25 @@ pub fn module_args_path(args: &[OsString]) -> Option<&Path> {
         .file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("AnsiballZ_"));
-    let looks_like_path = arg.to_str().is_some_and(|a| a.contains('/'));
+    let looks_like_path = arg
+        .to_str()
+        .is_some_and(|a| a.contains('/') || a == ARGS_ON_STDIN);
     (path.is_file() || looks_like_path || as_ansiballz).then_some(path)
 }
 
-/// Parse the args file at `path`, or `None` with a printed failure.
+/// The lone argument that makes the module read its arguments from stdin,
+/// as the collection's action plugin sends them (no args file to write).
+pub const ARGS_ON_STDIN: &str = "-";
+
+/// Parse the args file at `path` (stdin for [`ARGS_ON_STDIN`]), or the
+/// failure to print.
 pub fn load_invocation(path: &Path) -> Result<Invocation, Value> {
-    Invocation::from_file(path).map_err(|e| early_failure(&format!("{e:#}")))
+    let invocation = if path == Path::new(ARGS_ON_STDIN) {
+        Invocation::from_stdin()
+    } else {
+        Invocation::from_file(path)
+    };
+    invocation.map_err(|e| early_failure(&format!("{e:#}")))
 }
 
 fn success_json(outcome: Outcome, ctx: &Context) -> Value {
@@ -192,6 +204,7 @@ mod tests {
             Some("/no/such/args".into())
         );
         assert_eq!(path(&["/tmp/x/AnsiballZ_m", "args"]), Some("args".into()));
+        assert_eq!(path(&["speculative-images", "-"]), Some("-".into()));
         assert_eq!(path(&["speculative-images", "--help"]), None);
         assert_eq!(path(&["speculative-images", "copy"]), None);
         assert_eq!(path(&["speculative-images", "copy", file]), None);
