@@ -29,7 +29,8 @@ for d in /usr/local/share/ca-certificates /etc/pki/ca-trust/source/anchors; do
   [[ -d $d ]] && { anchor=$d/speculative-images-buildset-registry.crt; break; }
 done
 saved=(/etc/docker/daemon.json /etc/hosts /etc/containers/registries.conf
-       /etc/buildkit/buildkitd.toml "$docker_home/.docker/config.json" $anchor)
+       /etc/buildkit/buildkitd.toml "$docker_home/.docker/config.json")
+[[ -n $anchor ]] && saved+=("$anchor")
 mkdir -p "$tmp/saved"
 for i in "${!saved[@]}"; do
   [[ -e ${saved[$i]} ]] && cp -a "${saved[$i]}" "$tmp/saved/$i"
@@ -106,6 +107,7 @@ done
 col=$tmp/collections/ansible_collections/speculative/images
 mkdir -p "$col/plugins/modules"
 cp "$ROOT/galaxy.yml" "$col/"; cp -r "$ROOT/meta" "$ROOT/roles" "$col/"
+cp -r "$ROOT/plugins/action" "$col/plugins/"
 install -m 0755 "$BIN" "$col/plugins/modules/use_buildset_registry"
 cp "$ROOT/plugins/modules/use_buildset_registry.yml" "$col/plugins/modules/"
 cat >play.yml <<'PLAY'
@@ -149,7 +151,7 @@ ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false "$PLAYB
 floor=$(awk "BEGIN {print $(date +%s.%N) - $start}")
 
 read -r _ first tasks first_changed < <(run_role first)
-read -r _ rerun rerun_tasks rerun_changed < <(run_role rerun)
+read -r _ rerun _ rerun_changed < <(run_role rerun)
 
 # The module alone on the configured host (what the re-run costs above
 # Ansible's own floor).
