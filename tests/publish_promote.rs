@@ -29,6 +29,14 @@ fn now() -> String {
     Utc::now().to_rfc3339()
 }
 
+/// A 1 KiB OCI image pushed to `registry` as `repository_tag`, as upload
+/// leaves it for promote; returns its digest.
+fn uploaded(registry: &BuildsetServer, repository_tag: &str) -> String {
+    let layout = OciLayout::new();
+    let image = oci_image(&layout, "amd64", &now(), 1024);
+    push_to(registry, &layout, image, repository_tag)
+}
+
 #[test]
 fn promotes_by_manifest_only_and_removes_the_temporary_tags() {
     let registry = BuildsetServer::start();
@@ -192,9 +200,7 @@ fn docker_manifests_and_manifest_lists_keep_digest_and_media_type() {
 #[test]
 fn a_missing_temporary_tag_publishes_nothing() {
     let registry = BuildsetServer::start();
-    let layout = OciLayout::new();
-    let image = oci_image(&layout, "amd64", &now(), 1024);
-    push_to(&registry, &layout, image, "org/app:change_42_latest");
+    uploaded(&registry, "org/app:change_42_latest");
     let home = tempfile::tempdir().unwrap();
 
     let result = run_module(
@@ -238,9 +244,7 @@ fn a_repository_outside_the_credentials_is_refused_before_any_request() {
 #[test]
 fn check_mode_reads_and_writes_nothing() {
     let registry = BuildsetServer::start();
-    let layout = OciLayout::new();
-    let image = oci_image(&layout, "amd64", &now(), 1024);
-    let digest = push_to(&registry, &layout, image, "org/app:change_42_latest");
+    let digest = uploaded(&registry, "org/app:change_42_latest");
     let home = tempfile::tempdir().unwrap();
     let mut args = args(&registry, json!([{"repository": "org/app"}]));
     args["_ansible_check_mode"] = json!(true);
@@ -328,9 +332,7 @@ fn deletes_the_registry_refuses_are_warnings_not_a_failed_promote() {
 #[test]
 fn missing_repository_is_named_and_nothing_is_sent() {
     let registry = BuildsetServer::start();
-    let layout = OciLayout::new();
-    let image = oci_image(&layout, "amd64", &now(), 1024);
-    push_to(&registry, &layout, image, "org/app:change_42_latest");
+    uploaded(&registry, "org/app:change_42_latest");
     let home = tempfile::tempdir().unwrap();
     let mark = log_mark(&registry);
 
