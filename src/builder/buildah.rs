@@ -15,7 +15,6 @@ impl Builder for Buildah {
     }
 
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError> {
-        self.check(spec)?;
         oci_build("buildah", spec, log)
     }
 

@@ -20,7 +20,6 @@ impl Builder for Docker {
     }
 
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError> {
-        self.check(spec)?;
         let scratch = scratch_dir()?;
         let iidfile = scratch.path().join("iid");
         run_streamed(

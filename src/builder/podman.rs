@@ -20,7 +20,6 @@ impl Builder for Podman {
     }
 
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError> {
-        self.check(spec)?;
         oci_build("podman", spec, log)
     }
 
