@@ -19,13 +19,15 @@ step() {
   "$@" || failures+=("$name")
 }
 
-zuul_return_check() {
-  local jobdir
-  jobdir=$(mktemp -d)
-  ZUUL_JOBDIR=$jobdir ANSIBLE_LIBRARY="$PWD/tests/ansible/library" \
-    ansible-playbook tests/ansible/zuul_return_test.yml
-  local rc=$?
-  rm -rf "$jobdir"
+# Run a command with environment variable $1 naming a fresh empty
+# directory, removed afterwards; returns the command's status.
+with_empty_dir() {
+  local var=$1 dir rc
+  shift
+  dir=$(mktemp -d)
+  env "$var=$dir" "$@"
+  rc=$?
+  rm -rf "$dir"
   return $rc
 }
 
@@ -41,33 +43,18 @@ step "Zuul jobs, playbooks and roles" python scripts/repo-checks.py
 # binary modules (UnicodeDecodeError); their docs are checked by the
 # ansible-doc sanity test and by scripts/collection-checks.sh instead.
 step "ansible-test sanity" scripts/sanity.sh --skip-test validate-modules
-step "test-only zuul_return" zuul_return_check
+step "test-only zuul_return" with_empty_dir ZUUL_JOBDIR \
+  env ANSIBLE_LIBRARY="$PWD/tests/ansible/library" ansible-playbook tests/ansible/zuul_return_test.yml
 # The action plugin that caches the module binary on the node: run with an
 # empty HOME, where the node's cache lives.
-binary_module_check() {
-  local home rc
-  home=$(mktemp -d)
-  HOME=$home ansible-playbook tests/ansible/binary_module_test.yml
-  rc=$?
-  rm -rf "$home"
-  return $rc
-}
-step "module binary cached on the node" binary_module_check
+step "module binary cached on the node" with_empty_dir HOME ansible-playbook tests/ansible/binary_module_test.yml
 # ansible-lint (production profile, see .ansible-lint) over the roles,
 # playbooks, molecule scenarios and demo playbooks, against the collection
 # installed above. Offline, it keeps its module mocks under $ANSIBLE_HOME
 # without a lock, so it gets a private one: another run ending meanwhile
 # would remove them. It warns that it cannot read our modules' source (they
 # are binaries); that is expected.
-lint_check() {
-  local home rc
-  home=$(mktemp -d)
-  ANSIBLE_HOME=$home ansible-lint
-  rc=$?
-  rm -rf "$home"
-  return $rc
-}
-step "ansible-lint" lint_check
+step "ansible-lint" with_empty_dir ANSIBLE_HOME ansible-lint
 # The README's main command, as a person runs it (after `make setup
 # collection`, done above): the buildset registry round trip, then the
 # whole gate, which exits non-zero if any hop's digest differs.
