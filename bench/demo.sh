@@ -4,8 +4,8 @@
 # time of its ansible-playbook runs split into
 #   - "our modules": tasks whose module is speculative.images.* (from the
 #     task's start to its result: this includes what Ansible does for such a
-#     task, templating its arguments and copying the module binary to the
-#     node, not only the module's own run),
+#     task, templating its arguments and, the first time on a node, copying
+#     the module binary there, not only the module's own run),
 #   - other tasks (command, set_fact, zuul_return, ...),
 #   - Ansible's overhead: the rest (process start, parsing, fact gathering,
 #     connection, work between tasks).

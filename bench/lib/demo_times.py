@@ -92,7 +92,8 @@ Measured once on this machine, which other sessions share: approximate.
   post-run) as demo/zuul_sim.py times them; a paused job's waiting is not in it.
 "our modules s": tasks whose module is speculative.images.*, from the task's
   start to its result, so it includes Ansible's work for that task (templating
-  the arguments, copying the module binary to the node, running it), not only
+  the arguments, copying the module binary to the node's cache the first
+  time, running it), not only
   the module's own work; the tasks a role's include adds count, the include
   itself does not.
 "other tasks s": every other task (command, set_fact, zuul_return, ...).
