@@ -17,6 +17,7 @@ written.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shlex
@@ -27,8 +28,13 @@ from ansible.vars.clean import remove_internal_keys
 
 try:  # ansible-core 2.19 encodes arguments through a serialization profile
     from ansible.module_utils.common.json import Direction, get_module_encoder
-except ImportError:  # older ansible-core: plain JSON
+except ImportError:  # ansible-core 2.15 to 2.18: plain JSON
     Direction = get_module_encoder = None
+
+# ansible-core 2.19 decodes a module's result through the same profile,
+# `_parse_returned_data(res, profile)`; 2.15 to 2.18 take `(res)` alone.
+# Read from the signature itself, not from the version number.
+_PARSE_TAKES_PROFILE = "profile" in inspect.signature(ActionBase._parse_returned_data).parameters
 
 CACHE = "$HOME/.cache/speculative.images"
 # The serialization profile ansible-core gives binary modules' arguments.
@@ -65,7 +71,7 @@ class ActionModule(ActionBase):
             return self._ordinary(task_vars)
         module_args = self._task.args.copy()
         self._update_module_args(module_name, module_args, task_vars)
-        if get_module_encoder is not None:
+        if get_module_encoder is not None and _PARSE_TAKES_PROFILE:
             # ansible-core's profile for binary modules' arguments
             encoder = get_module_encoder(PROFILE, Direction.CONTROLLER_TO_MODULE)
             in_data = json.dumps(module_args, cls=encoder).encode()
@@ -85,7 +91,10 @@ class ActionModule(ActionBase):
             if not self._install(module_path, digest):
                 return self._ordinary(task_vars)
             res = self._low_level_execute_command(command, in_data=in_data)
-        data = self._parse_returned_data(res, PROFILE)
+        if _PARSE_TAKES_PROFILE:
+            data = self._parse_returned_data(res, PROFILE)
+        else:
+            data = self._parse_returned_data(res)
         data.pop("_ansible_suppress_tmpdir_delete", None)
         remove_internal_keys(data)
         return data
