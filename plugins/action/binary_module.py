@@ -31,10 +31,14 @@ try:  # ansible-core 2.19 encodes arguments through a serialization profile
 except ImportError:  # ansible-core 2.15 to 2.18: plain JSON
     Direction = get_module_encoder = None
 
-# ansible-core 2.19 decodes a module's result through the same profile,
-# `_parse_returned_data(res, profile)`; 2.15 to 2.18 take `(res)` alone.
-# Read from the signature itself, not from the version number.
-_PARSE_TAKES_PROFILE = "profile" in inspect.signature(ActionBase._parse_returned_data).parameters
+# Whether this ansible-core passes binary modules' arguments and results
+# through a serialization profile (2.19: `_parse_returned_data(res,
+# profile)`; 2.15 to 2.18 take `(res)` alone and plain JSON). Read from the
+# API itself, not from the version number.
+_USES_PROFILES = (
+    get_module_encoder is not None
+    and "profile" in inspect.signature(ActionBase._parse_returned_data).parameters
+)
 
 CACHE = "$HOME/.cache/speculative.images"
 # The serialization profile ansible-core gives binary modules' arguments.
@@ -71,7 +75,7 @@ class ActionModule(ActionBase):
             return self._ordinary(task_vars)
         module_args = self._task.args.copy()
         self._update_module_args(module_name, module_args, task_vars)
-        if get_module_encoder is not None and _PARSE_TAKES_PROFILE:
+        if _USES_PROFILES:
             # ansible-core's profile for binary modules' arguments
             encoder = get_module_encoder(PROFILE, Direction.CONTROLLER_TO_MODULE)
             in_data = json.dumps(module_args, cls=encoder).encode()
@@ -91,7 +95,7 @@ class ActionModule(ActionBase):
             if not self._install(module_path, digest):
                 return self._ordinary(task_vars)
             res = self._low_level_execute_command(command, in_data=in_data)
-        if _PARSE_TAKES_PROFILE:
+        if _USES_PROFILES:
             data = self._parse_returned_data(res, PROFILE)
         else:
             data = self._parse_returned_data(res)
