@@ -190,6 +190,7 @@ class TestSpeculativeGate(AnsibleZuulTestCase):
     use_tmpdir = False
 
     def setUp(self):
+        self.stop_buildset_registries()
         self.work = tempfile.mkdtemp(
             prefix='g', dir=os.environ.get('ZUUL_TEST_ROOT'))
         # The user the shipped secret names; deletes off, as in the seed.
@@ -202,6 +203,7 @@ class TestSpeculativeGate(AnsibleZuulTestCase):
         self.tenant_config_file = self.write_fixtures()
         super().setUp()
         self.addCleanup(shutil.rmtree, self.work, ignore_errors=True)
+        self.addCleanup(self.stop_buildset_registries)
         self.addCleanup(self.intermediate.stop)
         self.addCleanup(self.target.stop)
         self.wait_timeout = 600
@@ -213,6 +215,19 @@ class TestSpeculativeGate(AnsibleZuulTestCase):
         nodepool.connection_port = int(os.environ['SPECULATIVE_ZUUL_SSH_PORT'])
         with open(os.environ['SPECULATIVE_ZUUL_HOST_KEY']) as f:
             nodepool.host_keys = [' '.join(f.read().split()[:2])]
+
+    def stop_buildset_registries(self):
+        """Stop what the jobs' buildset registries left on this node. The
+        seed's jobs leave the registry to die with the node; this node
+        outlives every build."""
+        for name in ('app', 'consumer'):
+            root = '/tmp/zt-bsr-%s' % name
+            try:
+                with open(os.path.join(root, 'registry.pid')) as f:
+                    os.kill(int(f.read().split()[0]), 15)
+            except (OSError, ValueError):
+                pass
+            shutil.rmtree(root, ignore_errors=True)
 
     def setup_config(self, config_file):
         config = super().setup_config(config_file)
@@ -337,3 +352,118 @@ class TestSpeculativeGate(AnsibleZuulTestCase):
         self.assertEqual(A.patchsets[0]['approvals'][0]['value'], '1')
         # A check never publishes.
         self.assertEqual(self.target.tags('zuultest/app'), [])
+
+    def test_gate_two_projects_then_promote(self):
+        """Gate: B (zuultest/consumer, FROM zuultest/app) queued behind A
+        (zuultest/app) in a shared queue, each with its own image build
+        job; B's build and test get A's speculative image through B's own
+        buildset registry. Promote after B merges: the final tag is the
+        image B's gate tested, the temporary tag is gone."""
+        A = self.fake_gerrit.addFakeChange(
+            'zuultest/app', 'master', 'A',
+            files={'app.txt': 'app from change A\n'})
+        B = self.fake_gerrit.addFakeChange(
+            'zuultest/consumer', 'master', 'B',
+            files={'consumer.txt': 'consumer from change B\n'})
+        B.data['commitMessage'] = '%s\n\nDepends-On: %s\n' % (
+            B.subject, A.data['url'])
+        # Gerrit submits only reviewed changes.
+        A.addApproval('Code-Review', 2)
+        B.addApproval('Code-Review', 2)
+        self.fake_gerrit.addEvent(A.addApproval('Approved', 1))
+        self.fake_gerrit.addEvent(B.addApproval('Approved', 1))
+        self.waitUntilSettled()
+
+        self.assertHistory([
+            dict(name='yoursite-buildset-registry', result='SUCCESS',
+                 changes='1,1'),
+            dict(name='app-upload-image', result='SUCCESS', changes='1,1'),
+            dict(name='yoursite-buildset-registry', result='SUCCESS',
+                 changes='1,1 2,1'),
+            dict(name='consumer-upload-image', result='SUCCESS',
+                 changes='1,1 2,1'),
+            dict(name='consumer-test-image', result='SUCCESS',
+                 changes='1,1 2,1'),
+        ], ordered=False)
+        self.assertEqual(A.data['status'], 'MERGED')
+        self.assertEqual(B.data['status'], 'MERGED')
+
+        by_name = {(b.name, b.changes): b for b in self.history}
+        a_registry = by_name[('yoursite-buildset-registry', '1,1')]
+        a_upload = by_name[('app-upload-image', '1,1')]
+        b_registry = by_name[('yoursite-buildset-registry', '1,1 2,1')]
+        b_upload = by_name[('consumer-upload-image', '1,1 2,1')]
+        b_test = by_name[('consumer-test-image', '1,1 2,1')]
+
+        # Each buildset-registry job paused with its registry as secret
+        # data and was resumed after its children: its post-run (the
+        # push) ran after they ended.
+        for registry, children in ((a_registry, [a_upload]),
+                                   (b_registry, [b_upload, b_test])):
+            results = self.result_data(registry)
+            self.assertTrue(results['data']['zuul']['pause'])
+            self.assertEqual(
+                sorted(results['secret_data']['buildset_registry']),
+                ['cert', 'host', 'password', 'port', 'username'])
+            end = self.sql_build(registry.uuid).end_time
+            for child in children:
+                self.assertLessEqual(self.sql_build(child.uuid).end_time, end)
+
+        # A's image, as its gate build made it, in the intermediate
+        # registry.
+        a_digest = self.assert_container_artifact(a_upload, 'zuultest/app')
+
+        # B's buildset registry was filled with A's image, and B's test
+        # saw it there and inside the consumer image B built FROM it; the
+        # node's docker held no zuultest image before each of B's jobs.
+        with self.jobLog(b_registry):
+            self.assertIn('zuultest/app:%s_latest' % a_upload.uuid,
+                          self.job_output(b_registry))
+        seen = self.result_data(b_test)['data']['consumer_test']
+        self.assertEqual(seen['app_digest'], a_digest)
+        self.assertEqual(seen['files'], ['app from change A',
+                                         'consumer from change B'])
+
+        # The gate published both under their temporary tags.
+        self.assertEqual(self.target.tags('zuultest/app'), ['change_1_latest'])
+        self.assertEqual(self.target.tags('zuultest/consumer'),
+                         ['change_2_latest'])
+        tested = self.target.digest('zuultest/consumer', 'change_2_latest')
+        self.assertEqual(tested, seen['consumer_digest'])
+
+        # Promote, after B merged.
+        self.fake_gerrit.addEvent(B.getChangeMergedEvent())
+        self.waitUntilSettled()
+        promote = self.assert_success('consumer-promote-image', 'B')
+        self.assertEqual(promote.pipeline, 'promote')
+        self.assertEqual(self.target.digest('zuultest/consumer', 'latest'),
+                         tested)
+        self.assertEqual(self.target.tags('zuultest/consumer'), ['latest'])
+
+    def test_failing_build_pushes_nothing(self):
+        """A build that fails pushes nothing to the intermediate registry
+        and returns no artifact; the buildset job's post-run still runs."""
+        A = self.fake_gerrit.addFakeChange(
+            'zuultest/app', 'master', 'A',
+            files={'Dockerfile': 'FROM scratch\nCOPY no-such-file /\n'})
+        self.fake_gerrit.addEvent(A.getPatchsetCreatedEvent(1))
+        self.waitUntilSettled()
+
+        self.assertHistory([
+            dict(name='app-build-image', result='FAILURE', changes='1,1'),
+        ])
+        build = self.getJobFromHistory('app-build-image')
+        self.assertEqual(A.patchsets[0]['approvals'][0]['value'], '-1')
+        self.assertNotIn('artifacts', self.result_data(build)
+                         .get('data', {}).get('zuul', {}))
+        self.assertEqual(self.sql_build(build.uuid).artifacts, [])
+        self.assertEqual(self.intermediate.tags('zuultest/app'), [])
+        # The post-run still ran (its push skipped, as zuul_success is
+        # false there).
+        output = self.job_output(build)
+        self.assertIn('POST-RUN END RESULT_NORMAL: [trusted : '
+                      'review.example.com/zuultest/config/playbooks/'
+                      'buildset-registry/post.yaml@master]', output)
+        task = output.index('TASK [speculative.images.push_to_intermediate_'
+                            "registry : Push this change's images")
+        self.assertIn('localhost | skipping', output[task:task + 400])
