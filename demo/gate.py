@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from zuul_sim import Executor, Job, artifacts_for_followers  # noqa: E402
+from zuul_sim import Executor, Job, artifacts_for_followers, item  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = Path(os.environ.get("DEMO_DIR", "/tmp/speculative-demo"))
@@ -303,12 +303,12 @@ def main() -> int:
             )
 
         # ---- Change A: producers only ------------------------------------
-        say("Change A (example/app): buildset registry job, then its build job")
+        say("Change A (example/app), first in the gate queue: buildset registry job, then its build job")
         app_src = prepare_project("app")
         a_images = [{"context": ".", "repository": "example/app", "tags": ["latest"]}]
-        a_registry = run_job(buildset_job, "1001", "check", app_src, pause=True)
+        a_registry = run_job(buildset_job, "1001", "gate", app_src, pause=True)
         expect(a_registry.success, "A: buildset registry job", failures)
-        a_build = run_job(build_job(a_images), "1001", "check", app_src, parent=a_registry)
+        a_build = run_job(build_job(a_images), "1001", "gate", app_src, parent=a_registry)
         expect(a_build.success, "A: build job", failures)
         a_buildset = a_registry.secret_data.get("buildset_registry", {})
         a_authority = f"{a_buildset.get('host', 'localhost')}:{a_buildset.get('port', 5000)}"
@@ -345,9 +345,20 @@ def main() -> int:
                 "repository": "^example/",
             },
         }
+        # B has its own image build job (provides: docker-image), so real
+        # Zuul gives B's jobs no artifacts of A: only the queue, zuul.items.
+        b_ahead = [item("example/app", "1001")]
         b_registry = run_job(
-            buildset_job, "1002", "gate", consumer_src, artifacts=a_artifacts, pause=True)
+            buildset_job, "1002", "gate", consumer_src, ahead=b_ahead, pause=True)
         expect(b_registry.success, "B: buildset registry job pulled A's image", failures)
+        b_changes_ahead = b_registry.data.get("speculative_images", {}).get("changes_ahead", [])
+        for change in b_changes_ahead:
+            info(f"change ahead {change['change']},{change['patchset']} of {change['project']}: "
+                 f"images from {change['source']}: {', '.join(change['images']) or '(none)'}")
+        expect([c.get("source") for c in b_changes_ahead] == ["records"],
+               "B got no artifacts of A from Zuul and found A's image by A's change record", failures)
+        expect(not b_registry.data.get("zuul", {}).get("warnings"),
+               "B's buildset registry job has no speculation warning", failures)
         b_buildset = b_registry.secret_data.get("buildset_registry", {})
         b_authority = f"{b_buildset.get('host', 'localhost')}:{b_buildset.get('port', 5000)}"
         app_in_buildset = digest_of(f"{b_authority}/example/app:latest", b_buildset.get("cert", ""))
@@ -358,7 +369,7 @@ def main() -> int:
         upload_job = build_job(b_images, publish_vars)
         upload_job.name = "yoursite-upload-docker-image"
         upload_job.post_run = ["playbooks/docker-image/upload.yaml", *buildset_job.post_run]
-        b_upload = run_job(upload_job, "1002", "gate", consumer_src, parent=b_registry)
+        b_upload = run_job(upload_job, "1002", "gate", consumer_src, parent=b_registry, ahead=b_ahead)
         expect(b_upload.success, "B: upload job (build, push, publish temporary tag)", failures)
         consumer_repo = f"{PUBLICATION}/example/consumer"
         built = digest_of(f"{b_authority}/example/consumer:latest", b_buildset.get("cert", ""))
@@ -371,7 +382,7 @@ def main() -> int:
             pre_run=["demo/playbooks/test-pre.yaml"],
             run=["demo/playbooks/test-image.yaml"],
         )
-        b_test = run_job(test_job, "1002", "gate", consumer_src, parent=b_registry)
+        b_test = run_job(test_job, "1002", "gate", consumer_src, parent=b_registry, ahead=b_ahead)
         expect(b_test.success, "B: test job ran the consumer", failures)
         output = b_test.data.get("demo_test_output", "")
         for line in output.splitlines():

@@ -4,8 +4,10 @@ Zuul itself is the one part the project may simulate. This module runs a
 job's real playbooks (pre-run, run, post-run) with ansible-playbook on
 localhost, giving them what Zuul gives them:
 
-- the ``zuul`` variable: change, build, pipeline, artifacts of changes
-  ahead, project source dir and executor paths;
+- the ``zuul`` variable: tenant, change, patchset, build, buildset,
+  pipeline, job, project, the queue's items (the changes ahead, then this
+  one), artifacts of changes ahead when the caller gives them (real Zuul
+  gives none to a change that builds images itself), and executor paths;
 - the job's secrets and variables;
 - the data a paused parent job returned (``data`` and ``secret_data``),
   as variables of its child jobs;
@@ -32,6 +34,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+TENANT = "example"
+HOSTNAME = "review.example.org"
+
+
+def item(project: str, change: str, patchset: str = "1") -> dict:
+    """One of ``zuul.items`` as Zuul 14 gives it: a change of ``project``."""
+    return {
+        "project": {
+            "name": project,
+            "short_name": project.rsplit("/", 1)[-1],
+            "canonical_hostname": HOSTNAME,
+            "canonical_name": f"{HOSTNAME}/{project}",
+            "src_dir": f"src/{HOSTNAME}/{project}",
+        },
+        "change": change,
+        "patchset": patchset,
+        "branch": "main",
+        "change_url": f"https://{HOSTNAME}/{change}",
+        "commit_id": (change * 40)[:40],
+        "topic": None,
+    }
 
 
 @dataclass
@@ -80,6 +103,8 @@ class Executor:
         self.env = env
         self.log = log
         self.root.mkdir(parents=True, exist_ok=True)
+        # One buildset per change and pipeline, as Zuul has.
+        self.buildsets: dict = {}
 
     def run_job(
         self,
@@ -90,26 +115,41 @@ class Executor:
         artifacts: list | None = None,
         parent: Result | None = None,
         pause: bool = False,
+        project: str | None = None,
+        ahead: list | None = None,
     ) -> Result:
         """Run ``job``; with ``pause``, stop after its run playbooks (the
-        job's ``zuul_return`` asked to pause) until ``resume``."""
+        job's ``zuul_return`` asked to pause) until ``resume``.
+
+        ``project`` is the project's name (default ``example/<dir name>``);
+        ``ahead`` the items queued ahead of this change (see ``item``),
+        oldest first, which become ``zuul.items`` with this change last.
+        As in Zuul, ``zuul.artifacts`` is left out when there are none."""
         build = uuid.uuid4().hex
         jobdir = self.root / f"{change}-{job.name}-{build[:8]}"
         work = jobdir / "work"
         work.mkdir(parents=True)
         results = work / "results.json"
+        this = item(project or f"example/{project_dir.name}", change)
+        this["project"]["src_dir"] = str(project_dir)
+        buildset = self.buildsets.setdefault((change, pipeline), uuid.uuid4().hex)
         zuul = {
+            "tenant": TENANT,
             "change": change,
+            "patchset": this["patchset"],
             "build": build,
+            "buildset": buildset,
             "pipeline": pipeline,
             "job": job.name,
-            "artifacts": artifacts or [],
-            "project": {"src_dir": str(project_dir), "name": project_dir.name},
+            "project": this["project"],
+            "items": [*(ahead or []), this],
             "executor": {
                 "work_root": str(work),
                 "result_data_file": str(results),
             },
         }
+        if artifacts:
+            zuul["artifacts"] = artifacts
         variables = {"zuul": zuul, **job.variables, **job.secrets}
         if parent is not None:
             # Zuul hands a paused parent's returned data to its children.
@@ -212,8 +252,8 @@ class Executor:
 
 
 def artifacts_for_followers(result: Result, project: str) -> list:
-    """The artifacts Zuul gives jobs of changes behind ``result``'s change:
-    what the build returned, with the keys Zuul adds."""
+    """The artifacts Zuul gives jobs of changes behind ``result``'s change
+    when it gives any: what the build returned, with the keys Zuul adds."""
     out = []
     for artifact in result.artifacts:
         out.append(
@@ -221,6 +261,7 @@ def artifacts_for_followers(result: Result, project: str) -> list:
                 **artifact,
                 "project": project,
                 "change": result.change,
+                "patchset": "1",
                 "job": result.name,
             }
         )

@@ -18,6 +18,7 @@ mod registry_protocol;
 mod registry_server;
 mod run_buildset_registry;
 mod transfer_modules;
+mod transfer_records;
 mod transfer_support;
 
 mod publish_support;

@@ -10,12 +10,15 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::{copy_reference, runtime, CopyOptions, Endpoint, Registry, RemoteRegistry};
 use crate::oci::{Reference, RepositoryName, Tag};
-use crate::zuul::{buildset_repository, BuildsetRegistry, IntermediateRegistry, ZuulContext};
+use crate::zuul::records::{read_records, ChangeKey, ChangeRecord};
+use crate::zuul::{
+    buildset_repository, BuildsetRegistry, IntermediateRegistry, ZuulContext, ZuulItem,
+};
 
 /// Arguments of `pull_from_intermediate_registry`.
 #[derive(Debug, Deserialize)]
@@ -33,6 +36,14 @@ pub struct Args {
     /// The `zuul` variable.
     #[serde(default)]
     pub zuul: Option<ZuulContext>,
+    /// Look up the change records of changes ahead (`zuul.items`) that
+    /// no artifact covers.
+    #[serde(default = "yes")]
+    pub change_records: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One image to bring over.
@@ -69,6 +80,67 @@ pub struct Pulled {
     pub blobs_skipped: usize,
 }
 
+/// Where the images of one change ahead came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Its artifacts were in `zuul.artifacts` (or `zuul_artifacts`).
+    Artifacts,
+    /// Zuul passed none; the change records its push left were used.
+    Records,
+    /// Neither: this build does not test that change's images.
+    Nothing,
+}
+
+/// One change ahead, as returned to Ansible.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeAhead {
+    /// The project (canonical name, else name).
+    pub project: String,
+    /// Change number.
+    pub change: String,
+    /// Patchset.
+    pub patchset: String,
+    /// Where its images came from.
+    pub source: Source,
+    /// Its container images (`<repository>:<tag>`), in pull order.
+    pub images: Vec<String>,
+    /// The records used (`source: records`): tag, job, build, pipeline.
+    pub records: Vec<Value>,
+    /// Pipelines (and tenants) whose records of this change were not used.
+    #[serde(skip)]
+    pub other_pipelines: Vec<String>,
+}
+
+/// Records of one change ahead: those of this job's tenant and pipeline,
+/// those skipped, and the other pipelines that have records.
+type Lookup = (Vec<ChangeRecord>, Vec<String>, Vec<String>);
+
+/// Keep the records written in this job's tenant and pipeline: a record
+/// of the same change in another pipeline (check, say) was built on
+/// another speculative state. A side with no value on either part (a
+/// simulated Zuul) matches.
+fn this_queue(records: Vec<ChangeRecord>, skipped: Vec<String>, zuul: &ZuulContext) -> Lookup {
+    let same = |ours: &Option<String>, theirs: &Option<String>| match (ours, theirs) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    let (kept, others): (Vec<_>, Vec<_>) = records
+        .into_iter()
+        .partition(|r| same(&zuul.pipeline, &r.pipeline) && same(&zuul.tenant, &r.tenant));
+    let mut elsewhere: Vec<String> = others
+        .iter()
+        .map(|r| match (&r.tenant, &r.pipeline) {
+            (Some(t), Some(p)) => format!("{t}/{p}"),
+            (None, Some(p)) => p.clone(),
+            (_, None) => "(none)".to_string(),
+        })
+        .collect();
+    elsewhere.sort();
+    elsewhere.dedup();
+    (kept, skipped, elsewhere)
+}
+
 /// The `pull_from_intermediate_registry` module.
 pub struct PullFromIntermediateRegistry;
 
@@ -77,20 +149,78 @@ impl Module for PullFromIntermediateRegistry {
 
     fn run(args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
         let zuul = args.zuul.clone().unwrap_or_default();
-        let artifacts = args.zuul_artifacts.clone().unwrap_or_else(|| {
+        let given = args.zuul_artifacts.clone().unwrap_or_else(|| {
             zuul.artifacts
                 .iter()
                 .filter_map(|a| serde_json::to_value(a).ok())
                 .collect()
         });
+        let intermediate = &args.intermediate_registry;
+        let ahead: Vec<ZuulItem> = zuul.changes_ahead().cloned().collect();
+        let lookups = if args.change_records && !ahead.is_empty() {
+            let wanted: Vec<Option<ChangeKey>> = ahead
+                .iter()
+                .map(|item| {
+                    (!covers_any(&given, item))
+                        .then(|| change_key(item))
+                        .flatten()
+                })
+                .collect();
+            let found = runtime::block_on(look_up_records(intermediate.clone(), wanted))
+                .context("starting the async runtime")??;
+            found
+                .into_iter()
+                .map(|lookup| lookup.map(|(records, skipped)| this_queue(records, skipped, &zuul)))
+                .collect()
+        } else {
+            vec![None; ahead.len()]
+        };
+        let (artifacts, changes_ahead, problems) = gather(&given, &ahead, lookups);
+        for problem in &problems {
+            ctx.warn(problem.clone());
+        }
+        let missing: Vec<String> = changes_ahead
+            .iter()
+            .filter(|c| c.source == Source::Nothing)
+            .map(|c| {
+                let elsewhere = if c.other_pipelines.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (it has records of pipeline(s) {}, not of this one: not used)",
+                        c.other_pipelines.join(", ")
+                    )
+                };
+                format!(
+                    "change {},{} of {} is ahead of this one, but neither zuul.artifacts nor its \
+                     change records in the intermediate registry name an image of it{elsewhere}: \
+                     this build does not test its images (if it builds any, the buildset uses \
+                     whatever image the registries or the node already have)",
+                    c.change, c.patchset, c.project
+                )
+            })
+            .collect();
+        for warning in &missing {
+            ctx.warn(warning.clone());
+        }
+        let speculation_warnings: Vec<String> = missing.iter().chain(&problems).cloned().collect();
         let pulls = plan(&artifacts)?;
         if pulls.is_empty() {
+            let msg = if missing.is_empty() {
+                "no container image artifacts to pull".to_string()
+            } else {
+                format!(
+                    "no container image artifacts to pull; {} change(s) ahead gave no images",
+                    missing.len()
+                )
+            };
             return Ok(Outcome::new(false)
-                .msg("no container image artifacts to pull")
-                .value("images", Vec::<Pulled>::new()));
+                .msg(msg)
+                .value("images", Vec::<Pulled>::new())
+                .value("changes_ahead", changes_ahead)
+                .value("speculation_warnings", speculation_warnings));
         }
         let buildset = buildset_registry(args.buildset_registry, &zuul)?;
-        let intermediate = &args.intermediate_registry;
         let check_mode = ctx.check_mode;
         for pull in &pulls {
             if pull.source.registry != intermediate.authority() {
@@ -107,14 +237,216 @@ impl Module for PullFromIntermediateRegistry {
         let changed = pulled.iter().any(|p| p.changed);
         let copied: usize = pulled.iter().map(|p| p.blobs_copied).sum();
         let bytes: u64 = pulled.iter().map(|p| p.bytes_copied).sum();
-        let msg = format!(
+        let from_records = changes_ahead
+            .iter()
+            .filter(|c| c.source == Source::Records)
+            .count();
+        let mut msg = format!(
             "{} image(s) {} the buildset registry, {} changed; {copied} blob(s), {bytes} bytes transferred",
             pulled.len(),
             if check_mode { "checked against" } else { "in" },
             pulled.iter().filter(|p| p.changed).count()
         );
-        Ok(Outcome::new(changed).msg(msg).value("images", pulled))
+        if from_records > 0 {
+            msg.push_str(&format!(
+                "; {from_records} change(s) ahead found by their change records"
+            ));
+        }
+        if !missing.is_empty() {
+            msg.push_str(&format!(
+                "; {} change(s) ahead gave no images",
+                missing.len()
+            ));
+        }
+        Ok(Outcome::new(changed)
+            .msg(msg)
+            .value("images", pulled)
+            .value("changes_ahead", changes_ahead)
+            .value("speculation_warnings", speculation_warnings))
     }
+}
+
+/// The key of a change ahead's records; `None` when its project has no
+/// name to compute it from.
+fn change_key(item: &ZuulItem) -> Option<ChangeKey> {
+    Some(ChangeKey {
+        project: item.project.identity()?.to_string(),
+        change: item.change.clone()?,
+        patchset: item.patchset.clone().unwrap_or_default(),
+    })
+}
+
+/// A string field that Zuul writes as a string and people as a number.
+fn text_of(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn is_container_image(artifact: &Value) -> bool {
+    artifact
+        .get("metadata")
+        .and_then(|m| m.get("type"))
+        .and_then(Value::as_str)
+        == Some("container_image")
+}
+
+/// Whether `artifact` is one of `item`'s (the `change`, `patchset` and
+/// `project` Zuul adds, where present, match).
+fn belongs_to(artifact: &Value, item: &ZuulItem) -> bool {
+    let Some(change) = text_of(artifact.get("change")) else {
+        return false;
+    };
+    if Some(&change) != item.change.as_ref() {
+        return false;
+    }
+    if let (Some(patchset), Some(ours)) = (text_of(artifact.get("patchset")), &item.patchset) {
+        if &patchset != ours {
+            return false;
+        }
+    }
+    match artifact.get("project").and_then(Value::as_str) {
+        Some(project) => item.project.is_named(project),
+        None => true,
+    }
+}
+
+fn covers_any(artifacts: &[Value], item: &ZuulItem) -> bool {
+    artifacts
+        .iter()
+        .any(|a| is_container_image(a) && belongs_to(a, item))
+}
+
+/// For each change ahead with a key, its records (and unreadable ones).
+async fn look_up_records(
+    intermediate: IntermediateRegistry,
+    wanted: Vec<Option<ChangeKey>>,
+) -> anyhow::Result<Vec<Option<(Vec<ChangeRecord>, Vec<String>)>>> {
+    if wanted.iter().all(Option::is_none) {
+        return Ok(vec![None; wanted.len()]);
+    }
+    let client = RemoteRegistry::new(Endpoint::from(&intermediate))?;
+    let mut found = Vec::new();
+    for key in wanted {
+        let Some(key) = key else {
+            found.push(None);
+            continue;
+        };
+        let records = read_records(client.as_ref(), &key).await.with_context(|| {
+            format!(
+                "reading the change records of change {},{} of {} in the intermediate registry",
+                key.change, key.patchset, key.project
+            )
+        })?;
+        found.push(Some(records));
+    }
+    Ok(found)
+}
+
+/// The artifacts to pull, in order: the changes ahead oldest first (each
+/// with its artifacts from Zuul, else from its records), then the given
+/// artifacts that belong to no change ahead (this change's own earlier
+/// jobs), so that the nearest wins when two name the same image. Also
+/// where each change ahead's images came from, and the records skipped.
+fn gather(
+    given: &[Value],
+    ahead: &[ZuulItem],
+    lookups: Vec<Option<Lookup>>,
+) -> (Vec<Value>, Vec<ChangeAhead>, Vec<String>) {
+    let mut artifacts = Vec::new();
+    let mut report = Vec::new();
+    let mut problems = Vec::new();
+    let mut used = vec![false; given.len()];
+    for (item, lookup) in ahead.iter().zip(lookups) {
+        let project = item
+            .project
+            .identity()
+            .unwrap_or("(unnamed project)")
+            .to_string();
+        let change = item.change.clone().unwrap_or_default();
+        let patchset = item.patchset.clone().unwrap_or_default();
+        let mut entry = ChangeAhead {
+            project,
+            change,
+            patchset,
+            source: Source::Nothing,
+            images: Vec::new(),
+            records: Vec::new(),
+            other_pipelines: Vec::new(),
+        };
+        if covers_any(given, item) {
+            entry.source = Source::Artifacts;
+            for (i, artifact) in given.iter().enumerate() {
+                if !used[i] && belongs_to(artifact, item) {
+                    used[i] = true;
+                    artifacts.push(artifact.clone());
+                }
+            }
+        } else if let Some((records, skipped, elsewhere)) = lookup {
+            problems.extend(skipped);
+            entry.other_pipelines = elsewhere;
+            for record in records {
+                let before = artifacts.len();
+                for artifact in &record.artifacts {
+                    artifacts.push(annotated(artifact, item, &record));
+                }
+                if artifacts[before..].iter().any(is_container_image) {
+                    entry.source = Source::Records;
+                }
+                entry.records.push(json!({
+                    "tag": record.tag(),
+                    "job": record.job,
+                    "build": record.build,
+                    "pipeline": record.pipeline,
+                    "pushed_at_ms": record.pushed_at_ms,
+                }));
+            }
+        }
+        entry.images = artifacts
+            .iter()
+            .filter(|a| is_container_image(a) && belongs_to(a, item))
+            .filter_map(image_name)
+            .collect();
+        report.push(entry);
+    }
+    for (i, artifact) in given.iter().enumerate() {
+        if !used[i] {
+            artifacts.push(artifact.clone());
+        }
+    }
+    (artifacts, report, problems)
+}
+
+/// A record's artifact with the keys Zuul adds to the artifacts it passes
+/// (`project`, `change`, `patchset`, `job`), where it lacks them.
+fn annotated(artifact: &Value, item: &ZuulItem, record: &ChangeRecord) -> Value {
+    let mut artifact = artifact.clone();
+    if let Value::Object(map) = &mut artifact {
+        let project = item
+            .project
+            .name
+            .clone()
+            .unwrap_or_else(|| record.project.clone());
+        for (key, value) in [
+            ("project", project),
+            ("change", record.change.clone()),
+            ("patchset", record.patchset.clone()),
+            ("job", record.job.clone()),
+        ] {
+            map.entry(key).or_insert(Value::String(value));
+        }
+    }
+    artifact
+}
+
+/// `<repository>:<tag>` of a container image artifact.
+fn image_name(artifact: &Value) -> Option<String> {
+    let metadata = artifact.get("metadata")?;
+    let repository = metadata.get("repository").and_then(Value::as_str)?;
+    let tag = text_of(metadata.get("tag"))?;
+    Some(format!("{repository}:{tag}"))
 }
 
 /// The images to pull: every artifact with `metadata.type ==
@@ -132,13 +464,17 @@ pub fn plan(artifacts: &[Value]) -> anyhow::Result<Vec<Pull>> {
             continue;
         }
         let field = |key: &str| -> anyhow::Result<String> {
-            metadata
-                .and_then(|m| m.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("{label}: metadata.{key} is missing or not a string")
-                })
+            match metadata.and_then(|m| m.get(key)) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                // YAML reads `tag: 123` as a number; zuul-jobs' role renders
+                // it into a string, and so do we (a tag only).
+                Some(Value::Number(n)) if key == "tag" => Ok(n.to_string()),
+                None | Some(Value::Null) => anyhow::bail!("{label}: metadata.{key} is missing"),
+                Some(other) => anyhow::bail!(
+                    "{label}: metadata.{key} is {}, expected a string",
+                    kind_of(other)
+                ),
+            }
         };
         let repository = field("repository")?;
         let tag: Tag = field("tag")?
@@ -156,14 +492,26 @@ pub fn plan(artifacts: &[Value]) -> anyhow::Result<Vec<Pull>> {
             name: artifact
                 .get("name")
                 .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{repository}:{tag}")),
             source,
             repository,
             tag,
         });
     }
     Ok(pulls)
+}
+
+/// How a JSON value is named in messages.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a dict",
+    }
 }
 
 /// A `docker://` image reference; other schemes and credentials in the URL
@@ -318,7 +666,7 @@ mod tests {
                 json!({"name": "x", "url": "docker://inter:5000/org/img:1_latest",
                        "metadata": {"type": "container_image", "tag": "latest"}})
             ),
-            "artifact 0 (\"x\"): metadata.repository is missing or not a string"
+            "artifact 0 (\"x\"): metadata.repository is missing"
         );
         let msg = err(
             json!({"name": "x", "url": "docker://zuul:hunter2@inter:5000/org/img:1_latest",

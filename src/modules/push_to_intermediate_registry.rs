@@ -2,7 +2,10 @@
 //! the intermediate registry, so changes queued behind can use them. Each
 //! image and tag `<buildset>/<repository>:<tag>` is copied (every platform)
 //! to `<intermediate>/<repository>:<zuul.build>_<tag>`, and the artifact
-//! records Zuul passes to later changes are returned.
+//! records Zuul passes to later changes are returned. After a successful
+//! push, a change record (`zuul::records`) naming those artifacts is left
+//! in the intermediate registry, for changes behind this one that Zuul
+//! gives no artifacts of it.
 //!
 //! Runs on the executor, talking to both registries directly. Nothing is
 //! pushed when the job failed (`zuul_success: false`).
@@ -14,6 +17,7 @@ use serde_json::{json, Value};
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::{copy_reference, runtime, CopyOptions, Endpoint, Registry, RemoteRegistry};
 use crate::oci::{Reference, RepositoryName, Tag};
+use crate::zuul::records::{write_record, ChangeRecord, RecordWritten, RECORDS_REPOSITORY};
 use crate::zuul::{
     buildset_repository, intermediate_tag, BuildsetRegistry, IntermediateRegistry, ZuulContext,
 };
@@ -39,6 +43,9 @@ pub struct Args {
     /// Whether the job succeeded so far; nothing is pushed when false.
     #[serde(default = "yes")]
     pub zuul_success: bool,
+    /// Leave a change record in the intermediate registry after the push.
+    #[serde(default = "yes")]
+    pub change_records: bool,
 }
 
 fn yes() -> bool {
@@ -122,7 +129,20 @@ impl Module for PushToIntermediateRegistry {
         let pushed = runtime::block_on(push_all(&plan, &buildset, &intermediate, check_mode))
             .context("starting the async runtime")??;
         let artifacts: Vec<Value> = plan.iter().map(|p| p.artifact()).collect();
-        let changed = pushed.iter().any(|p| p.changed);
+        let record = if args.change_records {
+            change_record(&args.zuul, &build, &artifacts, ctx)
+        } else {
+            None
+        };
+        let written = match &record {
+            Some(record) => Some(
+                runtime::block_on(write_change_record(&intermediate, record, check_mode))
+                    .context("starting the async runtime")??,
+            ),
+            None => None,
+        };
+        let changed =
+            pushed.iter().any(|p| p.changed) || written.as_ref().is_some_and(|w| w.changed);
         let bytes: u64 = pushed.iter().map(|p| p.bytes_copied).sum();
         let msg = format!(
             "{} tag(s) {} the intermediate registry {}, {} changed; {bytes} bytes transferred",
@@ -131,11 +151,70 @@ impl Module for PushToIntermediateRegistry {
             intermediate.authority(),
             pushed.iter().filter(|p| p.changed).count()
         );
-        Ok(Outcome::new(changed)
+        let mut outcome = Outcome::new(changed)
             .msg(msg)
             .value("artifacts", artifacts)
-            .value("images", pushed))
+            .value("images", pushed);
+        if let Some(written) = written {
+            outcome = outcome.value("change_record", written);
+        }
+        Ok(outcome)
     }
+}
+
+/// The record of this push, when the job runs for a change; `None` (with a
+/// warning when something is missing) otherwise.
+fn change_record(
+    zuul: &ZuulContext,
+    build: &str,
+    artifacts: &[Value],
+    ctx: &mut Context,
+) -> Option<ChangeRecord> {
+    // A job without a change (periodic, post) is ahead of nothing.
+    let change = zuul.change.clone().filter(|c| !c.is_empty())?;
+    let project = zuul.project.as_ref().and_then(|p| p.identity());
+    let job = zuul.job.as_deref().filter(|j| !j.is_empty());
+    let (Some(project), Some(job)) = (project, job) else {
+        ctx.warn(
+            "zuul.project.canonical_name (or zuul.project.name) or zuul.job is missing: \
+             no change record written, so changes behind this one that build images \
+             themselves will not find these images",
+        );
+        return None;
+    };
+    let pushed_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    Some(ChangeRecord {
+        project: project.to_string(),
+        change,
+        patchset: zuul.patchset.clone().unwrap_or_default(),
+        job: job.to_string(),
+        build: build.to_string(),
+        buildset: zuul.buildset.clone(),
+        pipeline: zuul.pipeline.clone(),
+        tenant: zuul.tenant.clone(),
+        pushed_at_ms,
+        artifacts: artifacts.to_vec(),
+    })
+}
+
+async fn write_change_record(
+    intermediate: &IntermediateRegistry,
+    record: &ChangeRecord,
+    check_mode: bool,
+) -> anyhow::Result<RecordWritten> {
+    let client = RemoteRegistry::new(Endpoint::from(intermediate))?;
+    write_record(client.as_ref(), record, check_mode)
+        .await
+        .with_context(|| {
+            format!(
+                "writing the change record {RECORDS_REPOSITORY}:{} in the intermediate registry {}",
+                record.tag(),
+                intermediate.authority()
+            )
+        })
 }
 
 /// One copy to make.

@@ -1,10 +1,15 @@
 //! Zuul's vocabulary, shared by every module: the registries' connection
 //! facts, the image list, artifacts, the naming rules every part agrees on,
-//! and the executor's result data file.
+//! the executor's result data file, and the change records push leaves in
+//! the intermediate registry.
 
 pub mod naming;
+pub mod records;
 pub mod results;
 pub mod types;
 
 pub use naming::{authority, buildset_repository, intermediate_tag, temporary_tag};
-pub use types::{Artifact, BuildsetRegistry, ContainerImage, IntermediateRegistry, ZuulContext};
+pub use types::{
+    Artifact, BuildsetRegistry, ContainerImage, IntermediateRegistry, ZuulContext, ZuulItem,
+    ZuulProject,
+};

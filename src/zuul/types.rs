@@ -102,11 +102,13 @@ pub struct ContainerImage {
     pub arch: Vec<String>,
 }
 
-/// One entry of `zuul.artifacts`.
+/// One entry of `zuul.artifacts`. Only `url` is required: zuul-jobs' roles
+/// read `url` and `metadata` alone, and so do ours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
-    /// Artifact name (`<repository>:<tag>` for images).
-    pub name: String,
+    /// Artifact name (`<repository>:<tag>` for ours), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Where it is (`docker://inter:5000/org/img:<build>_<tag>`).
     pub url: String,
     /// Free-form metadata; images carry `type`, `repository`, `tag`.
@@ -122,17 +124,33 @@ pub struct Artifact {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZuulContext {
     /// Change number, absent in periodic pipelines.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_number")]
     pub change: Option<String>,
+    /// Patchset of the change (a string; a number is read as one).
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub patchset: Option<String>,
     /// Build UUID.
     #[serde(default)]
     pub build: Option<String>,
+    /// Buildset UUID.
+    #[serde(default)]
+    pub buildset: Option<String>,
+    /// Job name.
+    #[serde(default)]
+    pub job: Option<String>,
     /// Pipeline name.
     #[serde(default)]
     pub pipeline: Option<String>,
-    /// Artifacts of changes ahead.
+    /// Tenant name.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Artifacts of changes ahead (Zuul omits the key when there are none).
     #[serde(default)]
     pub artifacts: Vec<Artifact>,
+    /// The items of the queue up to this one: the changes ahead, oldest
+    /// first, and this item last.
+    #[serde(default)]
+    pub items: Vec<ZuulItem>,
     /// The project under test.
     #[serde(default)]
     pub project: Option<ZuulProject>,
@@ -141,12 +159,74 @@ pub struct ZuulContext {
     pub executor: Option<ZuulExecutor>,
 }
 
-/// `zuul.project`.
+/// `zuul.project` (and the `project` of each of `zuul.items`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZuulProject {
+    /// Name within its connection (`org/project`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Last part of the name (`project`).
+    #[serde(default)]
+    pub short_name: Option<String>,
+    /// Hostname and name (`review.example.org/org/project`).
+    #[serde(default)]
+    pub canonical_name: Option<String>,
     /// Source checkout, relative to the home directory.
     #[serde(default)]
     pub src_dir: Option<String>,
+}
+
+impl ZuulProject {
+    /// The name that identifies the project across connections:
+    /// `canonical_name`, else `name` (simulated Zuuls may give only that).
+    pub fn identity(&self) -> Option<&str> {
+        self.canonical_name
+            .as_deref()
+            .or(self.name.as_deref())
+            .filter(|n| !n.is_empty())
+    }
+
+    /// Whether `name` (an artifact's `project`) is one of this project's
+    /// names.
+    pub fn is_named(&self, name: &str) -> bool {
+        [&self.name, &self.short_name, &self.canonical_name]
+            .iter()
+            .any(|n| n.as_deref() == Some(name))
+    }
+}
+
+/// One of `zuul.items`: a change (or, without `change`, a branch head).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZuulItem {
+    /// The item's project.
+    #[serde(default)]
+    pub project: ZuulProject,
+    /// Change number; absent for a branch head.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub change: Option<String>,
+    /// Patchset.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub patchset: Option<String>,
+    /// Target branch.
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+/// Zuul passes change and patchset numbers as strings; hand-written
+/// variables often carry them as numbers. Both are read as the string.
+fn string_or_number<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(D::Error::custom(format!(
+            "expected a string or a number, got {other}"
+        ))),
+    }
 }
 
 /// `zuul.executor`.
@@ -164,5 +244,12 @@ impl ZuulContext {
     /// The result data file, if known.
     pub fn result_data_file(&self) -> Option<&str> {
         self.executor.as_ref()?.result_data_file.as_deref()
+    }
+
+    /// The changes ahead of this item, oldest first: every item but the
+    /// last (this one), without branch heads (items with no change).
+    pub fn changes_ahead(&self) -> impl Iterator<Item = &ZuulItem> {
+        let ahead = self.items.len().saturating_sub(1);
+        self.items[..ahead].iter().filter(|i| i.change.is_some())
     }
 }
