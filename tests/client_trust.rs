@@ -241,7 +241,7 @@ async fn an_upload_location_on_another_origin_gets_the_blob_without_credentials(
     let front = front_of(
         &dst,
         Misbehaviour {
-            uploads_elsewhere: true,
+            uploads_elsewhere: Some(false),
             ..Default::default()
         },
     )
@@ -354,4 +354,102 @@ async fn an_endless_error_body_and_an_endless_manifest_are_read_within_bounds() 
     );
     assert!(!err.is_retryable());
     assert!(front.endless_sent() < 16 << 20, "{}", front.endless_sent());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_location_over_plain_http_is_refused() {
+    let (src, _) = registry_with_image().await;
+    let dst = BuildsetServer::start();
+    let front = front_of(
+        &dst,
+        Misbehaviour {
+            uploads_elsewhere: Some(true),
+            ..Default::default()
+        },
+    )
+    .await;
+    let err = copy_reference(
+        &client_for(&src),
+        &at(&src.authority(), "org/img:1"),
+        &client_via(&front, &dst, |e| e),
+        &at(&front.authority, "org/img:1"),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Refused(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "refused: registry {} handed out http://{}/v2/org/img/blobs/uploads/",
+            front.authority, front.other_plain
+        )) && text.contains("a URL over plain http, and is itself reached over https"),
+        "{text}"
+    );
+    assert!(!text.contains(&dst.password));
+    assert!(front.seen_elsewhere().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_tag_list_stops_after_10000_pages() {
+    let (reg, _) = registry_with_image().await;
+    let front = front_of(
+        &reg,
+        Misbehaviour {
+            endless_pages: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let err = client_via(&front, &reg, |e| e)
+        .tags_list(&repo("org/img"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::TooLarge {
+            what: "a tag list".into(),
+            limit: "10000 pages".into()
+        },
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "GET https://{0}/v2/org/img/tags/list: registry {0} sent a tag list \
+             larger than the limit of 10000 pages",
+            front.authority
+        )
+    );
+    assert_eq!(front.pages_sent(), 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_token_fetch_does_not_hold_up_requests_with_a_cached_token() {
+    let (reg, image) = registry_with_image().await;
+    let front = front_of(
+        &reg,
+        Misbehaviour {
+            slow_tokens: Some("org%2Fslow"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = client_via(&front, &reg, |e| e);
+    client.manifest_get(&repo("org/img"), "1").await.unwrap();
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move { client.manifest_get(&repo("org/slow"), "1").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let manifest = client.manifest_get(&repo("org/img"), "1").await.unwrap();
+    assert_eq!(manifest.digest, image.manifest.digest);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?} for another scope's token",
+        started.elapsed()
+    );
+    let err = slow.await.unwrap().unwrap_err();
+    assert!(err.is_not_found(), "{err}");
 }

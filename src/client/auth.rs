@@ -268,9 +268,7 @@ impl Transport {
             )
         })
     }
-}
 
-impl Transport {
     /// The token realm as a URL, if the client may ask it for a token:
     /// not over plain HTTP for an `https` registry, and, when we hold
     /// credentials, on the registry's own host and port or an allowed one.

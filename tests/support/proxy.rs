@@ -30,14 +30,20 @@ pub struct Misbehaviour {
     /// Answer blob GETs with a 307 to the other origin (`true`: over
     /// plain HTTP, `false`: over HTTPS).
     pub redirect_blobs: Option<bool>,
-    /// Hand out upload `Location`s on the other origin (HTTPS).
-    pub uploads_elsewhere: bool,
+    /// Hand out upload `Location`s on the other origin (`true`: over
+    /// plain HTTP, `false`: over HTTPS).
+    pub uploads_elsewhere: Option<bool>,
     /// Add to tag lists a `Link` to a next page on the other origin.
     pub links_elsewhere: bool,
+    /// Answer tag list GETs with one tag and a `Link` to the next page,
+    /// for ever.
+    pub endless_pages: bool,
     /// Answer manifest GETs with a 500 and an endless body.
     pub endless_error: bool,
     /// Answer manifest GETs with a 200 and an endless manifest.
     pub endless_manifest: bool,
+    /// Hold token requests whose query contains this text for 3 s.
+    pub slow_tokens: Option<&'static str>,
 }
 
 /// A token realm the front names instead of the registry's.
@@ -84,6 +90,7 @@ struct State {
     other_plain: String,
     seen_elsewhere: Mutex<Vec<Seen>>,
     endless_sent: AtomicU64,
+    pages_sent: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -130,6 +137,7 @@ impl Front {
             other_plain: plain.local_addr().unwrap().to_string(),
             seen_elsewhere: Mutex::default(),
             endless_sent: AtomicU64::new(0),
+            pages_sent: AtomicU64::new(0),
         });
         let authority = front.local_addr().unwrap().to_string();
         serve(front, Some(tls.clone()), state.clone(), Side::Front);
@@ -147,6 +155,11 @@ impl Front {
     /// The requests that reached the other origin, in order.
     pub fn seen_elsewhere(&self) -> Vec<Seen> {
         self.state.seen_elsewhere.lock().unwrap().clone()
+    }
+
+    /// Pages of the endless tag list sent so far.
+    pub fn pages_sent(&self) -> u64 {
+        self.state.pages_sent.load(SeqCst)
     }
 
     /// Bytes of endless bodies sent so far.
@@ -238,6 +251,20 @@ async fn handle(
         if manifest_get && (m.endless_error || m.endless_manifest) {
             return Ok(endless(&state, m.endless_error));
         }
+        if let Some(slow) = m.slow_tokens {
+            if path.starts_with("/auth/token") && path.contains(slow) {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            }
+        }
+        if m.endless_pages && method == "GET" && path.contains("/tags/list") {
+            let n = state.pages_sent.fetch_add(1, SeqCst);
+            let page = path.split('?').next().unwrap_or_default();
+            return Ok(Response::builder()
+                .header("content-type", "application/json")
+                .header("link", format!("<{page}?n=1&last=t{n}>; rel=\"next\""))
+                .body(Body::from(format!(r#"{{"tags":["t{}"]}}"#, n + 1)))
+                .unwrap());
+        }
         if let (Some(plain), true) = (
             m.redirect_blobs,
             method == "GET" && path.contains("/blobs/"),
@@ -286,15 +313,23 @@ async fn handle(
         }
         let value = match (side, name.as_str()) {
             (Side::Front, "www-authenticate") => rewrite_realm(&state, value),
-            (Side::Front, "location")
-                if m.uploads_elsewhere && path.contains("/blobs/uploads/") =>
-            {
+            (Side::Front, "location") if path.contains("/blobs/uploads/") => {
                 let location = value.to_str().unwrap_or_default();
                 let relative = location
                     .find("/v2/")
                     .map(|i| &location[i..])
                     .unwrap_or(location);
-                HeaderValue::from_str(&format!("https://{}{relative}", state.other)).unwrap()
+                match m.uploads_elsewhere {
+                    None => value.clone(),
+                    Some(true) => {
+                        let url = format!("http://{}{relative}", state.other_plain);
+                        HeaderValue::from_str(&url).unwrap()
+                    }
+                    Some(false) => {
+                        let url = format!("https://{}{relative}", state.other);
+                        HeaderValue::from_str(&url).unwrap()
+                    }
+                }
             }
             _ => value.clone(),
         };
