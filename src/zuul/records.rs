@@ -1,8 +1,9 @@
 //! Change records: what `push_to_intermediate_registry` leaves in the
-//! intermediate registry, per change, patchset and job, so that a later
+//! intermediate registry, per change, patchset, pipeline and job, so that a later
 //! change finds the images of the changes ahead of it even when Zuul does
 //! not pass their artifacts (a change with its own image build job gets no
-//! `zuul.artifacts` of the changes ahead; see docs/change-records.md).
+//! `zuul.artifacts` of the changes ahead; see docs/change-records.md and
+//! docs/zuul-artifacts-across-changes.md).
 //!
 //! A record is an OCI image manifest in repository [`RECORDS_REPOSITORY`]
 //! whose config blob (media type [`RECORD_MEDIA_TYPE`]) is the JSON
