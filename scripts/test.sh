@@ -43,11 +43,11 @@ step "Zuul jobs, playbooks and roles" python scripts/repo-checks.py
 # binary modules (UnicodeDecodeError); their docs are checked by the
 # ansible-doc sanity test and by scripts/collection-checks.sh instead.
 step "ansible-test sanity" scripts/sanity.sh --skip-test validate-modules
-step "test-only zuul_return" with_empty_dir ZUUL_JOBDIR \
-  env ANSIBLE_LIBRARY="$PWD/tests/ansible/library" ansible-playbook tests/ansible/zuul_return_test.yml
-# The action plugin that caches the module binary on the node: run with an
-# empty HOME, where the node's cache lives.
-step "module binary cached on the node" with_empty_dir HOME ansible-playbook tests/ansible/binary_module_test.yml
+# The module and role playbooks (tests/ansible/) on the ansible-core of
+# each Ansible Zuul's executors install (9 and 11) and on the venv's, the
+# newest: the action plugin's node cache, the test-only zuul_return, the
+# roles as a job runs them.
+step "ansible-core matrix" scripts/ansible-matrix.sh
 # ansible-lint (production profile, see .ansible-lint) over the roles,
 # playbooks, molecule scenarios and demo playbooks, against the collection
 # installed above. Offline, it keeps its module mocks under $ANSIBLE_HOME

@@ -344,7 +344,56 @@ fn an_unknown_argument_changes_nothing() {
     assert!(run.failed());
     assert_eq!(
         run.msg(),
-        "argument colour: unknown field `colour`, expected one of `root`, `port`, `host`, `state`"
+        "argument colour: unknown field `colour`, expected one of `root`, `port`, `host`, `state`, `listen`"
+    );
+    assert!(!root.path().exists());
+}
+
+#[test]
+fn a_listen_address_binds_that_address_only() {
+    let root = Root::new();
+    let port = free_port();
+    // All of 127/8 is on loopback: an address of this node that is not
+    // the one a server on every address would answer first.
+    let bound = root.run(json!({"port": port, "listen": "127.0.0.2"}));
+    assert!(!bound.failed(), "{}\n{}", bound.stdout, root.log());
+    assert_eq!(
+        bound.msg(),
+        format!(
+            "created and started the registry under {} on 127.0.0.2:{port} (pid {})",
+            root.path().display(),
+            root.pid()
+        )
+    );
+    assert_eq!(
+        bound.facts()["host"],
+        "127.0.0.2",
+        "clients reach it where it listens"
+    );
+    let cert = bound.facts()["cert"].as_str().unwrap().to_string();
+    assert_eq!(v2_status(&format!("127.0.0.2:{port}"), &cert, None), 401);
+    assert!(port_closed(port), "nothing answers on 127.0.0.1:{port}");
+
+    let again = root.run(json!({"port": port, "listen": "127.0.0.2"}));
+    assert!(!again.changed(), "{}", again.stdout);
+
+    // Without `listen`, every address again.
+    let everywhere = root.run(json!({"port": port, "host": "127.0.0.1"}));
+    assert!(everywhere.changed(), "{}", everywhere.stdout);
+    let cert = everywhere.facts()["cert"].as_str().unwrap().to_string();
+    assert_eq!(v2_status(&format!("127.0.0.1:{port}"), &cert, None), 401);
+}
+
+#[test]
+fn a_listen_address_not_on_this_node_changes_nothing() {
+    let root = Root::new();
+    let run = root.run(json!({"port": free_port(), "listen": "192.0.2.1"}));
+    assert!(run.failed());
+    assert!(
+        run.msg()
+            .starts_with("argument listen: 192.0.2.1 is not an address of this node ("),
+        "{}",
+        run.msg()
     );
     assert!(!root.path().exists());
 }

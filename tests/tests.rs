@@ -5,6 +5,7 @@ mod support;
 
 mod client_copy;
 mod client_fixtures;
+mod client_trust;
 mod distribution_fixture;
 mod host_files;
 mod host_real;

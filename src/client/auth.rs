@@ -3,15 +3,25 @@
 //! zuul-registry use: ask the challenge's realm for a token for the scopes
 //! a request needs (with Basic credentials when we have them), and cache
 //! it per scope set until the registry refuses it.
+//!
+//! The realm is the registry's word, so it is checked before anything is
+//! sent there: for an `https` registry a realm over plain `http` is
+//! refused, and when we hold credentials a realm on another host (or
+//! port) than the registry's is refused unless the endpoint allows that
+//! host ([`Endpoint::allow_token_host`](super::Endpoint::allow_token_host);
+//! `auth.docker.io` for Docker Hub). A token fetch for one scope set does
+//! not hold up requests of another.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::error::{Error, ErrorKind};
+use super::error::{redact_url, Error, ErrorKind};
+use super::limits::{read_limited, TOKEN_LIMIT};
 use super::transport::Transport;
 
 /// What a registry asks of its clients.
@@ -72,8 +82,19 @@ pub fn repository_scope(repository: &str, actions: &str) -> String {
 pub(crate) struct AuthState {
     /// The challenge, once learnt.
     challenge: tokio::sync::Mutex<Option<Challenge>>,
-    /// Bearer tokens by scope set (scopes joined by a space).
-    tokens: tokio::sync::Mutex<HashMap<String, String>>,
+    /// Bearer tokens by scope set (scopes joined by a space), each slot
+    /// locked on its own while its token is fetched.
+    tokens: std::sync::Mutex<HashMap<String, TokenSlot>>,
+}
+
+type TokenSlot = Arc<tokio::sync::Mutex<Option<String>>>;
+
+impl AuthState {
+    /// The token slot of a scope set, made empty if new.
+    fn slot(&self, key: &str) -> TokenSlot {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.entry(key.to_string()).or_default().clone()
+    }
 }
 
 #[derive(Deserialize)]
@@ -95,14 +116,14 @@ impl Transport {
             Challenge::Anonymous => Ok(None),
             Challenge::Basic => Ok(self.basic_header()),
             Challenge::Bearer { realm, service } => {
-                let key = scopes.join(" ");
-                let mut tokens = self.auth.tokens.lock().await;
-                if let Some(token) = tokens.get(&key) {
+                let slot = self.auth.slot(&scopes.join(" "));
+                let mut cached = slot.lock().await;
+                if let Some(token) = cached.as_ref() {
                     return Ok(Some(bearer_header(token)));
                 }
                 let token = self.fetch_token(&realm, service.as_deref(), scopes).await?;
                 let header = bearer_header(&token);
-                tokens.insert(key, token);
+                *cached = Some(token);
                 Ok(Some(header))
             }
         }
@@ -128,13 +149,13 @@ impl Transport {
             // concurrent request already replaced it) and fetch a fresh one.
             (Some(Challenge::Bearer { .. }), Some(new @ Challenge::Bearer { .. })) => {
                 *challenge = Some(new);
-                let key = scopes.join(" ");
-                let mut tokens = self.auth.tokens.lock().await;
-                let refused = tokens
-                    .get(&key)
+                let slot = self.auth.slot(&scopes.join(" "));
+                let mut cached = slot.lock().await;
+                let refused = cached
+                    .as_ref()
                     .is_some_and(|t| Some(&bearer_header(t)) == sent);
                 if refused {
-                    tokens.remove(&key);
+                    *cached = None;
                 }
                 sent.is_some()
             }
@@ -194,13 +215,7 @@ impl Transport {
         service: Option<&str>,
         scopes: &[String],
     ) -> Result<String, Error> {
-        let mut url = url::Url::parse(realm).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidResponse(format!("token realm {realm:?} is not a URL: {e}")),
-                &self.endpoint.registry,
-                "authenticating",
-            )
-        })?;
+        let mut url = self.check_realm(realm)?;
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = service {
@@ -230,7 +245,15 @@ impl Transport {
             super::error::redact_url(&url)
         );
         let response = self.expect(response, &action, &[StatusCode::OK]).await?;
-        let body: TokenResponse = response.json().await.map_err(|e| {
+        let body = read_limited(
+            response,
+            TOKEN_LIMIT,
+            "a token answer",
+            &self.endpoint.registry,
+            &action,
+        )
+        .await?;
+        let body: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidResponse(format!("the token answer is not JSON: {e}")),
                 &self.endpoint.registry,
@@ -244,6 +267,52 @@ impl Transport {
                 action,
             )
         })
+    }
+
+    /// The token realm as a URL, if the client may ask it for a token:
+    /// not over plain HTTP for an `https` registry, and, when we hold
+    /// credentials, on the registry's own host and port or an allowed one.
+    fn check_realm(&self, realm: &str) -> Result<url::Url, Error> {
+        let registry = &self.endpoint.registry;
+        let action = "authenticating";
+        let url = url::Url::parse(realm).map_err(|e| {
+            Error::new(
+                ErrorKind::Url(format!("the token realm {:?}: {e}", redact_url(realm))),
+                registry,
+                action,
+            )
+        })?;
+        let shown = redact_url(realm);
+        let user = self.endpoint.credentials.as_ref().map(|c| &c.username);
+        let whose = match user {
+            Some(user) => format!("the credentials of user {user:?}"),
+            None => "a token request".to_string(),
+        };
+        if url.scheme() != "https" && !self.endpoint.insecure {
+            return Err(Error::new(
+                ErrorKind::Refused(format!(
+                    "registry {registry} names the token realm {shown}, over plain {}; \
+                     {whose} would travel unencrypted, so none is sent",
+                    url.scheme()
+                )),
+                registry,
+                action,
+            ));
+        }
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or_default();
+        if user.is_some() && !self.endpoint.is_token_host(host, port) {
+            return Err(Error::new(
+                ErrorKind::Refused(format!(
+                    "registry {registry} names the token realm {shown}, on another host \
+                     than its own; {whose} are not sent there unless that host is allowed \
+                     as this registry's token host"
+                )),
+                registry,
+                action,
+            ));
+        }
+        Ok(url)
     }
 }
 

@@ -3,10 +3,12 @@
 //! preload of `use_buildset_registry`. (Tags and digests come from the
 //! [`Registry`](super::Registry) operations.)
 
-use reqwest::header::{HeaderMap, LINK};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 
 use super::error::{redact_url, Error, ErrorKind};
+use super::limits::{read_limited, MAX_PAGES, PAGE_LIMIT};
+use super::pages::next_page;
 use super::remote::RemoteRegistry;
 use super::transport::Body;
 use crate::oci::RepositoryName;
@@ -28,14 +30,22 @@ impl RemoteRegistry {
         let scopes = [CATALOG_SCOPE.to_string()];
         let mut url = t.url("_catalog?n=1000");
         let mut repositories = Vec::new();
-        loop {
+        for _ in 0..MAX_PAGES {
             let action = format!("GET {}", redact_url(&url));
             let response = t
                 .send(Method::GET, &url, &scopes, HeaderMap::new(), Body::Empty)
                 .await?;
             let response = t.expect(response, &action, &[StatusCode::OK]).await?;
             let next = next_page(&url, response.headers());
-            let page: RepositoryList = response.json().await.map_err(|e| {
+            let body = read_limited(
+                response,
+                PAGE_LIMIT,
+                "a catalog page",
+                &t.endpoint.registry,
+                &action,
+            )
+            .await?;
+            let page: RepositoryList = serde_json::from_slice(&body).map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidResponse(format!("the catalog is not valid: {e}")),
                     &t.endpoint.registry,
@@ -48,44 +58,13 @@ impl RemoteRegistry {
                 None => return Ok(repositories),
             }
         }
-    }
-}
-
-/// The absolute URL of `Link: <...>; rel="next"`, relative to `url`.
-fn next_page(url: &str, headers: &HeaderMap) -> Option<String> {
-    let link = headers.get(LINK)?.to_str().ok()?;
-    let target = link.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        params
-            .contains("rel=\"next\"")
-            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>'))
-    })?;
-    url::Url::parse(url)
-        .ok()?
-        .join(target)
-        .ok()
-        .map(String::from)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn follows_link_headers() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            LINK,
-            HeaderValue::from_static("</v2/_catalog?last=b&n=2>; rel=\"next\""),
-        );
-        assert_eq!(
-            next_page("https://r:5000/v2/_catalog?n=2", &headers).as_deref(),
-            Some("https://r:5000/v2/_catalog?last=b&n=2")
-        );
-        assert_eq!(
-            next_page("https://r:5000/v2/_catalog", &HeaderMap::new()),
-            None
-        );
+        Err(Error::new(
+            ErrorKind::TooLarge {
+                what: "a catalog".into(),
+                limit: format!("{MAX_PAGES} pages"),
+            },
+            &t.endpoint.registry,
+            format!("GET {}", redact_url(&t.url("_catalog"))),
+        ))
     }
 }

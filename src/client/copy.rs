@@ -250,7 +250,7 @@ async fn transfer_blobs<S: Registry, D: Registry>(
             Ok(Err(e)) => return Err(e),
             Err(join) => {
                 return Err(Error::new(
-                    ErrorKind::Unsupported(format!("a blob transfer task failed: {join}")),
+                    ErrorKind::Internal(format!("a blob transfer task failed: {join}")),
                     dst.name(),
                     "copying blobs",
                 ))

@@ -7,6 +7,9 @@ use std::fmt;
 use crate::oci::reference::{is_docker_hub, DOCKER_HUB_API};
 use crate::zuul::{BuildsetRegistry, IntermediateRegistry};
 
+/// Docker Hub's token service.
+pub const DOCKER_HUB_AUTH: &str = "auth.docker.io";
+
 /// A username and password. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -38,6 +41,10 @@ pub struct Endpoint {
     pub ca_pem: Option<String>,
     /// Speak plain HTTP (a registry marked insecure).
     pub insecure: bool,
+    /// Hosts (`host`, or `host:port`) besides the registry's own that may
+    /// serve its bearer tokens and be sent its credentials for them; see
+    /// [`Endpoint::allow_token_host`].
+    pub token_hosts: Vec<String>,
 }
 
 impl Endpoint {
@@ -48,6 +55,7 @@ impl Endpoint {
             credentials: None,
             ca_pem: None,
             insecure: false,
+            token_hosts: Vec::new(),
         }
     }
 
@@ -74,6 +82,36 @@ impl Endpoint {
     pub fn insecure(mut self, insecure: bool) -> Endpoint {
         self.insecure = insecure;
         self
+    }
+
+    /// Allowing `host` (any port) or `host:port` to serve this registry's
+    /// bearer tokens. Without it, a token realm on another host than the
+    /// registry's is refused when we hold credentials (they would be sent
+    /// there). Docker Hub's `auth.docker.io` is always allowed for
+    /// `docker.io`.
+    pub fn allow_token_host(mut self, host: impl Into<String>) -> Endpoint {
+        self.token_hosts.push(host.into());
+        self
+    }
+
+    /// Whether `host` (as a URL spells it, IPv6 in brackets) at `port` may
+    /// serve this registry's tokens: its own authority, an allowed host,
+    /// or `auth.docker.io` for Docker Hub.
+    pub fn is_token_host(&self, host: &str, port: u16) -> bool {
+        let with_port = format!("{host}:{port}");
+        let own = url::Url::parse(&self.base_url()).ok();
+        let own_origin = own
+            .as_ref()
+            .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)));
+        if own_origin.is_some_and(|(h, p)| h.eq_ignore_ascii_case(host) && p == port) {
+            return true;
+        }
+        if is_docker_hub(&self.registry) && host.eq_ignore_ascii_case(DOCKER_HUB_AUTH) {
+            return true;
+        }
+        self.token_hosts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(&with_port))
     }
 
     /// `host[:port]` to connect to (Docker Hub's API host for `docker.io`).
@@ -120,6 +158,24 @@ mod tests {
         let text = format!("{e:?}");
         assert!(!text.contains("s3cr3t-pw"), "{text}");
         assert!(text.contains("zuul"));
+    }
+
+    #[test]
+    fn token_hosts() {
+        let e = Endpoint::new("reg:5000");
+        assert!(e.is_token_host("reg", 5000));
+        assert!(!e.is_token_host("reg", 5001));
+        assert!(!e.is_token_host("auth.docker.io", 443));
+        let e = e.allow_token_host("auth.example.org");
+        assert!(e.is_token_host("auth.example.org", 8443));
+        let e = Endpoint::new("[::1]:5000").allow_token_host("[::1]:5001");
+        assert!(e.is_token_host("[::1]", 5000));
+        assert!(e.is_token_host("[::1]", 5001));
+        assert!(!e.is_token_host("[::1]", 5002));
+        let hub = Endpoint::new("docker.io");
+        assert!(hub.is_token_host("auth.docker.io", 443));
+        assert!(hub.is_token_host("registry-1.docker.io", 443));
+        assert!(!hub.is_token_host("evil.example.org", 443));
     }
 
     #[test]

@@ -65,6 +65,25 @@ pub enum ErrorKind {
     /// The caller asked for something the client cannot do (an unsupported
     /// media type, an image nested too deep).
     Unsupported(String),
+    /// The client refused what the registry asked of it: credentials for a
+    /// token realm over plain HTTP or on another host, a plain `http://`
+    /// URL handed out by an `https` registry. Not retried.
+    Refused(String),
+    /// A URL the registry handed out (`Location`, `Link`, a token realm)
+    /// is not usable, or its redirects do not end. Not retried.
+    Url(String),
+    /// The registry sent more than the client reads of that kind of
+    /// answer (`what`, e.g. "a manifest"; `limit`, e.g. "4 MiB"). Not
+    /// retried.
+    TooLarge {
+        /// What was being read.
+        what: String,
+        /// The bound it went past.
+        limit: String,
+    },
+    /// A failure inside the client (a task that panicked, an HTTP client
+    /// that could not be built): a bug or a broken host, not the registry.
+    Internal(String),
 }
 
 /// An error from the registry client or the copy engine (boxed: results
@@ -214,6 +233,18 @@ impl fmt::Display for ErrorDetail {
                 self.registry
             ),
             ErrorKind::Unsupported(why) => write!(f, "{why}"),
+            ErrorKind::Refused(why) => write!(f, "refused: {why}"),
+            ErrorKind::Url(why) => write!(
+                f,
+                "registry {} handed out an unusable URL: {why}",
+                self.registry
+            ),
+            ErrorKind::TooLarge { what, limit } => write!(
+                f,
+                "registry {} sent {what} larger than the limit of {limit}",
+                self.registry
+            ),
+            ErrorKind::Internal(why) => write!(f, "internal error: {why}"),
         }
     }
 }

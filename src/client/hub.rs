@@ -60,7 +60,7 @@ impl HubApi {
         let http = reqwest::Client::builder()
             .user_agent(concat!("speculative-images/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::new(ErrorKind::Tls(e.to_string()), HUB, "setting up"))?;
+            .map_err(|e| Error::new(ErrorKind::Internal(e.to_string()), HUB, "setting up"))?;
         let url = format!("{}/v2/users/login/", base.trim_end_matches('/'));
         let action = format!("POST {}", redact_url(&url));
         let response = http
@@ -143,7 +143,15 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     if !expected.contains(&status) {
         return Err(status_error(status, action));
     }
-    response.json().await.map_err(|e| {
+    let body = super::limits::read_limited(
+        response,
+        super::limits::PAGE_LIMIT,
+        "an answer",
+        HUB,
+        action,
+    )
+    .await?;
+    serde_json::from_slice(&body).map_err(|e| {
         Error::new(
             ErrorKind::InvalidResponse(format!("the answer is not what Docker Hub sends: {e}")),
             HUB,

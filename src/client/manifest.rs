@@ -147,10 +147,14 @@ impl RemoteRegistry {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or_default().trim().to_string())
             .unwrap_or_default();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| t.classify(&Method::GET, &url, &e))?;
+        let bytes = super::limits::read_limited(
+            response,
+            super::limits::MANIFEST_LIMIT,
+            "a manifest",
+            &t.endpoint.registry,
+            &action,
+        )
+        .await?;
         let mut manifest = Manifest::new(&content_type, bytes);
         if let Ok(expected) = reference.parse::<Digest>() {
             let actual = Digest::compute(expected.algorithm(), &manifest.bytes);

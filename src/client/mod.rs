@@ -6,7 +6,10 @@
 //!   operations; [`RemoteRegistry`] implements it over HTTP, one file per
 //!   noun (`blob.rs`, `manifest.rs`, `tag.rs`).
 //! - [`transport`]: one registry's HTTP client: TLS trust (`tls.rs`),
-//!   authentication (`auth.rs`), retries, typed errors (`error.rs`).
+//!   authentication (`auth.rs`), retries, typed errors (`error.rs`), and
+//!   the trust boundaries: credentials only to the registry's own origin
+//!   (and a token realm it may use), bounded reads of everything but
+//!   blobs ([`limits`]), `Link` pages (`pages.rs`).
 //!
 //! Typical use (the modules do this on a tokio runtime):
 //!
@@ -38,7 +41,9 @@ pub mod copy;
 mod endpoint;
 mod error;
 mod hub;
+pub mod limits;
 mod manifest;
+mod pages;
 mod registry;
 mod remote;
 pub mod runtime;

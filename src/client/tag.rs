@@ -1,10 +1,13 @@
-//! Tag listing over HTTP, following the spec's `Link` pagination.
+//! Tag listing over HTTP, following the spec's `Link` pagination (see
+//! `pages.rs`).
 
-use reqwest::header::{HeaderMap, LINK};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 
 use super::auth::repository_scope;
 use super::error::{redact_url, Error, ErrorKind};
+use super::limits::{read_limited, MAX_PAGES, PAGE_LIMIT};
+use super::pages::next_page;
 use super::remote::RemoteRegistry;
 use super::transport::Body;
 use crate::oci::{RepositoryName, Tag};
@@ -21,7 +24,7 @@ impl RemoteRegistry {
         let scopes = [repository_scope(repository.as_str(), "pull")];
         let mut url = t.url(&format!("{repository}/tags/list?n=1000"));
         let mut tags = Vec::new();
-        loop {
+        for _ in 0..MAX_PAGES {
             let action = format!("GET {}", redact_url(&url));
             let response = t
                 .send(Method::GET, &url, &scopes, HeaderMap::new(), Body::Empty)
@@ -30,8 +33,16 @@ impl RemoteRegistry {
                 return Ok(tags);
             }
             let response = t.expect(response, &action, &[StatusCode::OK]).await?;
-            let next = next_link(response.headers());
-            let page: TagList = response.json().await.map_err(|e| {
+            let next = next_page(&url, response.headers());
+            let body = read_limited(
+                response,
+                PAGE_LIMIT,
+                "a tag list page",
+                &t.endpoint.registry,
+                &action,
+            )
+            .await?;
+            let page: TagList = serde_json::from_slice(&body).map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidResponse(format!("the tag list is not valid: {e}")),
                     &t.endpoint.registry,
@@ -46,53 +57,20 @@ impl RemoteRegistry {
                     .filter_map(|s| s.parse().ok()),
             );
             match next {
-                Some(link) => {
-                    let base = url::Url::parse(&url).map_err(|e| {
-                        Error::new(
-                            ErrorKind::InvalidResponse(e.to_string()),
-                            &t.endpoint.registry,
-                            action.clone(),
-                        )
-                    })?;
-                    url = match base.join(&link) {
-                        Ok(u) => u.to_string(),
-                        Err(_) => return Ok(tags),
-                    };
-                }
+                Some(next) => url = next,
                 None => return Ok(tags),
             }
         }
-    }
-}
-
-/// The target of `Link: <...>; rel="next"`.
-fn next_link(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(LINK)?.to_str().ok()?;
-    value.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| {
-            target
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn follows_next_links() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            LINK,
-            HeaderValue::from_static("</v2/a/tags/list?n=2&last=b>; rel=\"next\""),
-        );
-        assert_eq!(next_link(&h).unwrap(), "/v2/a/tags/list?n=2&last=b");
-        assert_eq!(next_link(&HeaderMap::new()), None);
+        Err(Error::new(
+            ErrorKind::TooLarge {
+                what: "a tag list".into(),
+                limit: format!("{MAX_PAGES} pages"),
+            },
+            &t.endpoint.registry,
+            format!(
+                "GET {}",
+                redact_url(&t.url(&format!("{repository}/tags/list")))
+            ),
+        ))
     }
 }

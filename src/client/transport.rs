@@ -10,6 +10,12 @@
 //! this 2-core machine: over HTTP/1.1 the registries spent ~20% less CPU
 //! and the copy took 5.8 s instead of 8.3 s (Go's HTTP/2 server handles a
 //! connection's frames in one goroutine and copies bodies through a pipe).
+//!
+//! Trust: credentials (Basic, or a bearer token) go only to the registry's
+//! own origin (scheme, host and port of its base URL). A URL the registry
+//! hands out on another origin (an upload `Location`, a `Link` page, a
+//! blob redirect) is followed without them, and a plain `http://` URL
+//! handed out by an `https` registry is refused ([`ErrorKind::Refused`]).
 
 use std::time::Duration;
 
@@ -20,7 +26,11 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use super::auth::AuthState;
 use super::endpoint::Endpoint;
 use super::error::{redact_url, root_cause, Error, ErrorKind, SpecError};
+use super::limits::{read_prefix, ERROR_BODY_LIMIT};
 use super::tls;
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
 
 /// How often and how patiently to retry transient failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +94,8 @@ pub(crate) enum Body {
 #[derive(Debug)]
 pub struct Transport {
     pub(crate) endpoint: Endpoint,
+    /// The registry's own origin: where credentials may go.
+    origin: url::Url,
     pub(crate) http: reqwest::Client,
     pub(crate) bulk: reqwest::Client,
     pub(crate) auth: AuthState,
@@ -95,7 +107,18 @@ impl Transport {
     /// when given, the system roots otherwise.
     pub fn new(endpoint: Endpoint, retry: RetryPolicy) -> Result<Transport, Error> {
         crate::crypto::install_default();
+        let origin = url::Url::parse(&endpoint.base_url()).map_err(|e| {
+            Error::new(
+                ErrorKind::Url(format!(
+                    "{:?} is not a registry address: {e}",
+                    endpoint.registry
+                )),
+                &endpoint.registry,
+                "setting up the HTTP client",
+            )
+        })?;
         Ok(Transport {
+            origin,
             http: build_client(&endpoint, true)?,
             bulk: build_client(&endpoint, false)?,
             endpoint,
@@ -107,6 +130,34 @@ impl Transport {
     /// The registry's connection settings.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Whether `url` is on the registry's own origin (and may carry its
+    /// credentials), or [`ErrorKind::Refused`] for a plain `http://` URL
+    /// from an `https` registry, [`ErrorKind::Url`] for no URL at all.
+    pub(crate) fn own_origin(&self, method: &Method, url: &str) -> Result<bool, Error> {
+        let action = || format!("{method} {}", redact_url(url));
+        let target = url::Url::parse(url).map_err(|e| {
+            Error::new(
+                ErrorKind::Url(format!("{:?}: {e}", redact_url(url))),
+                &self.endpoint.registry,
+                action(),
+            )
+        })?;
+        if target.scheme() != "https" && self.origin.scheme() == "https" {
+            return Err(Error::new(
+                ErrorKind::Refused(format!(
+                    "registry {} handed out {}, a URL over plain {}, and is itself \
+                     reached over https",
+                    self.endpoint.registry,
+                    redact_url(url),
+                    target.scheme()
+                )),
+                &self.endpoint.registry,
+                action(),
+            ));
+        }
+        Ok(same_origin(&target, &self.origin))
     }
 
     /// `https://host:port/v2/<path>`.
@@ -143,9 +194,13 @@ impl Transport {
             Channel::Metadata => &self.http,
             Channel::Bulk => &self.bulk,
         };
+        let own = self.own_origin(&method, url)?;
         let mut reauthenticated = false;
         loop {
-            let authorization = self.authorization(scopes).await?;
+            let authorization = match own {
+                true => self.authorization(scopes).await?,
+                false => None,
+            };
             let response = self
                 .execute(&method, url, || {
                     let mut request = client.request(method.clone(), url).headers(headers.clone());
@@ -158,7 +213,9 @@ impl Transport {
                     }
                 })
                 .await?;
+            // Another origin's challenge is not the registry's.
             if response.status() == StatusCode::UNAUTHORIZED
+                && own
                 && !reauthenticated
                 && self
                     .unauthorized(scopes, authorization.as_ref(), &response)
@@ -180,7 +237,10 @@ impl Transport {
         scopes: &[String],
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, Error> {
-        let authorization = self.authorization(scopes).await?;
+        let authorization = match self.own_origin(&method, url)? {
+            true => self.authorization(scopes).await?,
+            false => None,
+        };
         let mut request = self.bulk.request(method.clone(), url);
         if let Some(h) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, h);
@@ -251,11 +311,10 @@ impl Transport {
             StatusCode::TOO_MANY_REQUESTS => ErrorKind::TooManyRequests,
             _ => ErrorKind::Status,
         };
-        let codes = response
-            .bytes()
-            .await
-            .ok()
-            .and_then(|body| serde_json::from_slice::<SpecErrors>(&body).ok())
+        // Only the start of an error body is read: a registry answering
+        // with an endless one cannot grow our memory.
+        let body = read_prefix(response, ERROR_BODY_LIMIT).await;
+        let codes = serde_json::from_slice::<SpecErrors>(&body)
             .map(|e| e.errors)
             .unwrap_or_default();
         let mut error = Error::new(kind, &self.endpoint.registry, action);
@@ -273,7 +332,13 @@ impl Transport {
     pub(crate) fn classify(&self, method: &Method, url: &str, e: &reqwest::Error) -> Error {
         let action = format!("{method} {}", redact_url(url));
         let cause = root_cause(e);
-        let kind = if let Some(tls) = tls_cause(e) {
+        let kind = if let Some(refused) = find_cause::<Downgrade>(e) {
+            ErrorKind::Refused(refused.to_string())
+        } else if e.is_redirect() {
+            ErrorKind::Url(cause)
+        } else if e.is_builder() {
+            ErrorKind::Url(format!("{:?}: {cause}", redact_url(url)))
+        } else if let Some(tls) = tls_cause(e) {
             ErrorKind::Tls(tls)
         } else if e.is_connect() {
             ErrorKind::Connect(cause)
@@ -294,6 +359,7 @@ fn build_client(endpoint: &Endpoint, http2: bool) -> Result<reqwest::Client, Err
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .pool_max_idle_per_host(32)
+        .redirect(redirect_policy())
         .tcp_nodelay(true);
     builder = if http2 {
         builder.http2_adaptive_window(true)
@@ -312,7 +378,7 @@ fn build_client(endpoint: &Endpoint, http2: bool) -> Result<reqwest::Client, Err
     }
     builder.build().map_err(|e| {
         Error::new(
-            ErrorKind::Tls(root_cause(&e)),
+            ErrorKind::Internal(format!("no HTTP client: {}", root_cause(&e))),
             &endpoint.registry,
             "setting up the HTTP client",
         )
@@ -336,28 +402,79 @@ fn is_transient(status: StatusCode) -> bool {
         )
 }
 
+/// The wait a `Retry-After` header asks for: seconds, or an HTTP date
+/// (no wait if that has passed).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs))
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// Whether two URLs share scheme, host and port.
+fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// A redirect from `https` to plain `http`, refused.
+#[derive(Debug)]
+struct Downgrade(String);
+
+impl std::fmt::Display for Downgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a redirect from https to {}, a URL over plain http",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Downgrade {}
+
+/// Redirects are followed (blob GETs go to storage on another host) up
+/// to [`MAX_REDIRECTS`], never from `https` to plain `http`. reqwest drops
+/// `Authorization` when a redirect changes scheme, host or port.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() != "https"
+            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if downgrade {
+            let to = redact_url(attempt.url().as_str());
+            attempt.error(Downgrade(to))
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// The error of type `T` somewhere in `e`'s chain.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// The client error a request body stream failed with, if that is why
 /// `error` happened.
 fn body_failure(error: &reqwest::Error) -> Option<Error> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(c) = cause {
-        if let Some(e) = c.downcast_ref::<Error>() {
-            return Some(e.clone());
-        }
-        cause = c.source();
-    }
-    None
+    find_cause::<Error>(error).cloned()
 }
 
 /// The rustls error somewhere in `e`'s chain, if the failure was TLS.
@@ -405,6 +522,66 @@ fn describe_tls(e: &rustls::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(30);
+        h.insert(RETRY_AFTER, httpdate::fmt_http_date(soon).parse().unwrap());
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    fn transport(endpoint: Endpoint) -> Transport {
+        Transport::new(endpoint, RetryPolicy::default()).unwrap()
+    }
+
+    #[test]
+    fn credentials_stay_on_the_registrys_origin() {
+        let t = transport(Endpoint::new("reg:5000"));
+        let get = Method::GET;
+        assert!(t
+            .own_origin(&get, "https://reg:5000/v2/a/blobs/uploads/1")
+            .unwrap());
+        assert!(t.own_origin(&get, "https://REG:5000/v2/").unwrap());
+        assert!(!t.own_origin(&get, "https://reg:5001/v2/").unwrap());
+        assert!(!t
+            .own_origin(&get, "https://storage.example.org/b?sig=1")
+            .unwrap());
+        let err = t
+            .own_origin(&get, "http://reg:5000/v2/a/blobs/uploads/1?_state=secret")
+            .unwrap_err();
+        assert!(matches!(err.kind, ErrorKind::Refused(_)), "{err}");
+        assert!(!err.is_retryable());
+        assert_eq!(
+            err.to_string(),
+            "GET http://reg:5000/v2/a/blobs/uploads/1: refused: registry reg:5000 handed \
+             out http://reg:5000/v2/a/blobs/uploads/1, a URL over plain http, and is \
+             itself reached over https"
+        );
+        let err = t.own_origin(&get, "no url").unwrap_err();
+        assert!(matches!(err.kind, ErrorKind::Url(_)), "{err}");
+        // A registry marked insecure speaks plain HTTP anyway.
+        let plain = transport(Endpoint::new("reg:80").insecure(true));
+        assert!(plain.own_origin(&get, "http://reg/v2/").unwrap());
+        assert!(!plain.own_origin(&get, "http://other/v2/").unwrap());
+        let hub = transport(Endpoint::new("docker.io"));
+        assert!(hub
+            .own_origin(&get, "https://registry-1.docker.io/v2/")
+            .unwrap());
+    }
 
     #[test]
     fn backoff_doubles() {

@@ -653,6 +653,153 @@ mod tests {
         assert_eq!(buildset_repository(&pulls[0].repository), "library/alpine");
     }
 
+    fn item(name: &str, change: Option<&str>) -> ZuulItem {
+        serde_json::from_value(json!({
+            "project": {"name": name, "short_name": name.rsplit('/').next().unwrap(),
+                        "canonical_name": format!("review.example.org/{name}")},
+            "change": change, "patchset": "1", "branch": "main",
+        }))
+        .unwrap()
+    }
+
+    fn image(change: &str, project: &str, tag: &str) -> Value {
+        json!({"url": format!("docker://inter:5000/org/img:{change}_{tag}"),
+               "metadata": {"type": "container_image", "repository": "org/img", "tag": tag},
+               "project": project, "change": change, "patchset": "1"})
+    }
+
+    fn record(change: &str, pipeline: &str, pushed_at_ms: u64) -> ChangeRecord {
+        ChangeRecord {
+            project: "review.example.org/org/a".into(),
+            change: change.into(),
+            patchset: "1".into(),
+            job: "build".into(),
+            build: format!("b{pushed_at_ms}"),
+            buildset: None,
+            pipeline: Some(pipeline.into()),
+            tenant: Some("t".into()),
+            pushed_at_ms,
+            artifacts: vec![json!({"name": "org/img:latest",
+                "url": format!("docker://inter:5000/org/img:b{pushed_at_ms}_latest"),
+                "metadata": {"type": "container_image", "repository": "org/img", "tag": "latest"}})],
+        }
+    }
+
+    #[test]
+    fn zuul_items_ahead_skip_branch_heads_and_the_current_item() {
+        let zuul: ZuulContext = serde_json::from_value(json!({
+            "items": [
+                {"project": {"name": "org/head"}, "branch": "main"},
+                {"project": {"name": "org/a"}, "change": 1, "patchset": 2},
+                {"project": {"name": "org/b"}, "change": "3", "patchset": "1"},
+            ],
+            "artifacts": [{"url": "docker://r/x:1", "metadata": {"type": "container_image"}}],
+        }))
+        .unwrap();
+        let ahead: Vec<_> = zuul.changes_ahead().collect();
+        assert_eq!(ahead.len(), 1);
+        assert_eq!(ahead[0].change.as_deref(), Some("1"));
+        assert_eq!(ahead[0].patchset.as_deref(), Some("2"));
+        assert_eq!(zuul.artifacts[0].name, None);
+    }
+
+    #[test]
+    fn artifacts_belong_by_change_patchset_and_any_project_name() {
+        let a = item("org/a", Some("10"));
+        assert!(belongs_to(&image("10", "org/a", "latest"), &a));
+        assert!(belongs_to(&image("10", "a", "latest"), &a));
+        assert!(belongs_to(
+            &image("10", "review.example.org/org/a", "latest"),
+            &a
+        ));
+        assert!(!belongs_to(&image("10", "org/other", "latest"), &a));
+        assert!(!belongs_to(&image("11", "org/a", "latest"), &a));
+        let mut other_patchset = image("10", "org/a", "latest");
+        other_patchset["patchset"] = json!("2");
+        assert!(!belongs_to(&other_patchset, &a));
+    }
+
+    #[test]
+    fn changes_ahead_come_oldest_first_then_the_own_artifacts() {
+        let ahead = vec![item("org/a", Some("10")), item("org/b", Some("20"))];
+        let own = json!({"url": "docker://inter:5000/org/img:own_latest",
+                         "metadata": {"type": "container_image", "repository": "org/img", "tag": "latest"}});
+        // Zuul's order may differ: the nearest change ahead must win.
+        let given = vec![own.clone(), image("20", "org/b", "latest")];
+        let lookups = vec![
+            Some((
+                vec![record("10", "gate", 1), record("10", "gate", 2)],
+                vec![],
+                vec![],
+            )),
+            None,
+        ];
+        let (artifacts, report, problems) = gather(&given, &ahead, lookups);
+        assert!(problems.is_empty());
+        let urls: Vec<_> = artifacts
+            .iter()
+            .map(|a| a["url"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "docker://inter:5000/org/img:b1_latest",
+                "docker://inter:5000/org/img:b2_latest",
+                "docker://inter:5000/org/img:20_latest",
+                "docker://inter:5000/org/img:own_latest",
+            ]
+        );
+        assert_eq!(report[0].source, Source::Records);
+        assert_eq!(report[0].records.len(), 2);
+        assert_eq!(report[1].source, Source::Artifacts);
+        assert_eq!(report[1].images, ["org/img:latest"]);
+        // Record artifacts carry the keys Zuul adds.
+        assert_eq!(artifacts[0]["change"], "10");
+        assert_eq!(artifacts[0]["project"], "org/a");
+        assert_eq!(artifacts[0]["job"], "build");
+    }
+
+    #[test]
+    fn only_records_of_this_tenant_and_pipeline_are_used() {
+        let zuul: ZuulContext =
+            serde_json::from_value(json!({"tenant": "t", "pipeline": "gate"})).unwrap();
+        let (kept, _, elsewhere) = this_queue(
+            vec![record("10", "check", 1), record("10", "gate", 2)],
+            vec![],
+            &zuul,
+        );
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].pushed_at_ms, 2);
+        assert_eq!(elsewhere, ["t/check"]);
+        let (artifacts, report, _) = gather(
+            &[],
+            &[item("org/a", Some("10"))],
+            vec![Some((vec![], vec![], elsewhere))],
+        );
+        assert!(artifacts.is_empty());
+        assert_eq!(report[0].source, Source::Nothing);
+        assert_eq!(report[0].other_pipelines, ["t/check"]);
+    }
+
+    #[test]
+    fn upstream_tags_may_be_numbers_and_names_are_optional() {
+        let pulls = plan(&[json!({"url": "docker://inter:5000/org/img:1_123",
+            "metadata": {"type": "container_image", "repository": "docker.io/org/img", "tag": 123}})])
+        .unwrap();
+        assert_eq!(pulls[0].tag.as_str(), "123");
+        assert_eq!(pulls[0].name, "docker.io/org/img:123");
+        let err = format!(
+            "{:#}",
+            plan(&[json!({"url": "docker://inter:5000/org/img:1_x",
+                "metadata": {"type": "container_image", "repository": 5, "tag": "x"}})])
+            .unwrap_err()
+        );
+        assert_eq!(
+            err,
+            "artifact 0: metadata.repository is a number, expected a string"
+        );
+    }
+
     #[test]
     fn malformed_artifacts_are_named() {
         let err = |a: Value| format!("{:#}", plan(&[a]).unwrap_err());

@@ -32,7 +32,7 @@ pub struct Args {
     /// Directory holding the registry's files (`~` expanded).
     #[serde(default)]
     pub root: Option<String>,
-    /// TCP port, on every address.
+    /// TCP port.
     #[serde(default, deserialize_with = "port_from_number_or_text")]
     pub port: Option<u16>,
     /// The address clients use; the node's primary address by default.
@@ -41,6 +41,10 @@ pub struct Args {
     /// `present` (default) or `absent`.
     #[serde(default)]
     pub state: Option<State>,
+    /// The one address to bind (an address of this node); every address
+    /// by default.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 /// Whether the registry should exist.
@@ -77,11 +81,15 @@ impl Module for RunBuildsetRegistry {
                     port != 0,
                     "argument port: must be between 1 and 65535, got 0"
                 );
-                let host = match args.host {
-                    Some(h) => validate_host(&h)?,
-                    None => primary_address(),
+                let listen = args.listen.as_deref().map(validate_listen).transpose()?;
+                // Clients reach a server bound to one address there.
+                let host = match (args.host, listen) {
+                    (Some(h), _) => validate_host(&h)?,
+                    (None, Some(ip)) if !ip.is_unspecified() => ip.to_string(),
+                    (None, _) => primary_address(),
                 };
-                present(&layout, &supervisor, Identity { host, port }, ctx)
+                let wanted = Identity { host, port, listen };
+                present(&layout, &supervisor, wanted, ctx)
             }
         }
     }
@@ -99,7 +107,10 @@ fn present(
         ctx.secrets.add(inst.password());
         ctx.secrets.add(inst.token_secret());
     }
-    let where_ = format!("under {root} on port {}", wanted.port);
+    let where_ = match wanted.listen {
+        Some(_) => format!("under {root} on {}", wanted.listen_socket()),
+        None => format!("under {root} on port {}", wanted.port),
+    };
     let (instance, verb) = match existing {
         Some(inst) if *inst.identity() == wanted => {
             let pid = match inst.status(supervisor)? {
@@ -134,8 +145,10 @@ fn present(
                 );
                 return Ok(Outcome::new(true).msg(msg));
             }
+            // On its own port the old server holds it until stopped;
+            // start checks again.
             if wanted.port != inst.identity().port {
-                instance::ensure_port_free(wanted.port)?;
+                instance::ensure_port_free(&wanted)?;
             }
             supervisor.stop(layout)?;
             let inst = Instance::create(layout, wanted, Some(&inst))?;
@@ -150,7 +163,7 @@ fn present(
             // Leftovers of an unfinished creation (or a server whose
             // identity file is gone) go first.
             supervisor.stop(layout)?;
-            instance::ensure_port_free(wanted.port)?;
+            instance::ensure_port_free(&wanted)?;
             let inst = Instance::create(layout, wanted, None)?;
             ctx.secrets.add(inst.password());
             ctx.secrets.add(inst.token_secret());
@@ -241,6 +254,26 @@ fn validate_host(host: &str) -> anyhow::Result<String> {
         "argument host: {host:?} is neither an IP address nor a DNS name"
     );
     Ok(bare.to_string())
+}
+
+/// An IP literal (IPv6 with or without brackets) that is an address of
+/// this node, or an unspecified address (every address of its family).
+fn validate_listen(listen: &str) -> anyhow::Result<IpAddr> {
+    let bare = listen
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(listen);
+    let ip: IpAddr = bare.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "argument listen: {listen:?} is not an IP address (the registry binds an address, not a name)"
+        )
+    })?;
+    // Binding port 0 tells whether the address is this node's without
+    // taking a port.
+    if let Err(e) = std::net::TcpListener::bind((ip, 0)) {
+        anyhow::bail!("argument listen: {ip} is not an address of this node ({e})");
+    }
+    Ok(ip)
 }
 
 /// The address this node reaches the rest of the network from: the source
@@ -352,6 +385,15 @@ mod tests {
             (
                 json!({"root": "/"}),
                 "argument root: \"/\" cannot be the file system root",
+            ),
+            (
+                json!({"listen": "registry.example.org"}),
+                "argument listen: \"registry.example.org\" is not an IP address (the registry binds an address, not a name)",
+            ),
+            (
+                // TEST-NET-1: documentation only, on no node.
+                json!({"listen": "192.0.2.1"}),
+                "argument listen: 192.0.2.1 is not an address of this node (",
             ),
         ] {
             let (out, failed) = run(args.clone());

@@ -13,7 +13,7 @@ pub mod probe;
 pub mod supervisor;
 
 use std::fs;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -53,8 +53,23 @@ const BCRYPT_COST: u32 = 6;
 pub struct Identity {
     /// Address clients use: hostname or IP literal, IPv6 without brackets.
     pub host: String,
-    /// TCP port the server listens on, on every address.
+    /// TCP port the server listens on.
     pub port: u16,
+    /// The one address the server binds; every address when `None`.
+    /// (Absent from the files of instances made before it existed, which
+    /// listen on every address.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<IpAddr>,
+}
+
+impl Identity {
+    /// The socket address the server binds.
+    pub fn listen_socket(&self) -> SocketAddr {
+        match self.listen {
+            Some(ip) => SocketAddr::new(ip, self.port),
+            None => every_address(self.port),
+        }
+    }
 }
 
 /// Whether the server of an instance is up.
@@ -148,13 +163,15 @@ impl Instance {
             }
         };
         let ca_pem = match previous {
-            Some(p) if p.identity.host == identity.host => p.ca_pem.clone(),
-            _ => write_certificates(layout, &identity.host)?,
+            Some(p) if p.identity.host == identity.host && p.identity.listen == identity.listen => {
+                p.ca_pem.clone()
+            }
+            _ => write_certificates(layout, &identity)?,
         };
         let password_bcrypt =
             bcrypt::hash(&password, BCRYPT_COST).context("hashing the password")?;
         let config = ServerConfig {
-            listen: vec![listen_address(identity.port)],
+            listen: vec![identity.listen_socket()],
             tls: Some(TlsFiles {
                 cert: layout.server_chain(),
                 key: layout.server_key(),
@@ -218,7 +235,7 @@ impl Instance {
             return Ok(Status::Stopped);
         };
         Ok(
-            match Probe::new(self.identity.port, &self.ca_pem)?.check() {
+            match Probe::new(self.identity.listen_socket(), &self.ca_pem)?.check() {
                 Ok(()) => Status::Serving { pid },
                 Err(why) => Status::NotAnswering { pid, why },
             },
@@ -227,7 +244,7 @@ impl Instance {
 
     /// Wait up to `timeout` for a running server to answer.
     pub fn wait_serving(&self, timeout: Duration) -> anyhow::Result<bool> {
-        let probe = Probe::new(self.identity.port, &self.ca_pem)?;
+        let probe = Probe::new(self.identity.listen_socket(), &self.ca_pem)?;
         let deadline = Instant::now() + timeout;
         loop {
             if probe.check().is_ok() {
@@ -245,9 +262,9 @@ impl Instance {
     /// quotes the end of the server's log.
     pub fn start(&self, supervisor: &Supervisor, exe: &Path) -> anyhow::Result<u32> {
         install_binary(exe, &self.layout.binary())?;
-        ensure_port_free(self.identity.port)?;
+        ensure_port_free(&self.identity)?;
         let mut started = supervisor.start(&self.layout)?;
-        let probe = Probe::new(self.identity.port, &self.ca_pem)?;
+        let probe = Probe::new(self.identity.listen_socket(), &self.ca_pem)?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let last = match probe.check() {
@@ -327,10 +344,10 @@ pub fn is_instance(layout: &Layout) -> bool {
     layout.identity().is_file() || layout.config().is_file()
 }
 
-/// Fail unless `port` can be bound on every address (checked before
-/// anything is created, and again before each start).
-pub fn ensure_port_free(port: u16) -> anyhow::Result<()> {
-    let listen = listen_address(port);
+/// Fail unless the identity's port can be bound on its address (checked
+/// before anything is created, and again before each start).
+pub fn ensure_port_free(identity: &Identity) -> anyhow::Result<()> {
+    let (port, listen) = (identity.port, identity.listen_socket());
     if let Err(e) = TcpListener::bind(listen) {
         anyhow::bail!(
             "cannot start the buildset registry on port {port}: binding {listen}: {e} \
@@ -341,7 +358,7 @@ pub fn ensure_port_free(port: u16) -> anyhow::Result<()> {
 }
 
 /// Every address on `port`: `[::]` (IPv4 and IPv6) where IPv6 exists.
-fn listen_address(port: u16) -> SocketAddr {
+fn every_address(port: u16) -> SocketAddr {
     let ipv6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok();
     if ipv6 {
         SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))
@@ -350,21 +367,24 @@ fn listen_address(port: u16) -> SocketAddr {
     }
 }
 
-/// The names the certificate covers: the host, loopback both ways, and the
-/// alias `use_buildset_registry` writes to `/etc/hosts`.
-pub fn certificate_names(host: &str) -> Vec<String> {
-    let mut names = vec![host.to_string()];
-    for n in ["127.0.0.1", "::1", "localhost", ALIAS] {
-        if !names.iter().any(|have| have == n) {
-            names.push(n.to_string());
+/// The names the certificate covers: the host, the address it listens on
+/// (the probe's target), loopback both ways, and the alias
+/// `use_buildset_registry` writes to `/etc/hosts`.
+pub fn certificate_names(identity: &Identity) -> Vec<String> {
+    let mut names = vec![identity.host.clone()];
+    let listen = identity.listen.filter(|ip| !ip.is_unspecified());
+    let fixed = ["127.0.0.1", "::1", "localhost", ALIAS].map(String::from);
+    for name in listen.map(|ip| ip.to_string()).into_iter().chain(fixed) {
+        if !names.contains(&name) {
+            names.push(name);
         }
     }
     names
 }
 
 /// Generate and write the CA, chain and key; returns the CA PEM.
-fn write_certificates(layout: &Layout, host: &str) -> anyhow::Result<String> {
-    let pki = crate::pki::generate(&certificate_names(host))
+fn write_certificates(layout: &Layout, identity: &Identity) -> anyhow::Result<String> {
+    let pki = crate::pki::generate(&certificate_names(identity))
         .context("generating the registry's certificates")?;
     write_atomic(&layout.server_key(), pki.key_pem.as_bytes(), 0o600)?;
     write_atomic(&layout.server_chain(), pki.chain_pem.as_bytes(), 0o644)?;
@@ -381,6 +401,7 @@ mod tests {
         Identity {
             host: host.into(),
             port,
+            listen: None,
         }
     }
 
@@ -501,9 +522,55 @@ mod tests {
     #[test]
     fn certificate_names_cover_loopback_and_the_alias() {
         assert_eq!(
-            certificate_names("localhost"),
+            certificate_names(&identity("localhost", 5000)),
             ["localhost", "127.0.0.1", "::1", ALIAS]
         );
-        assert_eq!(certificate_names("fd00::5")[0], "fd00::5");
+        assert_eq!(certificate_names(&identity("fd00::5", 5000))[0], "fd00::5");
+    }
+
+    #[test]
+    fn a_listen_address_is_bound_and_certified() {
+        let mut bound = identity("reg.example.org", 5000);
+        bound.listen = Some(Ipv4Addr::new(10, 1, 2, 3).into());
+        assert_eq!(bound.listen_socket(), "10.1.2.3:5000".parse().unwrap());
+        assert_eq!(
+            certificate_names(&bound),
+            [
+                "reg.example.org",
+                "10.1.2.3",
+                "127.0.0.1",
+                "::1",
+                "localhost",
+                ALIAS
+            ]
+        );
+        // The unspecified address is no name to certify.
+        bound.listen = Some(Ipv4Addr::UNSPECIFIED.into());
+        assert_eq!(certificate_names(&bound).len(), 5);
+    }
+
+    #[test]
+    fn identities_written_before_listen_existed_still_load() {
+        let old: Identity = serde_json::from_str(r#"{"host": "10.1.2.3", "port": 5000}"#).unwrap();
+        assert_eq!(old, identity("10.1.2.3", 5000));
+        // And the default writes the same file as before.
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"host":"10.1.2.3","port":5000}"#
+        );
+    }
+
+    #[test]
+    fn a_new_listen_address_gets_new_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let first = Instance::create(&layout, identity("127.0.0.1", 5000), None).unwrap();
+        let mut bound = identity("127.0.0.1", 5000);
+        bound.listen = Some(Ipv4Addr::LOCALHOST.into());
+        let rebound = Instance::create(&layout, bound, Some(&first)).unwrap();
+        assert_eq!(rebound.password(), first.password());
+        assert_ne!(rebound.facts().cert, first.facts().cert);
+        let config = ServerConfig::load(&layout.config()).unwrap();
+        assert_eq!(config.listen, ["127.0.0.1:5000".parse().unwrap()]);
     }
 }

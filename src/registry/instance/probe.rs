@@ -2,6 +2,7 @@
 //! the instance's CA: a 200 or a 401 means our server answered (another
 //! program on the port cannot present a certificate our fresh CA signed).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,8 +15,8 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// A prober for the registry on `port` whose CA is `ca_pem`.
-    pub fn new(port: u16, ca_pem: &str) -> anyhow::Result<Probe> {
+    /// A prober for the registry bound to `listen` whose CA is `ca_pem`.
+    pub fn new(listen: SocketAddr, ca_pem: &str) -> anyhow::Result<Probe> {
         let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
             .context("reading the registry's CA certificate")?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -30,12 +31,18 @@ impl Probe {
             .timeout(Duration::from_secs(5))
             .build()
             .context("building the probe's HTTP client")?;
-        // The server listens on every address; loopback is the one that
-        // always routes. IPv6 only when IPv4 is not there.
-        let urls = vec![
-            format!("https://127.0.0.1:{port}/v2/"),
-            format!("https://[::1]:{port}/v2/"),
-        ];
+        // A server on every address is probed on loopback, the one that
+        // always routes (IPv6 only when IPv4 is not there); a server bound
+        // to one address, on that address.
+        let port = listen.port();
+        let urls = match listen.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => vec![format!("https://127.0.0.1:{port}/v2/")],
+            IpAddr::V6(ip) if ip.is_unspecified() => vec![
+                format!("https://127.0.0.1:{port}/v2/"),
+                format!("https://[::1]:{port}/v2/"),
+            ],
+            _ => vec![format!("https://{listen}/v2/")],
+        };
         Ok(Probe {
             runtime,
             client,
@@ -83,11 +90,21 @@ mod tests {
             .unwrap()
             .port();
         let pki = crate::pki::generate(&["localhost".into()]).unwrap();
-        let err = Probe::new(port, &pki.ca_pem).unwrap().check().unwrap_err();
+        let every = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+        let err = Probe::new(every, &pki.ca_pem).unwrap().check().unwrap_err();
         assert!(
             err.contains(&format!("https://127.0.0.1:{port}/v2/")),
             "{err}"
         );
         assert!(err.contains(&format!("https://[::1]:{port}/v2/")), "{err}");
+    }
+
+    #[test]
+    fn a_bound_server_is_probed_on_its_address_only() {
+        let pki = crate::pki::generate(&["localhost".into()]).unwrap();
+        let bound = SocketAddr::from(([127, 0, 0, 2], 1));
+        let err = Probe::new(bound, &pki.ca_pem).unwrap().check().unwrap_err();
+        assert!(err.starts_with("https://127.0.0.2:1/v2/: "), "{err}");
+        assert!(!err.contains("[::1]"), "{err}");
     }
 }
