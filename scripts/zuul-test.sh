@@ -71,7 +71,7 @@ fi
 # --- the collection, installed as docs/zuul-setup.md section 2 says ---------
 say "collection: build, install into each of the executor's Ansible environments"
 # (ansible-galaxy of Zuul's newest Ansible builds the tarball.)
-newest=$(ls -d "$ansible_root"/*/ | sort -V | tail -n1)
+newest=$(printf '%s\n' "$ansible_root"/*/ | sort -V | tail -n1)
 PATH="$newest/bin:$PATH" nice -n 10 make --no-print-directory collection \
   COLLECTIONS_PATH="$cache/collections" >/dev/null
 tarball=$repo/build/speculative-images-$(sed -n 's/^version: *//p' galaxy.yml).tar.gz
@@ -154,11 +154,11 @@ pids+=($!)
 
 zk_pid=${pids[0]}
 for _ in $(seq 60); do
-  (exec 3<>/dev/tcp/127.0.0.1/$zk_port) 2>/dev/null && break
+  (exec 3<>"/dev/tcp/127.0.0.1/$zk_port") 2>/dev/null && break
   kill -0 "$zk_pid" 2>/dev/null || break
   sleep 1
 done
-(exec 3<>/dev/tcp/127.0.0.1/$zk_port) 2>/dev/null || { echo "ZooKeeper did not start:" >&2; tail "$root/zk/zk.log" >&2; exit 1; }
+(exec 3<>"/dev/tcp/127.0.0.1/$zk_port") 2>/dev/null || { echo "ZooKeeper did not start:" >&2; tail "$root/zk/zk.log" >&2; exit 1; }
 
 # --- the scenarios -----------------------------------------------------------
 say "scenarios (tests/zuul/test_gate.py)"
