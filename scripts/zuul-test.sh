@@ -12,7 +12,8 @@
 # own ZooKeeper (TLS), sshd (the job's node, root@127.0.0.1) and uses the
 # machine's PostgreSQL; stops what it started.
 #
-#   scripts/zuul-test.sh            every scenario
+#   scripts/zuul-test.sh            every scenario, and the reproduction of
+#                                   docs/zuul-artifacts-across-changes.md
 #   scripts/zuul-test.sh -k check   scenarios whose test name contains "check"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -161,7 +162,7 @@ done
 (exec 3<>"/dev/tcp/127.0.0.1/$zk_port") 2>/dev/null || { echo "ZooKeeper did not start:" >&2; tail "$root/zk/zk.log" >&2; exit 1; }
 
 # --- the scenarios -----------------------------------------------------------
-say "scenarios (tests/zuul/test_gate.py)"
+say "scenarios (tests/zuul/test_gate.py) and Zuul's artifact hand-over (tests/zuul/test_upstream_artifacts.py)"
 
 export ZUUL_ZK_HOST=localhost:$zk_port
 export ZUUL_ZK_CA=$ca/certs/cacert.pem ZUUL_ZK_CERT=$ca/certs/client.pem ZUUL_ZK_KEY=$ca/keys/clientkey.pem
@@ -170,4 +171,5 @@ export SPECULATIVE_ZUUL_ANSIBLE_ROOT=$ansible_root SPECULATIVE_ZUUL_SSH_PORT=$ss
 export SPECULATIVE_ZUUL_HOST_KEY=$cache/ssh/host_ed25519.pub SPECULATIVE_REPO=$repo
 export PYTHONPATH=$sdist:$repo/tests/zuul
 cd "$sdist"
-"$venv/bin/python" -m pytest -p no:cacheprovider -p no:logging -q -rA "$repo/tests/zuul/test_gate.py" "$@"
+"$venv/bin/python" -m pytest -p no:cacheprovider -p no:logging -q -rA \
+  "$repo/tests/zuul/test_gate.py" "$repo/tests/zuul/test_upstream_artifacts.py" "$@"
