@@ -387,13 +387,10 @@ fn gather(
         } else if let Some((records, skipped, elsewhere)) = lookup {
             problems.extend(skipped);
             entry.other_pipelines = elsewhere;
+            let mut from_records = Vec::new();
             for record in records {
-                let before = artifacts.len();
                 for artifact in &record.artifacts {
-                    artifacts.push(annotated(artifact, item, &record));
-                }
-                if artifacts[before..].iter().any(is_container_image) {
-                    entry.source = Source::Records;
+                    from_records.push(annotated(artifact, item, &record));
                 }
                 entry.records.push(json!({
                     "tag": record.tag(),
@@ -403,6 +400,13 @@ fn gather(
                     "pushed_at_ms": record.pushed_at_ms,
                 }));
             }
+            // Several jobs of a change push its images (its build and its
+            // buildset-registry job): one pull each, the latest push.
+            let from_records = latest_push_of_each_image(from_records);
+            if from_records.iter().any(is_container_image) {
+                entry.source = Source::Records;
+            }
+            artifacts.extend(from_records);
         }
         entry.images = artifacts
             .iter()
@@ -417,6 +421,19 @@ fn gather(
         }
     }
     (artifacts, report, problems)
+}
+
+/// `artifacts` (oldest push first) without the container images that a
+/// later one names again.
+fn latest_push_of_each_image(artifacts: Vec<Value>) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<Value> = artifacts
+        .into_iter()
+        .rev()
+        .filter(|a| !is_container_image(a) || image_name(a).is_none_or(|n| seen.insert(n)))
+        .collect();
+    kept.reverse();
+    kept
 }
 
 /// A record's artifact with the keys Zuul adds to the artifacts it passes
@@ -740,10 +757,10 @@ mod tests {
             .iter()
             .map(|a| a["url"].as_str().unwrap())
             .collect();
+        // Change 10's two records name one image: only the later push.
         assert_eq!(
             urls,
             [
-                "docker://inter:5000/org/img:b1_latest",
                 "docker://inter:5000/org/img:b2_latest",
                 "docker://inter:5000/org/img:20_latest",
                 "docker://inter:5000/org/img:own_latest",
@@ -751,6 +768,7 @@ mod tests {
         );
         assert_eq!(report[0].source, Source::Records);
         assert_eq!(report[0].records.len(), 2);
+        assert_eq!(report[0].images, ["org/img:latest"]);
         assert_eq!(report[1].source, Source::Artifacts);
         assert_eq!(report[1].images, ["org/img:latest"]);
         // Record artifacts carry the keys Zuul adds.
