@@ -127,7 +127,6 @@ class Registry:
                 """))
         return ['docker-registry', 'serve', config]
 
-
     @property
     def authority(self):
         return '127.0.0.1:%d' % self.port
