@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use speculative_images::host::ca_store::CaStore;
-use speculative_images::host::{docker_daemon, HostPaths, REGISTRY_ALIAS};
+use speculative_images::host::{docker_daemon, HostPaths};
+use speculative_images::zuul::BUILDSET_REGISTRY_ALIAS as REGISTRY_ALIAS;
 
 use crate::support::buildset::BuildsetServer;
 use crate::support::{random_password, run, wait_until};

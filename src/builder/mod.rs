@@ -25,10 +25,7 @@ use std::path::PathBuf;
 
 pub use error::BuildError;
 
-/// The name `use_buildset_registry` gives an IP-literal registry host in
-/// `/etc/hosts`: docker, podman and skopeo cannot parse IPv6 literals in
-/// image names, so builders address the registry through it.
-pub const BUILDSET_REGISTRY_ALIAS: &str = "zuul-jobs.buildset-registry";
+use crate::zuul::BUILDSET_REGISTRY_ALIAS;
 
 /// One image build, in the terms every builder's `build` command takes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use super::registries_conf::Namespace;
 use super::users::User;
 use super::{
     buildkitd_toml, certs_d, daemon_json, docker_config, etc_hosts, registries_conf, HostPaths,
-    REGISTRY_ALIAS,
 };
+use crate::zuul::BUILDSET_REGISTRY_ALIAS;
 
 /// A buildset registry and how the host should use it, validated.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ impl Settings {
     /// the clients cannot parse in an image name), the host otherwise.
     pub fn registry_name(&self) -> &str {
         if self.ip().is_some() {
-            REGISTRY_ALIAS
+            BUILDSET_REGISTRY_ALIAS
         } else {
             &self.host
         }
@@ -123,7 +123,7 @@ pub fn plan(paths: &HostPaths, settings: &Settings) -> Result<Plan, EditError> {
             paths,
             &paths.etc_hosts(),
             Ownership::keep_or(0o644),
-            |old| etc_hosts::with_alias(old, ip, REGISTRY_ALIAS),
+            |old| etc_hosts::with_alias(old, ip, BUILDSET_REGISTRY_ALIAS),
         )?);
     }
 

@@ -26,12 +26,9 @@ pub mod users;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use edit::FileEdit;
+use crate::zuul::BUILDSET_REGISTRY_ALIAS;
 
-/// The hostname `use_buildset_registry` maps an IP literal registry host
-/// to, since docker, podman and skopeo cannot parse an IPv6 literal in an
-/// image name.
-pub const REGISTRY_ALIAS: &str = "zuul-jobs.buildset-registry";
+pub use edit::FileEdit;
 
 /// Whether `location` (a mirror URL or `host:port[/path]`) names the
 /// registry alias but not `current`: a mirror of an earlier buildset
@@ -46,7 +43,7 @@ pub fn is_stale_alias(location: &str, current: &str) -> bool {
     let (location, current) = (bare(location), bare(current));
     let authority = location.split('/').next().unwrap_or_default();
     let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-    host == REGISTRY_ALIAS && location != current
+    host == BUILDSET_REGISTRY_ALIAS && location != current
 }
 
 /// Where the host's files are: the real root, or a directory standing in

@@ -26,14 +26,10 @@ use self::layout::{install_binary, write_atomic, Layout};
 use self::probe::Probe;
 use self::supervisor::Supervisor;
 use super::config::{ServerConfig, TlsFiles, User};
-use crate::zuul::BuildsetRegistry;
+use crate::zuul::{BuildsetRegistry, BUILDSET_REGISTRY_ALIAS};
 
 /// The user allowed to push, as in Zuul's own role.
 pub const USERNAME: &str = "zuul";
-
-/// The name `use_buildset_registry` maps to the registry's address in
-/// `/etc/hosts`; the certificate covers it.
-pub const ALIAS: &str = "zuul-jobs.buildset-registry";
 
 /// How long a starting server has to answer.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -373,7 +369,7 @@ fn every_address(port: u16) -> SocketAddr {
 pub fn certificate_names(identity: &Identity) -> Vec<String> {
     let mut names = vec![identity.host.clone()];
     let listen = identity.listen.filter(|ip| !ip.is_unspecified());
-    let fixed = ["127.0.0.1", "::1", "localhost", ALIAS].map(String::from);
+    let fixed = ["127.0.0.1", "::1", "localhost", BUILDSET_REGISTRY_ALIAS].map(String::from);
     for name in listen.map(|ip| ip.to_string()).into_iter().chain(fixed) {
         if !names.contains(&name) {
             names.push(name);
@@ -523,7 +519,7 @@ mod tests {
     fn certificate_names_cover_loopback_and_the_alias() {
         assert_eq!(
             certificate_names(&identity("localhost", 5000)),
-            ["localhost", "127.0.0.1", "::1", ALIAS]
+            ["localhost", "127.0.0.1", "::1", BUILDSET_REGISTRY_ALIAS]
         );
         assert_eq!(certificate_names(&identity("fd00::5", 5000))[0], "fd00::5");
     }
@@ -541,7 +537,7 @@ mod tests {
                 "127.0.0.1",
                 "::1",
                 "localhost",
-                ALIAS
+                BUILDSET_REGISTRY_ALIAS
             ]
         );
         // The unspecified address is no name to certify.

@@ -8,7 +8,9 @@ pub mod records;
 pub mod results;
 pub mod types;
 
-pub use naming::{authority, buildset_repository, intermediate_tag, temporary_tag};
+pub use naming::{
+    authority, buildset_repository, intermediate_tag, temporary_tag, BUILDSET_REGISTRY_ALIAS,
+};
 pub use types::{
     Artifact, BuildsetRegistry, ContainerImage, IntermediateRegistry, ZuulContext, ZuulItem,
     ZuulProject,

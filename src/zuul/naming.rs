@@ -1,5 +1,11 @@
 //! Naming rules every part must agree on (see DESIGN.md).
 
+/// The name `use_buildset_registry` maps to the buildset registry's address
+/// in `/etc/hosts` (Zuul's own roles use it): docker, podman and skopeo
+/// cannot parse IPv6 literals in image names, so builders address the
+/// registry through it, and its certificate covers it.
+pub const BUILDSET_REGISTRY_ALIAS: &str = "zuul-jobs.buildset-registry";
+
 /// `host:port` for a connection, with an IPv6 literal host in brackets.
 pub fn authority(host: &str, port: u16) -> String {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
