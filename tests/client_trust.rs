@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use speculative_images::client::{
-    copy_reference, CopyOptions, Endpoint, ErrorKind, Registry, RemoteRegistry, RetryPolicy,
+    copy_reference, CopyOptions, CopyReport, Endpoint, Error, ErrorKind, Registry, RemoteRegistry,
+    RetryPolicy,
 };
 use speculative_images::oci::Reference;
 
@@ -59,6 +60,22 @@ fn client_via(
 
 fn at(authority: &str, path: &str) -> Reference {
     format!("{authority}/{path}").parse().unwrap()
+}
+
+/// Copy `org/img:1` from one client to another, each given with the
+/// authority its references name.
+async fn copy_img(
+    (src, src_at): (Arc<RemoteRegistry>, &str),
+    (dst, dst_at): (Arc<RemoteRegistry>, &str),
+) -> Result<CopyReport, Error> {
+    copy_reference(
+        &src,
+        &at(src_at, "org/img:1"),
+        &dst,
+        &at(dst_at, "org/img:1"),
+        &CopyOptions::default(),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,12 +194,9 @@ async fn a_blob_redirect_to_another_origin_is_followed_without_credentials() {
         },
     )
     .await;
-    copy_reference(
-        &client_via(&front, &src, |e| e),
-        &at(&front.authority, "org/img:1"),
-        &client_for(&dst),
-        &at(&dst.authority(), "org/img:1"),
-        &CopyOptions::default(),
+    copy_img(
+        (client_via(&front, &src, |e| e), &front.authority),
+        (client_for(&dst), &dst.authority()),
     )
     .await
     .unwrap();
@@ -213,12 +227,9 @@ async fn a_redirect_from_https_to_plain_http_is_refused() {
         },
     )
     .await;
-    let err = copy_reference(
-        &client_via(&front, &src, |e| e),
-        &at(&front.authority, "org/img:1"),
-        &client_for(&dst),
-        &at(&dst.authority(), "org/img:1"),
-        &CopyOptions::default(),
+    let err = copy_img(
+        (client_via(&front, &src, |e| e), &front.authority),
+        (client_for(&dst), &dst.authority()),
     )
     .await
     .unwrap_err();
@@ -246,12 +257,9 @@ async fn an_upload_location_on_another_origin_gets_the_blob_without_credentials(
         },
     )
     .await;
-    copy_reference(
-        &client_for(&src),
-        &at(&src.authority(), "org/img:1"),
-        &client_via(&front, &dst, |e| e),
-        &at(&front.authority, "org/img:1"),
-        &CopyOptions::default(),
+    copy_img(
+        (client_for(&src), &src.authority()),
+        (client_via(&front, &dst, |e| e), &front.authority),
     )
     .await
     .unwrap();
@@ -368,12 +376,9 @@ async fn an_upload_location_over_plain_http_is_refused() {
         },
     )
     .await;
-    let err = copy_reference(
-        &client_for(&src),
-        &at(&src.authority(), "org/img:1"),
-        &client_via(&front, &dst, |e| e),
-        &at(&front.authority, "org/img:1"),
-        &CopyOptions::default(),
+    let err = copy_img(
+        (client_for(&src), &src.authority()),
+        (client_via(&front, &dst, |e| e), &front.authority),
     )
     .await
     .unwrap_err();
