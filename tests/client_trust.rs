@@ -62,6 +62,33 @@ fn at(authority: &str, path: &str) -> Reference {
     format!("{authority}/{path}").parse().unwrap()
 }
 
+/// `org/img:1` on `dst` is `image`.
+async fn assert_arrived(dst: &BuildsetServer, image: &TestImage) {
+    let arrived = client_for(dst)
+        .manifest_get(&repo("org/img"), "1")
+        .await
+        .unwrap();
+    assert_eq!(arrived.digest, image.manifest.digest);
+}
+
+/// The other origin saw one `method` request on a `path_part` path per
+/// blob of `image`, and none of them carried credentials.
+fn assert_each_blob_went_elsewhere_without_credentials(
+    front: &Front,
+    image: &TestImage,
+    method: &str,
+    path_part: &str,
+) {
+    let seen = front.seen_elsewhere();
+    assert_eq!(seen.len(), image.blobs.len(), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| s.method == method && s.path.contains(path_part)),
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|s| s.authorization.is_none()), "{seen:?}");
+}
+
 /// Copy `org/img:1` from one client to another, each given with the
 /// authority its references name.
 async fn copy_img(
@@ -200,19 +227,8 @@ async fn a_blob_redirect_to_another_origin_is_followed_without_credentials() {
     )
     .await
     .unwrap();
-    let arrived = client_for(&dst)
-        .manifest_get(&repo("org/img"), "1")
-        .await
-        .unwrap();
-    assert_eq!(arrived.digest, image.manifest.digest);
-    let seen = front.seen_elsewhere();
-    assert_eq!(seen.len(), image.blobs.len(), "{seen:?}");
-    assert!(
-        seen.iter()
-            .all(|s| s.method == "GET" && s.path.contains("/blobs/sha256:")),
-        "{seen:?}"
-    );
-    assert!(seen.iter().all(|s| s.authorization.is_none()), "{seen:?}");
+    assert_arrived(&dst, &image).await;
+    assert_each_blob_went_elsewhere_without_credentials(&front, &image, "GET", "/blobs/sha256:");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -263,19 +279,8 @@ async fn an_upload_location_on_another_origin_gets_the_blob_without_credentials(
     )
     .await
     .unwrap();
-    let arrived = client_for(&dst)
-        .manifest_get(&repo("org/img"), "1")
-        .await
-        .unwrap();
-    assert_eq!(arrived.digest, image.manifest.digest);
-    let seen = front.seen_elsewhere();
-    assert_eq!(seen.len(), image.blobs.len(), "{seen:?}");
-    assert!(
-        seen.iter()
-            .all(|s| s.method == "PUT" && s.path.contains("/blobs/uploads/")),
-        "{seen:?}"
-    );
-    assert!(seen.iter().all(|s| s.authorization.is_none()), "{seen:?}");
+    assert_arrived(&dst, &image).await;
+    assert_each_blob_went_elsewhere_without_credentials(&front, &image, "PUT", "/blobs/uploads/");
 }
 
 #[tokio::test(flavor = "multi_thread")]
