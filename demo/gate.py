@@ -35,8 +35,16 @@ from zuul_sim import Executor, Job, artifacts_for_followers, item  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 DEMO = Path(os.environ.get("DEMO_DIR", "/tmp/speculative-demo"))
 BIN = REPO / "target/x86_64-unknown-linux-gnu/release/speculative-images"
-INTERMEDIATE_PORT = 5050
+INTERMEDIATE_PORT = int(os.environ.get("DEMO_INTERMEDIATE_PORT", "5050"))
 PUBLICATION = "localhost"  # port 443, so image names need no port
+# The seed's buildset-registry playbooks take the role's default port.
+BUILDSET_PORT = 5000
+# Every fixed port the demo listens on, and what listens there.
+PORTS = {
+    INTERMEDIATE_PORT: "the intermediate registry (set DEMO_INTERMEDIATE_PORT to move it)",
+    443: "the publication registry (image names carry no port, so it must be 443)",
+    BUILDSET_PORT: "the buildset registries (the seed's playbooks use the role's default)",
+}
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 
 BOLD, GREEN, RED, DIM, RESET = "\033[1m", "\033[32m", "\033[31m", "\033[2m", "\033[0m"
@@ -210,6 +218,32 @@ def reload_dockerd() -> None:
         time.sleep(0.5)
 
 
+def port_holder(port: int) -> str:
+    """Who listens on TCP ``port``, as ``ss`` names it, or why we cannot tell."""
+    import re
+
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True)
+    holders = {f"{name} (pid {pid})" for name, pid in re.findall(r'"([^"]+)",pid=(\d+)', out.stdout)}
+    return ", ".join(sorted(holders)) or "a process ss cannot name"
+
+
+def check_ports(ports: dict[int, str]) -> None:
+    """Refuse to start when a port the demo needs is taken, naming the holder:
+    a registry already there would answer the demo's clients with its own
+    certificate, and the failure would show up deep inside a job."""
+    import socket
+
+    taken = []
+    for port, purpose in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                taken.append(f"port {port}, for {purpose}, is held by {port_holder(port)}")
+    if taken:
+        raise SystemExit("the demo cannot start:\n  " + "\n  ".join(taken))
+
+
 def wait_tcp(host: str, port: int, timeout: float = 20) -> None:
     import socket
 
@@ -257,6 +291,7 @@ def prepare_project(name: str) -> Path:
 def main() -> int:
     if not BIN.exists():
         raise SystemExit(f"{BIN} is missing: run `make collection` first")
+    check_ports(PORTS)
     if DEMO.exists():
         shutil.rmtree(DEMO)
     DEMO.mkdir(parents=True)
@@ -311,7 +346,7 @@ def main() -> int:
         a_build = run_job(build_job(a_images), "1001", "gate", app_src, parent=a_registry)
         expect(a_build.success, "A: build job", failures)
         a_buildset = a_registry.secret_data.get("buildset_registry", {})
-        a_authority = f"{a_buildset.get('host', 'localhost')}:{a_buildset.get('port', 5000)}"
+        a_authority = f"{a_buildset.get('host', 'localhost')}:{a_buildset.get('port', BUILDSET_PORT)}"
         a_built = digest_of(f"{a_authority}/example/app:latest", a_buildset.get("cert", ""))
         info(f"A's example/app in A's buildset registry: {a_built}")
         summary.append(("A example/app", "A's buildset registry", a_built))
@@ -360,7 +395,7 @@ def main() -> int:
         expect(not b_registry.data.get("zuul", {}).get("warnings"),
                "B's buildset registry job has no speculation warning", failures)
         b_buildset = b_registry.secret_data.get("buildset_registry", {})
-        b_authority = f"{b_buildset.get('host', 'localhost')}:{b_buildset.get('port', 5000)}"
+        b_authority = f"{b_buildset.get('host', 'localhost')}:{b_buildset.get('port', BUILDSET_PORT)}"
         app_in_buildset = digest_of(f"{b_authority}/example/app:latest", b_buildset.get("cert", ""))
         info(f"example/app in B's buildset registry: {app_in_buildset}")
         summary.append(("A example/app", "B's buildset registry", app_in_buildset))

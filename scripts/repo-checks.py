@@ -124,5 +124,32 @@ for role in sorted(p for p in (REPO / "roles").iterdir() if p.is_dir()):
     ):
         check(f"role {role.name} has {part}", (role / part).is_file())
 
+
+
+def demo_refuses_a_taken_port() -> str:
+    """What the demo says when a port it needs is held (by us, here)."""
+    import socket
+
+    sys.path.insert(0, str(REPO / "demo"))
+    import gate
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        try:
+            gate.check_ports({port: "a registry of this check"})
+        except SystemExit as refusal:
+            return str(refusal)
+    return "(the demo started)"
+
+
+refusal = demo_refuses_a_taken_port()
+check(
+    "the demo refuses a port that is taken, naming the process holding it",
+    "a registry of this check, is held by python" in refusal and "pid" in refusal,
+    refusal,
+)
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
