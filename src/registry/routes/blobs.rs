@@ -21,16 +21,15 @@ pub(super) fn parse_digest(text: &str) -> Result<Digest, ApiError> {
 }
 
 /// HEAD or GET a blob.
-pub async fn get(request: &Req<'_>, _name: RepositoryName, digest: &str, head: bool) -> Reply {
+pub async fn get(request: &Req<'_>, name: RepositoryName, digest: &str, head: bool) -> Reply {
     let digest = parse_digest(digest)?;
     let storage = request.storage();
+    let size = storage.blob_size(&name, &digest).await?;
     if head {
-        let size = storage.blob_size(&digest).await?;
         let mut response = empty(StatusCode::OK);
         headers(&mut response, &digest, size);
         return Ok(response);
     }
-    let size = storage.blob_size(&digest).await?;
     let range = match request.header(header::RANGE) {
         None => None,
         Some(text) => match parse_range(text, size) {
@@ -58,10 +57,11 @@ pub async fn get(request: &Req<'_>, _name: RepositoryName, digest: &str, head: b
     Ok(response)
 }
 
-/// Blobs are shared by every repository, so deleting one through a
-/// repository is not offered.
-pub async fn delete() -> Reply {
-    Err(ApiError::new(ErrorCode::Unsupported))
+/// DELETE a blob from a repository (the bytes stay for the others).
+pub async fn delete(request: &Req<'_>, name: RepositoryName, digest: &str) -> Reply {
+    let digest = parse_digest(digest)?;
+    request.storage().delete_blob(&name, &digest).await?;
+    Ok(empty(StatusCode::ACCEPTED))
 }
 
 fn headers(response: &mut Response, digest: &Digest, len: u64) {

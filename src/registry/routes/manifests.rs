@@ -75,7 +75,7 @@ pub async fn put(request: &Req<'_>, name: RepositoryName, reference: &str, body:
                 "the manifest is larger than 4 MiB or was not received whole",
             )
         })?;
-    let digest = request
+    let stored = request
         .storage()
         .put_manifest(
             &name,
@@ -84,6 +84,7 @@ pub async fn put(request: &Req<'_>, name: RepositoryName, reference: &str, body:
             bytes,
         )
         .await?;
+    let digest = stored.digest;
     let mut response = empty(StatusCode::CREATED);
     set(
         &mut response,
@@ -91,6 +92,10 @@ pub async fn put(request: &Req<'_>, name: RepositoryName, reference: &str, body:
         format!("/v2/{name}/manifests/{digest}"),
     );
     set(&mut response, "docker-content-digest", digest.to_string());
+    // Tells the client the referrers API lists it: no referrers tag needed.
+    if let Some(subject) = stored.subject {
+        set(&mut response, "oci-subject", subject.to_string());
+    }
     set(&mut response, "content-length", "0");
     Ok(response)
 }

@@ -11,6 +11,7 @@ mod log;
 mod manifests;
 pub mod operation;
 pub mod path;
+mod referrers;
 mod token;
 mod uploads;
 
@@ -100,12 +101,13 @@ async fn dispatch(
         Operation::GetBlob { name, digest, head } => {
             blobs::get(&request, name, &digest, head).await
         }
-        Operation::DeleteBlob(..) => blobs::delete().await,
+        Operation::DeleteBlob(name, digest) => blobs::delete(&request, name, &digest).await,
         Operation::StartUpload(name) => uploads::start(&request, name, body).await,
         Operation::UploadStatus(name, id) => uploads::status(&request, name, &id).await,
         Operation::PatchUpload(name, id) => uploads::patch(&request, name, &id, body).await,
         Operation::FinishUpload(name, id) => uploads::put(&request, name, &id, body).await,
         Operation::CancelUpload(name, id) => uploads::cancel(&request, name, &id).await,
+        Operation::ListReferrers(name, digest) => referrers::list(&request, name, &digest).await,
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -53,6 +53,8 @@ pub enum Operation {
     FinishUpload(RepositoryName, String),
     /// `DELETE /v2/<name>/blobs/uploads/<id>`.
     CancelUpload(RepositoryName, String),
+    /// `GET /v2/<name>/referrers/<digest>`.
+    ListReferrers(RepositoryName, String),
 }
 
 impl Operation {
@@ -83,6 +85,9 @@ impl Operation {
             Route::Upload(name, id) if *method == Method::DELETE => {
                 Operation::CancelUpload(name, id)
             }
+            Route::Referrers(name, d) if *method == Method::GET => {
+                Operation::ListReferrers(name, d)
+            }
             _ => return None,
         })
     }
@@ -96,9 +101,10 @@ impl Operation {
         match self {
             Base => Need::Base,
             Catalog => Need::Catalog,
-            ListTags(name) | GetManifest { name, .. } | GetBlob { name, .. } => {
-                on(name, Action::Pull)
-            }
+            ListTags(name)
+            | GetManifest { name, .. }
+            | GetBlob { name, .. }
+            | ListReferrers(name, _) => on(name, Action::Pull),
             PutManifest(name, _)
             | StartUpload(name)
             | UploadStatus(name, _)
@@ -213,6 +219,10 @@ mod tests {
                     push.clone(),
                     None,
                 ],
+            ),
+            (
+                Route::Referrers(name(), s("sha256:00")),
+                [pull.clone(), None, None, None, None, None, None],
             ),
         ];
         for (route, expected) in table {
