@@ -627,3 +627,52 @@ async fn referrers_list_the_manifests_naming_a_subject_across_restarts() {
     assert_eq!(refused.status, 401);
     assert_eq!(refused.error_code(), "UNAUTHORIZED");
 }
+
+#[tokio::test]
+async fn catalog_and_tags_pages_follow_n_and_last_with_a_next_link() {
+    let registry = InProcess::new();
+    for repo in ["org/a", "org/b", "quay.io/org/c"] {
+        registry.push_image(repo, "v1", repo).await;
+        registry.push_image(repo, "v2", repo).await;
+    }
+    // (uri, repositories or tags, next link)
+    let pages = [
+        (
+            "/v2/_catalog?n=2",
+            vec!["org/a", "org/b"],
+            Some("</v2/_catalog?n=2&last=org%2Fb>; rel=\"next\""),
+        ),
+        ("/v2/_catalog?n=2&last=org%2Fb", vec!["quay.io/org/c"], None),
+        (
+            "/v2/_catalog?last=org/a",
+            vec!["org/b", "quay.io/org/c"],
+            None,
+        ),
+        (
+            "/v2/_catalog?n=3",
+            vec!["org/a", "org/b", "quay.io/org/c"],
+            None,
+        ),
+        ("/v2/_catalog?n=0", vec![], None),
+        (
+            "/v2/org/a/tags/list?n=1",
+            vec!["v1"],
+            Some("</v2/org/a/tags/list?n=1&last=v1>; rel=\"next\""),
+        ),
+        ("/v2/org/a/tags/list?n=1&last=v1", vec!["v2"], None),
+        ("/v2/org/a/tags/list?n=0", vec![], None),
+        ("/v2/org/a/tags/list?last=v2", vec![], None),
+    ];
+    for (uri, items, link) in pages {
+        let reply = registry.send("GET", uri, &[], vec![]).await;
+        assert_eq!(reply.status, 200, "{uri}");
+        let json = reply.json();
+        let listed = if uri.starts_with("/v2/_catalog") {
+            &json["repositories"]
+        } else {
+            &json["tags"]
+        };
+        assert_eq!(listed, &serde_json::json!(items), "{uri}");
+        assert_eq!(reply.header("link"), link, "{uri}");
+    }
+}
