@@ -676,3 +676,150 @@ async fn catalog_and_tags_pages_follow_n_and_last_with_a_next_link() {
         assert_eq!(reply.header("link"), link, "{uri}");
     }
 }
+
+#[tokio::test]
+async fn manifest_fields_outside_the_spec_are_manifest_invalid_naming_the_field() {
+    let registry = InProcess::new();
+    let config = registry.push_blob("org/img", b"{}").await;
+    let layer = registry.push_blob("org/img", b"a layer").await;
+    let before = registry.snapshot();
+    let good = |field: &str| {
+        let (digest, size) = if field == "config" {
+            (&config, 2)
+        } else {
+            (&layer, 7)
+        };
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest.to_string(), "size": size})
+    };
+    let manifest = |config: serde_json::Value, layer: serde_json::Value| serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
+    let with = |mut d: serde_json::Value, key: &str, value: serde_json::Value| {
+        if value.is_null() {
+            d.as_object_mut().unwrap().remove(key);
+        } else {
+            d[key] = value;
+        }
+        d
+    };
+    let null = serde_json::Value::Null;
+    let mut subjectless = manifest(good("config"), good("layer"));
+    subjectless["subject"] =
+        serde_json::json!({"mediaType": OCI_MANIFEST, "digest": config.to_string()});
+    let mut numeric_type = manifest(good("config"), good("layer"));
+    numeric_type["mediaType"] = serde_json::json!(5);
+    for (doc, says) in [
+        (
+            manifest(
+                with(good("config"), "mediaType", null.clone()),
+                good("layer"),
+            ),
+            "config: mediaType is missing",
+        ),
+        (
+            manifest(
+                good("config"),
+                with(good("layer"), "mediaType", "tar".into()),
+            ),
+            "layers[0]: mediaType \"tar\" is not type/subtype",
+        ),
+        (
+            manifest(good("config"), with(good("layer"), "size", (-1).into())),
+            "layers[0]: size must be a non-negative integer",
+        ),
+        (
+            manifest(good("config"), with(good("layer"), "size", "7".into())),
+            "layers[0]: size must be",
+        ),
+        (
+            manifest(good("config"), with(good("layer"), "size", 7.5.into())),
+            "layers[0]: size must be",
+        ),
+        (
+            manifest(good("config"), with(good("layer"), "size", null.clone())),
+            "layers[0]: size must be",
+        ),
+        (
+            manifest(good("config"), with(good("layer"), "digest", null.clone())),
+            "layers[0]: digest is missing",
+        ),
+        (
+            manifest(good("config"), "layer".into()),
+            "layers[0]: must be a descriptor object",
+        ),
+        (subjectless, "subject: size must be"),
+        (numeric_type, "mediaType must be a string"),
+    ] {
+        let reply = registry
+            .send(
+                "PUT",
+                "/v2/org/img/manifests/v1",
+                &[],
+                serde_json::to_vec(&doc).unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{says}: {:?}", reply.body);
+        assert_eq!(reply.error_code(), "MANIFEST_INVALID", "{says}");
+        let detail = reply.json()["errors"][0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(detail.contains(says), "{says}: {detail}");
+    }
+    assert_eq!(registry.snapshot(), before);
+    // Content-Type parameters are ignored; the good manifest goes in.
+    let doc = manifest(good("config"), good("layer"));
+    let stored = registry
+        .send(
+            "PUT",
+            "/v2/org/img/manifests/v1",
+            &[("content-type", &format!("{OCI_MANIFEST}; charset=utf-8"))],
+            serde_json::to_vec(&doc).unwrap(),
+        )
+        .await;
+    assert_eq!(stored.status, 201, "{:?}", stored.body);
+}
+
+#[tokio::test]
+async fn a_manifest_over_4_mib_is_413_and_not_stored() {
+    let registry = InProcess::new();
+    let before = registry.snapshot();
+    let padding = "x".repeat(4 << 20);
+    let huge = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "annotations": {"pad": padding}})).unwrap();
+    let length = huge.len().to_string();
+    for headers in [vec![], vec![("content-length", length.as_str())]] {
+        let mut all = vec![("content-type", OCI_MANIFEST)];
+        all.extend(headers.iter().copied());
+        let reply = registry
+            .send("PUT", "/v2/org/img/manifests/v1", &all, huge.clone())
+            .await;
+        assert_eq!(reply.status, 413, "{headers:?}: {:?}", reply.body);
+        assert_eq!(reply.error_code(), "MANIFEST_INVALID");
+    }
+    assert_eq!(registry.snapshot(), before);
+}
+
+#[tokio::test]
+async fn a_range_with_a_sign_or_junk_is_416_with_the_blobs_size() {
+    let registry = InProcess::new();
+    let digest = registry.push_blob("org/img", b"0123456789").await;
+    let uri = format!("/v2/org/img/blobs/{digest}");
+    for range in [
+        "bytes=+1-2",
+        "bytes=1-+2",
+        "bytes=-+5",
+        "bytes=a-b",
+        "bytes=-0",
+        "bytes=10-",
+    ] {
+        let reply = registry
+            .send("GET", &uri, &[("range", range)], vec![])
+            .await;
+        assert_eq!(reply.status, 416, "{range}");
+        assert_eq!(reply.header("content-range"), Some("bytes */10"), "{range}");
+    }
+    let suffix = registry
+        .send("GET", &uri, &[("range", "bytes=-3")], vec![])
+        .await;
+    assert_eq!(suffix.status, 206);
+    assert_eq!(suffix.header("content-range"), Some("bytes 7-9/10"));
+    assert_eq!(&suffix.body[..], b"789");
+}

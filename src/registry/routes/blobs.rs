@@ -79,15 +79,22 @@ fn parse_range(text: &str, size: u64) -> Option<(u64, u64)> {
         return None;
     }
     let (first, last) = spec.split_once('-')?;
+    // Digits only: `parse` would also take a sign.
+    let number = |n: &str| {
+        n.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| n.parse::<u64>().ok())
+            .flatten()
+    };
     let (start, end) = if first.is_empty() {
-        let suffix: u64 = last.parse().ok()?;
+        let suffix: u64 = number(last)?;
         (size.checked_sub(suffix.min(size))?, size.checked_sub(1)?)
     } else {
-        let start: u64 = first.parse().ok()?;
+        let start: u64 = number(first)?;
         let end = if last.is_empty() {
             size.checked_sub(1)?
         } else {
-            last.parse::<u64>().ok()?.min(size.checked_sub(1)?)
+            number(last)?.min(size.checked_sub(1)?)
         };
         (start, end)
     };
@@ -107,5 +114,17 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), None);
         assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
+        for bad in [
+            "bytes=+1-2",
+            "bytes=1-+2",
+            "bytes=-+5",
+            "bytes=a-b",
+            "bytes=-",
+            "bytes= 1-2",
+        ] {
+            assert_eq!(parse_range(bad, 100), None, "{bad}");
+        }
+        assert_eq!(parse_range("bytes=-0", 100), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
     }
 }

@@ -67,14 +67,26 @@ fn accepts(headers: &HeaderMap, stored: &str) -> bool {
 /// PUT a manifest.
 pub async fn put(request: &Req<'_>, name: RepositoryName, reference: &str, body: Body) -> Reply {
     let reference = parse_reference(reference)?;
-    let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::with_detail(
+    let too_large = || {
+        ApiError::with_detail(
+            ErrorCode::ManifestTooLarge,
+            format!("a manifest may have at most {MAX_MANIFEST_BYTES} bytes"),
+        )
+    };
+    let announced = request.header(header::CONTENT_LENGTH);
+    if announced.and_then(|n| n.parse::<u64>().ok()) > Some(MAX_MANIFEST_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_MANIFEST_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) if is_length_limit(&e) => return Err(too_large()),
+        Err(_) => {
+            return Err(ApiError::with_detail(
                 ErrorCode::ManifestInvalid,
-                "the manifest is larger than 4 MiB or was not received whole",
-            )
-        })?;
+                "the manifest was not received whole",
+            ))
+        }
+    };
     let stored = request
         .storage()
         .put_manifest(
@@ -98,6 +110,18 @@ pub async fn put(request: &Req<'_>, name: RepositoryName, reference: &str, body:
     }
     set(&mut response, "content-length", "0");
     Ok(response)
+}
+
+/// Whether reading a body failed because it passed the size limit.
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// DELETE a tag, or a manifest by digest (with its tags).

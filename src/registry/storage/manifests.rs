@@ -348,7 +348,11 @@ fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<Examined> {
     if obj.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
         return Err(invalid("schemaVersion must be 2"));
     }
-    let declared = obj.get("mediaType").and_then(Value::as_str);
+    let declared = match obj.get("mediaType") {
+        None => None,
+        Some(Value::String(declared)) => Some(declared.as_str()),
+        Some(_) => return Err(invalid("mediaType must be a string")),
+    };
     let content_type = content_type
         .map(|c| c.split(';').next().unwrap_or("").trim())
         .filter(|c| !matches!(*c, "" | "application/octet-stream" | "application/json"));
@@ -366,33 +370,26 @@ fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<Examined> {
     if !media_type::is_manifest_type(&media_type) {
         return Err(invalid(&format!("unsupported media type {media_type}")));
     }
-    let descriptor_digest = |d: &Value| -> Result<Digest> {
-        d.get("digest")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("a descriptor has no digest"))?
-            .parse()
-            .map_err(|e: DigestError| invalid(&e.to_string()))
-    };
     let mut needed = Vec::new();
     if media_type::is_index(&media_type) {
         let manifests = obj
             .get("manifests")
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("an index needs a manifests array"))?;
-        for m in manifests {
-            needed.push(Needed::Manifest(descriptor_digest(m)?));
+        for (i, m) in manifests.iter().enumerate() {
+            needed.push(Needed::Manifest(descriptor(m, &format!("manifests[{i}]"))?));
         }
     } else {
         let config = obj
             .get("config")
             .ok_or_else(|| invalid("a manifest needs a config"))?;
-        needed.push(Needed::Blob(descriptor_digest(config)?));
+        needed.push(Needed::Blob(descriptor(config, "config")?));
         let layers = obj
             .get("layers")
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("a manifest needs a layers array"))?;
-        for layer in layers {
-            let digest = descriptor_digest(layer)?;
+        for (i, layer) in layers.iter().enumerate() {
+            let digest = descriptor(layer, &format!("layers[{i}]"))?;
             // Foreign (non-distributable) layers live at their URLs.
             let foreign = layer
                 .get("urls")
@@ -403,10 +400,51 @@ fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<Examined> {
             }
         }
     }
+    if let Some(subject) = obj.get("subject") {
+        descriptor(subject, "subject")?;
+    }
     let referrer = Referrer::of(obj, &media_type)?;
     Ok(Examined {
         media_type,
         needed,
         referrer,
     })
+}
+
+/// Check a descriptor (`field` names it in errors): a `mediaType` of the
+/// form type/subtype, a non-negative integer `size` and a valid `digest`,
+/// as the image-spec requires; returns the digest.
+fn descriptor(d: &Value, field: &str) -> Result<Digest> {
+    let invalid = |why: String| StorageError::ManifestInvalid(format!("{field}: {why}"));
+    let d = d
+        .as_object()
+        .ok_or_else(|| invalid("must be a descriptor object".into()))?;
+    let media_type = d
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("mediaType is missing or not a string".into()))?;
+    if !is_media_type(media_type) {
+        return Err(invalid(format!(
+            "mediaType {media_type:?} is not type/subtype"
+        )));
+    }
+    if d.get("size").and_then(Value::as_u64).is_none() {
+        return Err(invalid("size must be a non-negative integer".into()));
+    }
+    d.get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("digest is missing or not a string".into()))?
+        .parse()
+        .map_err(|e: DigestError| invalid(format!("digest: {e}")))
+}
+
+/// The image-spec's media type grammar (RFC 6838 names).
+fn is_media_type(text: &str) -> bool {
+    static GRAMMAR: std::sync::LazyLock<regex_lite::Regex> = std::sync::LazyLock::new(|| {
+        regex_lite::Regex::new(
+            r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$",
+        )
+        .expect("a valid pattern")
+    });
+    GRAMMAR.is_match(text)
 }
