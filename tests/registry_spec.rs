@@ -23,6 +23,15 @@ async fn send_as(
     registry.send_raw(method, uri, &headers, body.into()).await
 }
 
+/// Start an upload to `repo`; its location.
+async fn start_upload(registry: &InProcess, repo: &str) -> String {
+    let started = registry
+        .send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], vec![])
+        .await;
+    assert_eq!(started.status, 202, "{:?}", started.body);
+    started.header("location").unwrap().to_string()
+}
+
 /// A 401 with the spec's code and a bearer challenge for `scope`.
 fn assert_refused(reply: &Reply, scope: &str, what: &str) {
     assert_eq!(reply.status, 401, "{what}: {:?}", reply.body);
@@ -45,10 +54,7 @@ async fn anonymous_writes_and_deletes_are_refused_before_any_handler_runs() {
     let registry = InProcess::new();
     let (manifest, _) = registry.push_image("org/img", "v1", "a").await;
     let layer = registry.push_blob("org/img", b"a layer").await;
-    let started = registry
-        .send("POST", "/v2/org/img/blobs/uploads/", &[], vec![])
-        .await;
-    let upload = started.header("location").unwrap().to_string();
+    let upload = start_upload(&registry, "org/img").await;
     let before = registry.snapshot();
 
     let push = "repository:org/img:pull,push";
@@ -83,14 +89,8 @@ async fn anonymous_writes_and_deletes_are_refused_before_any_handler_runs() {
     );
 
     // Anonymous pulls stay open (the in-process registry allows them).
-    let pulled = send_as(
-        &registry,
-        None,
-        "GET",
-        &format!("/v2/org/img/blobs/{layer}"),
-        vec![],
-    )
-    .await;
+    let blob = format!("/v2/org/img/blobs/{layer}");
+    let pulled = send_as(&registry, None, "GET", &blob, vec![]).await;
     assert_eq!(pulled.status, 200);
 }
 
@@ -99,14 +99,8 @@ async fn a_token_for_pull_only_may_not_push_or_delete() {
     let registry = InProcess::new();
     let layer = registry.push_blob("org/img", b"a layer").await;
     let pull_only = registry.bearer(&[("org/img", &["pull"])]);
-    let read = send_as(
-        &registry,
-        Some(&pull_only),
-        "HEAD",
-        &format!("/v2/org/img/blobs/{layer}"),
-        vec![],
-    )
-    .await;
+    let blob = format!("/v2/org/img/blobs/{layer}");
+    let read = send_as(&registry, Some(&pull_only), "HEAD", &blob, vec![]).await;
     assert_eq!(read.status, 200);
     for (method, uri) in [
         ("POST", "/v2/org/img/blobs/uploads/".to_string()),
@@ -124,14 +118,8 @@ async fn a_token_for_pull_only_may_not_push_or_delete() {
         );
     }
     // Another repository is not granted at all.
-    let elsewhere = send_as(
-        &registry,
-        Some(&pull_only),
-        "GET",
-        "/v2/org/other/tags/list",
-        vec![],
-    )
-    .await;
+    let other = "/v2/org/other/tags/list";
+    let elsewhere = send_as(&registry, Some(&pull_only), "GET", other, vec![]).await;
     assert_eq!(elsewhere.status, 401);
 }
 
@@ -308,10 +296,7 @@ async fn with_deletes_disabled_every_delete_is_405_unsupported() {
     let registry = InProcess::configured(|config| config.delete_enabled = false);
     let (digest, _) = registry.push_image("org/img", "v1", "a").await;
     let layer = registry.push_blob("org/img", b"a layer").await;
-    let started = registry
-        .send("POST", "/v2/org/img/blobs/uploads/", &[], vec![])
-        .await;
-    let upload = started.header("location").unwrap().to_string();
+    let upload = start_upload(&registry, "org/img").await;
     let before = registry.snapshot();
     let unsupported = (405, Some("UNSUPPORTED".to_string()));
     for uri in [
@@ -334,23 +319,26 @@ async fn with_deletes_disabled_every_delete_is_405_unsupported() {
     assert_eq!(status_code(&registry, "DELETE", &upload).await, (204, None));
 }
 
+/// Send `chunk` of an upload with its `Content-Range`.
+async fn send_chunk(
+    registry: &InProcess,
+    method: &str,
+    uri: &str,
+    range: &str,
+    chunk: &[u8],
+) -> Reply {
+    registry
+        .send(method, uri, &[("content-range", range)], chunk.to_vec())
+        .await
+}
+
 #[tokio::test]
 async fn a_chunk_out_of_order_is_416_with_the_uploads_range_and_nothing_stored() {
     let registry = InProcess::new();
     let data: Vec<u8> = (0..30u8).collect();
     let digest = Digest::sha256(&data);
-    let started = registry
-        .send("POST", "/v2/org/img/blobs/uploads/", &[], vec![])
-        .await;
-    let location = started.header("location").unwrap().to_string();
-    let first = registry
-        .send(
-            "PATCH",
-            &location,
-            &[("content-range", "0-9")],
-            data[..10].to_vec(),
-        )
-        .await;
+    let location = start_upload(&registry, "org/img").await;
+    let first = send_chunk(&registry, "PATCH", &location, "0-9", &data[..10]).await;
     assert_eq!(first.status, 202);
     assert_eq!(first.header("range"), Some("0-9"));
     let before = registry.snapshot();
@@ -362,9 +350,7 @@ async fn a_chunk_out_of_order_is_416_with_the_uploads_range_and_nothing_stored()
         ("PUT", &closing, "11-29", &data[11..]),
         ("PUT", &closing, "0-29", &data[..]),
     ] {
-        let reply = registry
-            .send(method, uri, &[("content-range", range)], chunk.to_vec())
-            .await;
+        let reply = send_chunk(&registry, method, uri, range, chunk).await;
         let what = format!("{method} {range}");
         assert_eq!(reply.status, 416, "{what}: {:?}", reply.body);
         assert_eq!(reply.error_code(), "BLOB_UPLOAD_INVALID", "{what}");
@@ -378,14 +364,7 @@ async fn a_chunk_out_of_order_is_416_with_the_uploads_range_and_nothing_stored()
         ("+10-19", 400, "BLOB_UPLOAD_INVALID"),
         ("19-10", 416, "BLOB_UPLOAD_INVALID"),
     ] {
-        let reply = registry
-            .send(
-                "PATCH",
-                &location,
-                &[("content-range", range)],
-                data[10..20].to_vec(),
-            )
-            .await;
+        let reply = send_chunk(&registry, "PATCH", &location, range, &data[10..20]).await;
         assert_eq!(reply.status, status, "{range}: {:?}", reply.body);
         assert_eq!(reply.error_code(), code, "{range}");
         assert_eq!(registry.snapshot(), before, "{range} changed the store");
@@ -395,23 +374,9 @@ async fn a_chunk_out_of_order_is_416_with_the_uploads_range_and_nothing_stored()
     assert_eq!(status.header("range"), Some("0-9"));
 
     // The right ranges finish it, the last chunk in the closing PUT.
-    let second = registry
-        .send(
-            "PATCH",
-            &location,
-            &[("content-range", "10-19")],
-            data[10..20].to_vec(),
-        )
-        .await;
+    let second = send_chunk(&registry, "PATCH", &location, "10-19", &data[10..20]).await;
     assert_eq!(second.header("range"), Some("0-19"));
-    let done = registry
-        .send(
-            "PUT",
-            &closing,
-            &[("content-range", "20-29")],
-            data[20..].to_vec(),
-        )
-        .await;
+    let done = send_chunk(&registry, "PUT", &closing, "20-29", &data[20..]).await;
     assert_eq!(done.status, 201, "{:?}", done.body);
     assert_eq!(
         done.header("docker-content-digest"),
