@@ -14,12 +14,16 @@ use speculative_images::oci::Digest;
 use speculative_images::registry::config::{ServerConfig, User};
 use tower::ServiceExt as _;
 
+/// The secret the in-process registry signs its tokens with.
+const TOKEN_SECRET: &str = "s3cret-for-tests";
+
 /// A registry router over a fresh storage dir, with one user.
 pub struct InProcess {
     pub router: axum::Router,
     pub storage: PathBuf,
     pub username: String,
     pub password: String,
+    adjust: fn(&mut ServerConfig),
     _dir: tempfile::TempDir,
 }
 
@@ -52,13 +56,19 @@ impl Reply {
 
 impl InProcess {
     pub fn new() -> InProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
-        InProcess::over(dir, crate::support::random_password())
+        InProcess::configured(|_| {})
     }
 
-    fn over(dir: tempfile::TempDir, password: String) -> InProcess {
+    /// A registry whose configuration `adjust` changes first (e.g. deletes
+    /// disabled).
+    pub fn configured(adjust: fn(&mut ServerConfig)) -> InProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        InProcess::over(dir, crate::support::random_password(), adjust)
+    }
+
+    fn over(dir: tempfile::TempDir, password: String, adjust: fn(&mut ServerConfig)) -> InProcess {
         let storage = dir.path().join("storage");
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             tls: None,
             storage: storage.clone(),
@@ -66,15 +76,18 @@ impl InProcess {
                 username: "zuul".into(),
                 password_bcrypt: bcrypt::hash(&password, 4).unwrap(),
             }],
-            token_secret: "s3cret-for-tests".into(),
+            token_secret: TOKEN_SECRET.into(),
             anonymous_pull: true,
+            delete_enabled: true,
         };
+        adjust(&mut config);
         let state = speculative_images::registry::state(&config).expect("registry state");
         InProcess {
             router: speculative_images::registry::app(state),
             storage,
             username: "zuul".into(),
             password,
+            adjust,
             _dir: dir,
         }
     }
@@ -82,8 +95,13 @@ impl InProcess {
     /// Stop this instance and start another over the same storage (its
     /// in-memory upload state is gone, as after a crash).
     pub fn restart(self) -> InProcess {
-        let InProcess { _dir, password, .. } = self;
-        InProcess::over(_dir, password)
+        let InProcess {
+            _dir,
+            password,
+            adjust,
+            ..
+        } = self;
+        InProcess::over(_dir, password, adjust)
     }
 
     pub fn basic(&self) -> String {
@@ -92,6 +110,25 @@ impl InProcess {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(creds)
         )
+    }
+
+    /// `Bearer <token>` signed with this registry's secret, granting each
+    /// `(repository, actions)` pair and nothing else.
+    pub fn bearer(&self, grants: &[(&str, &[&str])]) -> String {
+        use speculative_images::registry::auth::token;
+        let claims = token::Claims {
+            sub: Some(self.username.clone()),
+            access: grants
+                .iter()
+                .map(|(repository, actions)| token::Access {
+                    kind: "repository".into(),
+                    name: repository.to_string(),
+                    actions: actions.iter().map(|a| a.to_string()).collect(),
+                })
+                .collect(),
+            exp: token::now() + 600,
+        };
+        format!("Bearer {}", token::issue(TOKEN_SECRET.as_bytes(), &claims))
     }
 
     /// Send a request as the registry user.

@@ -65,6 +65,7 @@ fn an_ipv6_wildcard_listener_takes_ipv4_too() {
         users: vec![],
         token_secret: "secret".into(),
         anonymous_pull: true,
+        delete_enabled: true,
     };
     let path = dir.path().join("config.json");
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();

@@ -27,6 +27,10 @@ pub struct ServerConfig {
     /// Whether anonymous clients may pull (default true, like zuul-registry).
     #[serde(default = "yes")]
     pub anonymous_pull: bool,
+    /// Whether manifests, tags and blobs may be deleted (default true);
+    /// when false every such DELETE answers 405 UNSUPPORTED.
+    #[serde(default = "yes")]
+    pub delete_enabled: bool,
 }
 
 /// PEM files for TLS.

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     ManifestBlobUnknown,
     /// Manifest invalid.
     ManifestInvalid,
+    /// Manifest larger than the registry accepts (413, as the spec asks).
+    ManifestTooLarge,
     /// Manifest unknown.
     ManifestUnknown,
     /// Invalid repository name.
@@ -85,6 +87,11 @@ impl ErrorCode {
                 400,
             ),
             ManifestInvalid => ("MANIFEST_INVALID", "manifest invalid", 400),
+            ManifestTooLarge => (
+                "MANIFEST_INVALID",
+                "manifest larger than the registry accepts",
+                413,
+            ),
             ManifestUnknown => ("MANIFEST_UNKNOWN", "manifest unknown to registry", 404),
             NameInvalid => ("NAME_INVALID", "invalid repository name", 400),
             NameUnknown => ("NAME_UNKNOWN", "repository name not known to registry", 404),

@@ -31,6 +31,7 @@ pub fn state(config: &ServerConfig) -> anyhow::Result<AppState> {
     Ok(Arc::new(Registry {
         storage,
         auth: auth::Authenticator::new(config),
+        delete_enabled: config.delete_enabled,
         scheme: if config.tls.is_some() {
             "https"
         } else {

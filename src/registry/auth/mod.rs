@@ -316,6 +316,7 @@ mod tests {
             }],
             token_secret: "secret".into(),
             anonymous_pull,
+            delete_enabled: true,
         })
     }
 

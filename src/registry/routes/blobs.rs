@@ -8,7 +8,6 @@ use tokio_util::io::ReaderStream;
 
 use super::{empty, set, Reply, Req};
 use crate::oci::{Digest, RepositoryName};
-use crate::registry::auth::{Action, Need};
 use crate::registry::errors::{ApiError, ErrorCode};
 
 /// Read size when streaming a blob.
@@ -23,18 +22,14 @@ pub(super) fn parse_digest(text: &str) -> Result<Digest, ApiError> {
 
 /// HEAD or GET a blob.
 pub async fn get(request: &Req<'_>, name: RepositoryName, digest: &str, head: bool) -> Reply {
-    request
-        .authorize(Need::Repository(name, Action::Pull))
-        .await?;
     let digest = parse_digest(digest)?;
     let storage = request.storage();
+    let size = storage.blob_size(&name, &digest).await?;
     if head {
-        let size = storage.blob_size(&digest).await?;
         let mut response = empty(StatusCode::OK);
         headers(&mut response, &digest, size);
         return Ok(response);
     }
-    let size = storage.blob_size(&digest).await?;
     let range = match request.header(header::RANGE) {
         None => None,
         Some(text) => match parse_range(text, size) {
@@ -62,13 +57,11 @@ pub async fn get(request: &Req<'_>, name: RepositoryName, digest: &str, head: bo
     Ok(response)
 }
 
-/// Blobs are shared by every repository, so deleting one through a
-/// repository is not offered.
-pub async fn delete(request: &Req<'_>, name: RepositoryName) -> Reply {
-    request
-        .authorize(Need::Repository(name, Action::Delete))
-        .await?;
-    Err(ApiError::new(ErrorCode::Unsupported))
+/// DELETE a blob from a repository (the bytes stay for the others).
+pub async fn delete(request: &Req<'_>, name: RepositoryName, digest: &str) -> Reply {
+    let digest = parse_digest(digest)?;
+    request.storage().delete_blob(&name, &digest).await?;
+    Ok(empty(StatusCode::ACCEPTED))
 }
 
 fn headers(response: &mut Response, digest: &Digest, len: u64) {
@@ -86,15 +79,22 @@ fn parse_range(text: &str, size: u64) -> Option<(u64, u64)> {
         return None;
     }
     let (first, last) = spec.split_once('-')?;
+    // Digits only: `parse` would also take a sign.
+    let number = |n: &str| {
+        n.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| n.parse::<u64>().ok())
+            .flatten()
+    };
     let (start, end) = if first.is_empty() {
-        let suffix: u64 = last.parse().ok()?;
+        let suffix: u64 = number(last)?;
         (size.checked_sub(suffix.min(size))?, size.checked_sub(1)?)
     } else {
-        let start: u64 = first.parse().ok()?;
+        let start: u64 = number(first)?;
         let end = if last.is_empty() {
             size.checked_sub(1)?
         } else {
-            last.parse::<u64>().ok()?.min(size.checked_sub(1)?)
+            number(last)?.min(size.checked_sub(1)?)
         };
         (start, end)
     };
@@ -114,5 +114,17 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), None);
         assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
+        for bad in [
+            "bytes=+1-2",
+            "bytes=1-+2",
+            "bytes=-+5",
+            "bytes=a-b",
+            "bytes=-",
+            "bytes= 1-2",
+        ] {
+            assert_eq!(parse_range(bad, 100), None, "{bad}");
+        }
+        assert_eq!(parse_range("bytes=-0", 100), None);
+        assert_eq!(parse_range("bytes=0-0", 0), None);
     }
 }

@@ -7,7 +7,6 @@ use axum::response::Response;
 
 use super::{empty, set, Reply, Req};
 use crate::oci::{media_type, RepositoryName};
-use crate::registry::auth::{Action, Need};
 use crate::registry::errors::{ApiError, ErrorCode};
 use crate::registry::storage::{ManifestReference, MAX_MANIFEST_BYTES};
 
@@ -23,9 +22,6 @@ fn parse_reference(text: &str) -> Result<ManifestReference, ApiError> {
 
 /// GET or HEAD a manifest.
 pub async fn get(request: &Req<'_>, name: RepositoryName, reference: &str, head: bool) -> Reply {
-    request
-        .authorize(Need::Repository(name.clone(), Action::Pull))
-        .await?;
     let reference = parse_reference(reference)?;
     let manifest = request.storage().get_manifest(&name, &reference).await?;
     if !accepts(request.headers, &manifest.media_type) {
@@ -70,19 +66,28 @@ fn accepts(headers: &HeaderMap, stored: &str) -> bool {
 
 /// PUT a manifest.
 pub async fn put(request: &Req<'_>, name: RepositoryName, reference: &str, body: Body) -> Reply {
-    request
-        .authorize(Need::Repository(name.clone(), Action::Push))
-        .await?;
     let reference = parse_reference(reference)?;
-    let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::with_detail(
+    let too_large = || {
+        ApiError::with_detail(
+            ErrorCode::ManifestTooLarge,
+            format!("a manifest may have at most {MAX_MANIFEST_BYTES} bytes"),
+        )
+    };
+    let announced = request.header(header::CONTENT_LENGTH);
+    if announced.and_then(|n| n.parse::<u64>().ok()) > Some(MAX_MANIFEST_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_MANIFEST_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) if is_length_limit(&e) => return Err(too_large()),
+        Err(_) => {
+            return Err(ApiError::with_detail(
                 ErrorCode::ManifestInvalid,
-                "the manifest is larger than 4 MiB or was not received whole",
-            )
-        })?;
-    let digest = request
+                "the manifest was not received whole",
+            ))
+        }
+    };
+    let stored = request
         .storage()
         .put_manifest(
             &name,
@@ -91,6 +96,7 @@ pub async fn put(request: &Req<'_>, name: RepositoryName, reference: &str, body:
             bytes,
         )
         .await?;
+    let digest = stored.digest;
     let mut response = empty(StatusCode::CREATED);
     set(
         &mut response,
@@ -98,15 +104,28 @@ pub async fn put(request: &Req<'_>, name: RepositoryName, reference: &str, body:
         format!("/v2/{name}/manifests/{digest}"),
     );
     set(&mut response, "docker-content-digest", digest.to_string());
+    // Tells the client the referrers API lists it: no referrers tag needed.
+    if let Some(subject) = stored.subject {
+        set(&mut response, "oci-subject", subject.to_string());
+    }
     set(&mut response, "content-length", "0");
     Ok(response)
 }
 
+/// Whether reading a body failed because it passed the size limit.
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// DELETE a tag, or a manifest by digest (with its tags).
 pub async fn delete(request: &Req<'_>, name: RepositoryName, reference: &str) -> Reply {
-    request
-        .authorize(Need::Repository(name.clone(), Action::Delete))
-        .await?;
     let reference = parse_reference(reference)?;
     request.storage().delete_manifest(&name, &reference).await?;
     Ok(empty(StatusCode::ACCEPTED))

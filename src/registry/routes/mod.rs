@@ -1,13 +1,17 @@
-//! HTTP routes of the distribution API. Handlers parse the request, ask
-//! [`auth`](crate::registry::auth) whether it is allowed, call [`Storage`]
-//! and shape the response; they never touch the filesystem. Names come
-//! from [`path`], error codes from [`errors`](crate::registry::errors).
+//! HTTP routes of the distribution API. The dispatcher turns path and
+//! method into an [`Operation`], checks the access it needs with
+//! [`auth`](crate::registry::auth) once, and only then calls its handler;
+//! handlers parse the request, call [`Storage`] and shape the response,
+//! and never touch the filesystem. Names come from [`path`], error codes
+//! from [`errors`](crate::registry::errors).
 
 mod blobs;
 mod listing;
 mod log;
 mod manifests;
+pub mod operation;
 pub mod path;
+mod referrers;
 mod token;
 mod uploads;
 
@@ -23,7 +27,7 @@ use axum::Router;
 use crate::registry::auth::{Authenticator, Identity, Need};
 use crate::registry::errors::{ApiError, ErrorCode};
 use crate::registry::storage::Storage;
-use path::Route;
+use operation::Operation;
 
 /// What every handler shares.
 pub struct Registry {
@@ -33,6 +37,8 @@ pub struct Registry {
     pub auth: Authenticator,
     /// `https` or `http`, for the token realm.
     pub scheme: &'static str,
+    /// Whether manifests, tags and blobs may be deleted.
+    pub delete_enabled: bool,
 }
 
 /// Shared state of the router.
@@ -47,7 +53,8 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Route a `/v2/` request by its parsed path and method.
+/// Route a `/v2/` request by its parsed path and method: refuse what the
+/// API does not offer, then what the client may not do, then run it.
 async fn dispatch(
     State(state): State<AppState>,
     method: Method,
@@ -60,30 +67,47 @@ async fn dispatch(
         Some(Err(e)) => return e.into_response(),
         Some(Ok(route)) => route,
     };
-    let request = Req {
+    let Some(operation) = Operation::of(route, &method) else {
+        return ApiError::new(ErrorCode::Unsupported).into_response();
+    };
+    if operation.deletes_content() && !state.delete_enabled {
+        return ApiError::with_detail(
+            ErrorCode::Unsupported,
+            "deleting is disabled on this registry",
+        )
+        .into_response();
+    }
+    let mut request = Req {
         state: &state,
         uri: &uri,
         headers: &headers,
+        identity: Identity::Anonymous,
     };
-    let result = match (route, method) {
-        (Route::Base, Method::GET | Method::HEAD) => base(&request).await,
-        (Route::Catalog, Method::GET) => listing::catalog(&request).await,
-        (Route::Tags(name), Method::GET) => listing::tags(&request, name).await,
-        (Route::Manifest(name, r), m @ (Method::GET | Method::HEAD)) => {
-            manifests::get(&request, name, &r, m == Method::HEAD).await
+    match request.authorize(&operation.need()).await {
+        Ok(identity) => request.identity = identity,
+        Err(refused) => return refused.into_response(),
+    }
+    let result = match operation {
+        Operation::Base => base().await,
+        Operation::Catalog => listing::catalog(&request).await,
+        Operation::ListTags(name) => listing::tags(&request, name).await,
+        Operation::GetManifest {
+            name,
+            reference,
+            head,
+        } => manifests::get(&request, name, &reference, head).await,
+        Operation::PutManifest(name, r) => manifests::put(&request, name, &r, body).await,
+        Operation::DeleteManifest(name, r) => manifests::delete(&request, name, &r).await,
+        Operation::GetBlob { name, digest, head } => {
+            blobs::get(&request, name, &digest, head).await
         }
-        (Route::Manifest(name, r), Method::PUT) => manifests::put(&request, name, &r, body).await,
-        (Route::Manifest(name, r), Method::DELETE) => manifests::delete(&request, name, &r).await,
-        (Route::Blob(name, d), m @ (Method::GET | Method::HEAD)) => {
-            blobs::get(&request, name, &d, m == Method::HEAD).await
-        }
-        (Route::Blob(name, _), Method::DELETE) => blobs::delete(&request, name).await,
-        (Route::Uploads(name), Method::POST) => uploads::start(&request, name, body).await,
-        (Route::Upload(name, id), Method::GET) => uploads::status(&request, name, &id).await,
-        (Route::Upload(name, id), Method::PATCH) => uploads::patch(&request, name, &id, body).await,
-        (Route::Upload(name, id), Method::PUT) => uploads::put(&request, name, &id, body).await,
-        (Route::Upload(name, id), Method::DELETE) => uploads::cancel(&request, name, &id).await,
-        _ => Err(ApiError::new(ErrorCode::Unsupported)),
+        Operation::DeleteBlob(name, digest) => blobs::delete(&request, name, &digest).await,
+        Operation::StartUpload(name) => uploads::start(&request, name, body).await,
+        Operation::UploadStatus(name, id) => uploads::status(&request, name, &id).await,
+        Operation::PatchUpload(name, id) => uploads::patch(&request, name, &id, body).await,
+        Operation::FinishUpload(name, id) => uploads::put(&request, name, &id, body).await,
+        Operation::CancelUpload(name, id) => uploads::cancel(&request, name, &id).await,
+        Operation::ListReferrers(name, digest) => referrers::list(&request, name, &digest).await,
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -93,6 +117,8 @@ pub(crate) struct Req<'a> {
     state: &'a AppState,
     uri: &'a Uri,
     headers: &'a HeaderMap,
+    /// Who is asking, already allowed what the operation needs.
+    identity: Identity,
 }
 
 impl Req<'_> {
@@ -121,10 +147,10 @@ impl Req<'_> {
     }
 
     /// Who is asking, refused with a challenge unless allowed `need`.
-    async fn authorize(&self, need: Need) -> Result<Identity, ApiError> {
+    async fn authorize(&self, need: &Need) -> Result<Identity, ApiError> {
         let auth = &self.state.auth;
         let identity = auth.identify(self.header(header::AUTHORIZATION)).await;
-        match auth.authorize(&identity, &need) {
+        match auth.authorize(&identity, need) {
             Ok(()) => Ok(identity),
             Err(refusal) => Err(ApiError {
                 code: ErrorCode::Unauthorized,
@@ -133,13 +159,19 @@ impl Req<'_> {
             }),
         }
     }
+
+    /// Whether the client may also do what `need` names (beyond what the
+    /// operation needs, which the dispatcher checked).
+    fn may(&self, need: &Need) -> bool {
+        self.state.auth.authorize(&self.identity, need).is_ok()
+    }
 }
 
 type Reply = Result<Response, ApiError>;
 
-/// `GET /v2/`: the API version check; 401 tells clients how to log in.
-async fn base(request: &Req<'_>) -> Reply {
-    request.authorize(Need::Base).await?;
+/// `GET /v2/`: the API version check; the dispatcher's 401 tells
+/// clients how to log in.
+async fn base() -> Reply {
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

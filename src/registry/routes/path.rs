@@ -1,6 +1,6 @@
 //! Parsing `/v2/...` paths. Repository names contain slashes, so the name
 //! is everything between `/v2/` and the last `/blobs/`, `/blobs/uploads/`,
-//! `/manifests/` or `/tags/list`; it is validated here, once.
+//! `/manifests/`, `/referrers/` or `/tags/list`; it is validated here, once.
 
 use crate::oci::RepositoryName;
 use crate::registry::errors::{ApiError, ErrorCode};
@@ -23,6 +23,8 @@ pub enum Route {
     Uploads(RepositoryName),
     /// `/v2/<name>/blobs/uploads/<id>`
     Upload(RepositoryName, String),
+    /// `/v2/<name>/referrers/<digest>`
+    Referrers(RepositoryName, String),
 }
 
 /// Parse a request path; `None` when it is not an API path at all.
@@ -52,6 +54,7 @@ pub fn parse(path: &str) -> Option<Result<Route, ApiError>> {
         ),
         ("/blobs/", |n, t| Route::Blob(n, t.to_string())),
         ("/manifests/", |n, t| Route::Manifest(n, t.to_string())),
+        ("/referrers/", |n, t| Route::Referrers(n, t.to_string())),
     ] {
         if let Some(at) = rest.rfind(marker) {
             let (name, tail) = (&rest[..at], &rest[at + marker.len()..]);
@@ -113,6 +116,10 @@ mod tests {
         assert_eq!(
             route("/v2/blobs/blobs/uploads/"),
             Route::Uploads(name("blobs"))
+        );
+        assert_eq!(
+            route("/v2/org/img/referrers/sha256:00"),
+            Route::Referrers(name("org/img"), "sha256:00".into())
         );
     }
 

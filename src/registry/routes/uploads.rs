@@ -4,33 +4,26 @@
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 
 use super::blobs::parse_digest;
 use super::{empty, set, Reply, Req};
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::auth::{Action, Need};
 use crate::registry::errors::{ApiError, ErrorCode};
+use crate::registry::storage::StorageError;
 
 /// `POST /v2/<name>/blobs/uploads/`.
 pub async fn start(request: &Req<'_>, name: RepositoryName, body: Body) -> Reply {
-    let identity = request
-        .authorize(Need::Repository(name.clone(), Action::Push))
-        .await?;
     let storage = request.storage();
-    if let (Some(mount), Some(from)) = (request.query("mount"), request.query("from")) {
+    if let Some(mount) = request.query("mount") {
         let digest = parse_digest(&mount)?;
-        // A mount needs pull access to the source; otherwise, or when the
-        // blob is missing, fall back to a plain upload as the spec says.
-        let may_read = from.parse::<RepositoryName>().is_ok_and(|from| {
-            request
-                .state
-                .auth
-                .authorize(&identity, &Need::Repository(from, Action::Pull))
-                .is_ok()
-        });
-        if may_read && storage.blob_size(&digest).await.is_ok() {
-            return Ok(created(&name, &digest));
+        if let Some(source) = mount_source(request, &name, request.query("from").as_deref()) {
+            // Unknown in the source (or deleted there): a plain upload.
+            if storage.blob_size(&source, &digest).await.is_ok() {
+                storage.keep_blob(&name, &digest).await?;
+                return Ok(created(&name, &digest));
+            }
         }
     }
     let monolithic = request
@@ -40,18 +33,33 @@ pub async fn start(request: &Req<'_>, name: RepositoryName, body: Body) -> Reply
     let id = storage.start_upload(&name).await?;
     if let Some(digest) = monolithic {
         storage
-            .finish_upload(&name, &id, &digest, body.into_data_stream())
+            .finish_upload(&name, &id, None, &digest, body.into_data_stream())
             .await?;
         return Ok(created(&name, &digest));
     }
     Ok(accepted(&name, &id, 0))
 }
 
+/// The repository a mount into `name` may take a blob from: `from` when
+/// the client may pull it; without `from` (the spec lets the registry
+/// look anywhere it can read) `name` itself, as blobs are shared by every
+/// repository. `None`: no mount, a fresh upload instead.
+fn mount_source(
+    request: &Req<'_>,
+    name: &RepositoryName,
+    from: Option<&str>,
+) -> Option<RepositoryName> {
+    let source = match from {
+        Some(from) => from.parse::<RepositoryName>().ok()?,
+        None => name.clone(),
+    };
+    request
+        .may(&Need::Repository(source.clone(), Action::Pull))
+        .then_some(source)
+}
+
 /// `GET /v2/<name>/blobs/uploads/<id>`: how much arrived.
 pub async fn status(request: &Req<'_>, name: RepositoryName, id: &str) -> Reply {
-    request
-        .authorize(Need::Repository(name.clone(), Action::Push))
-        .await?;
     let size = request.storage().upload_size(&name, id).await?;
     let mut response = accepted(&name, id, size);
     *response.status_mut() = StatusCode::NO_CONTENT;
@@ -60,58 +68,91 @@ pub async fn status(request: &Req<'_>, name: RepositoryName, id: &str) -> Reply 
 
 /// `PATCH /v2/<name>/blobs/uploads/<id>`: append a chunk.
 pub async fn patch(request: &Req<'_>, name: RepositoryName, id: &str, body: Body) -> Reply {
-    request
-        .authorize(Need::Repository(name.clone(), Action::Push))
-        .await?;
-    let start = match request.header(header::CONTENT_RANGE) {
-        None => None,
-        Some(text) => Some(parse_content_range(text).ok_or_else(|| {
-            ApiError::with_detail(ErrorCode::BlobUploadInvalid, "malformed Content-Range")
-        })?),
-    };
-    let size = request
+    let start = chunk_start(request)?;
+    let appended = request
         .storage()
         .append_upload(&name, id, start, body.into_data_stream())
-        .await?;
-    Ok(accepted(&name, id, size))
+        .await;
+    match appended {
+        Ok(size) => Ok(accepted(&name, id, size)),
+        Err(e) => out_of_order(&name, id, e),
+    }
 }
 
 /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: last bytes, verify, commit.
 pub async fn put(request: &Req<'_>, name: RepositoryName, id: &str, body: Body) -> Reply {
-    request
-        .authorize(Need::Repository(name.clone(), Action::Push))
-        .await?;
     let digest = request.query("digest").ok_or_else(|| {
         ApiError::with_detail(ErrorCode::DigestInvalid, "the digest parameter is missing")
     })?;
     let digest = parse_digest(&digest)?;
-    request
+    let start = chunk_start(request)?;
+    let finished = request
         .storage()
-        .finish_upload(&name, id, &digest, body.into_data_stream())
-        .await?;
-    Ok(created(&name, &digest))
+        .finish_upload(&name, id, start, &digest, body.into_data_stream())
+        .await;
+    match finished {
+        Ok(()) => Ok(created(&name, &digest)),
+        Err(e) => out_of_order(&name, id, e),
+    }
 }
 
 /// `DELETE /v2/<name>/blobs/uploads/<id>`.
 pub async fn cancel(request: &Req<'_>, name: RepositoryName, id: &str) -> Reply {
-    request
-        .authorize(Need::Repository(name.clone(), Action::Push))
-        .await?;
     request.storage().cancel_upload(&name, id).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-/// `<start>-<end>` (the spec's form; `bytes ` prefix tolerated).
-fn parse_content_range(text: &str) -> Option<u64> {
+/// Where the request's chunk begins, from its `Content-Range`: 400
+/// BLOB_UPLOAD_INVALID when malformed, 416 when it ends before it starts.
+fn chunk_start(request: &Req<'_>) -> Result<Option<u64>, ApiError> {
+    let Some(text) = request.header(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let (start, end) = parse_content_range(text).ok_or_else(|| {
+        ApiError::with_detail(
+            ErrorCode::BlobUploadInvalid,
+            "Content-Range must be <first byte>-<last byte>",
+        )
+    })?;
+    if end < start {
+        return Err(ApiError::with_detail(
+            ErrorCode::RangeNotSatisfiable,
+            format!("Content-Range {start}-{end} ends before it starts"),
+        ));
+    }
+    Ok(Some(start))
+}
+
+/// A chunk that does not begin where the upload ends: 416 with the
+/// upload's `Location` and current `Range`, so the client can resume.
+fn out_of_order(name: &RepositoryName, id: &str, error: StorageError) -> Reply {
+    let StorageError::RangeMismatch { size, .. } = error else {
+        return Err(error.into());
+    };
+    let mut refused = ApiError::from(error).into_response();
+    for (header, value) in upload_headers(name, id, size) {
+        set(&mut refused, header, value);
+    }
+    Ok(refused)
+}
+
+/// `<start>-<end>`, inclusive, digits only (the spec's
+/// `^[0-9]+-[0-9]+$`; a `bytes ` or `bytes=` prefix and a `/<size>`
+/// suffix, which some clients send, are tolerated).
+fn parse_content_range(text: &str) -> Option<(u64, u64)> {
+    let text = text.trim();
     let text = text
-        .trim()
-        .trim_start_matches("bytes ")
-        .trim_start_matches("bytes=");
+        .strip_prefix("bytes ")
+        .or_else(|| text.strip_prefix("bytes="))
+        .unwrap_or(text);
+    let text = text.split_once('/').map_or(text, |(range, _size)| range);
     let (start, end) = text.split_once('-')?;
-    let start: u64 = start.trim().parse().ok()?;
-    let end = end.split('/').next()?.trim();
-    let end: u64 = end.parse().ok()?;
-    (end + 1 >= start).then_some(start)
+    let number = |n: &str| {
+        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse::<u64>().ok())
+            .flatten()
+    };
+    Some((number(start)?, number(end)?))
 }
 
 fn created(name: &RepositoryName, digest: &Digest) -> Response {
@@ -128,19 +169,20 @@ fn created(name: &RepositoryName, digest: &Digest) -> Response {
 
 fn accepted(name: &RepositoryName, id: &str, size: u64) -> Response {
     let mut response = empty(StatusCode::ACCEPTED);
-    set(
-        &mut response,
-        "location",
-        format!("/v2/{name}/blobs/uploads/{id}"),
-    );
-    set(
-        &mut response,
-        "range",
-        format!("0-{}", size.saturating_sub(1)),
-    );
-    set(&mut response, "docker-upload-uuid", id);
+    for (header, value) in upload_headers(name, id, size) {
+        set(&mut response, header, value);
+    }
     set(&mut response, "content-length", "0");
     response
+}
+
+/// Where an upload is and how much it holds.
+fn upload_headers(name: &RepositoryName, id: &str, size: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("location", format!("/v2/{name}/blobs/uploads/{id}")),
+        ("range", format!("0-{}", size.saturating_sub(1))),
+        ("docker-upload-uuid", id.to_string()),
+    ]
 }
 
 #[cfg(test)]
@@ -149,9 +191,14 @@ mod tests {
 
     #[test]
     fn content_ranges() {
-        assert_eq!(parse_content_range("0-99"), Some(0));
-        assert_eq!(parse_content_range("100-199"), Some(100));
-        assert_eq!(parse_content_range("bytes 5-9/10"), Some(5));
-        assert_eq!(parse_content_range("x"), None);
+        assert_eq!(parse_content_range("0-99"), Some((0, 99)));
+        assert_eq!(parse_content_range("100-199"), Some((100, 199)));
+        assert_eq!(parse_content_range("bytes 5-9/10"), Some((5, 9)));
+        assert_eq!(parse_content_range("bytes=5-9"), Some((5, 9)));
+        for bad in [
+            "x", "5", "5-", "-9", "+5-9", "5-+9", " 5 - 9", "5-9-10", "a-b", "",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
     }
 }

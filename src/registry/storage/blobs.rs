@@ -1,12 +1,17 @@
-//! Reading blobs: existence and size, and opening their content (whole or
-//! a byte range) for streaming.
+//! Reading and deleting blobs: existence and size, opening their content
+//! (whole or a byte range) for streaming. Blobs are shared by every
+//! repository; deleting one through a repository records it there as
+//! deleted (the bytes stay for the others), and storing or mounting it
+//! there again clears that record.
 
 use std::io::SeekFrom;
 
 use tokio::io::AsyncSeekExt as _;
 
-use super::{io_context, Result, Storage, StorageError};
-use crate::oci::Digest;
+use super::files::{fsync_dir, write_atomic};
+use super::paths::Layout;
+use super::{blocking, io_context, Result, Storage, StorageError};
+use crate::oci::{Digest, RepositoryName};
 
 /// An open blob positioned at the start of the requested bytes.
 pub struct BlobReader {
@@ -17,8 +22,14 @@ pub struct BlobReader {
 }
 
 impl Storage {
-    /// Size of the blob named `digest`.
-    pub async fn blob_size(&self, digest: &Digest) -> Result<u64> {
+    /// Size of the blob named `digest`, as `repository` sees it.
+    pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
+        if tokio::fs::try_exists(self.layout.deleted_blob(repository, digest))
+            .await
+            .unwrap_or(false)
+        {
+            return Err(StorageError::BlobUnknown(digest.clone()));
+        }
         match tokio::fs::metadata(self.layout.blob(digest)).await {
             Ok(meta) => Ok(meta.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -48,5 +59,42 @@ impl Storage {
                 .map_err(io_context(format!("seeking in blob {digest}")))?;
         }
         Ok(BlobReader { file, size })
+    }
+
+    /// Delete the blob `digest` from `repository`: unknown there from now
+    /// on, until it is uploaded or mounted there again.
+    pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
+        self.blob_size(repository, digest).await?;
+        let layout = self.layout.clone();
+        let (name, digest) = (repository.clone(), digest.clone());
+        blocking(move || {
+            write_atomic(
+                &layout.tmp_file(),
+                &layout.deleted_blob(&name, &digest),
+                b"",
+            )
+            .map_err(io_context(format!("deleting blob {digest} from {name}")))
+        })
+        .await
+    }
+
+    /// Make the stored blob `digest` known in `repository` again (after an
+    /// upload or a mount there).
+    pub async fn keep_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
+        let layout = self.layout.clone();
+        let (name, digest) = (repository.clone(), digest.clone());
+        blocking(move || undelete(&layout, &name, &digest)).await
+    }
+}
+
+/// Clear the record that `digest` was deleted from `name`, if there is
+/// one (blocking; one `stat` when there is none).
+pub(super) fn undelete(layout: &Layout, name: &RepositoryName, digest: &Digest) -> Result<()> {
+    let record = layout.deleted_blob(name, digest);
+    match std::fs::remove_file(&record) {
+        Ok(()) => fsync_dir(record.parent().expect("a parent"))
+            .map_err(io_context(format!("keeping blob {digest} in {name}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_context(format!("keeping blob {digest} in {name}"))(e)),
     }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::files::write_atomic;
 use super::paths::Layout;
+use super::referrers::{self, Referrer};
 use super::{blocking, io_context, Result, Storage, StorageError};
 use crate::oci::{media_type, Algorithm, Digest, DigestError, NameError, RepositoryName, Tag};
 
@@ -76,16 +77,35 @@ enum Needed {
     Manifest(Digest),
 }
 
+/// What [`examine`] found in a manifest.
+struct Examined {
+    media_type: String,
+    needed: Vec<Needed>,
+    /// Set when the manifest names a `subject`.
+    referrer: Option<Referrer>,
+}
+
+/// A manifest stored by [`Storage::put_manifest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// The digest of its `subject`, when it names one (now listed among
+    /// that subject's referrers).
+    pub subject: Option<Digest>,
+}
+
 impl Storage {
     /// Store a manifest under `reference` in `repository`. `content_type`
-    /// is the media type the client sent. Returns its digest.
+    /// is the media type the client sent. A manifest with a `subject` is
+    /// recorded among that subject's referrers.
     pub async fn put_manifest(
         &self,
         repository: &RepositoryName,
         reference: &ManifestReference,
         content_type: Option<&str>,
         bytes: Bytes,
-    ) -> Result<Digest> {
+    ) -> Result<PutManifest> {
         let algorithm = match reference {
             ManifestReference::Digest(d) => d.algorithm(),
             ManifestReference::Tag(_) => Algorithm::Sha256,
@@ -99,13 +119,20 @@ impl Storage {
                 });
             }
         }
-        let (media_type, needed) = examine(&bytes, content_type)?;
+        let Examined {
+            media_type,
+            needed,
+            referrer,
+        } = examine(&bytes, content_type)?;
+        let subject = referrer.as_ref().map(|r| r.subject.clone());
         let layout = self.layout.clone();
         let (name, reference, digest2) = (repository.clone(), reference.clone(), digest.clone());
         blocking(move || {
             for need in needed {
                 let present = match &need {
-                    Needed::Blob(d) => layout.blob(d).is_file(),
+                    Needed::Blob(d) => {
+                        layout.blob(d).is_file() && !layout.deleted_blob(&name, d).exists()
+                    }
                     Needed::Manifest(d) => layout.revision(&name, d).is_file(),
                 };
                 if !present {
@@ -134,10 +161,13 @@ impl Storage {
                 )
                 .map_err(io_context(format!("tagging {name}:{tag}")))?;
             }
+            if let Some(referrer) = &referrer {
+                referrers::record(&layout, &name, referrer, &media_type, &digest2, bytes.len())?;
+            }
             Ok(())
         })
         .await?;
-        Ok(digest)
+        Ok(PutManifest { digest, subject })
     }
 
     /// The manifest `reference` names in `repository`.
@@ -189,6 +219,9 @@ impl Storage {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
                         Err(e) => return Err(io_context(format!("deleting manifest {digest}"))(e)),
+                    }
+                    if let Ok(bytes) = std::fs::read(layout.blob(digest)) {
+                        referrers::forget(&layout, &name, digest, &bytes)?;
                     }
                     for tag in list_tags(&layout, &name)? {
                         let Ok(tag) = tag.parse::<Tag>() else {
@@ -287,6 +320,9 @@ fn walk_repositories(dir: &std::path::Path, prefix: &str, found: &mut Vec<String
             }
             continue;
         }
+        if file_name == super::paths::DELETED_BLOBS_DIR {
+            continue;
+        }
         let name = if prefix.is_empty() {
             file_name
         } else {
@@ -297,8 +333,9 @@ fn walk_repositories(dir: &std::path::Path, prefix: &str, found: &mut Vec<String
     Ok(())
 }
 
-/// Check a manifest's shape; return its media type and what it names.
-fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Vec<Needed>)> {
+/// Check a manifest's shape; return its media type, what it names and
+/// the subject it refers to.
+fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<Examined> {
     let invalid = |why: &str| StorageError::ManifestInvalid(why.to_string());
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(invalid("larger than 4 MiB"));
@@ -311,7 +348,11 @@ fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Vec<Need
     if obj.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
         return Err(invalid("schemaVersion must be 2"));
     }
-    let declared = obj.get("mediaType").and_then(Value::as_str);
+    let declared = match obj.get("mediaType") {
+        None => None,
+        Some(Value::String(declared)) => Some(declared.as_str()),
+        Some(_) => return Err(invalid("mediaType must be a string")),
+    };
     let content_type = content_type
         .map(|c| c.split(';').next().unwrap_or("").trim())
         .filter(|c| !matches!(*c, "" | "application/octet-stream" | "application/json"));
@@ -329,33 +370,26 @@ fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Vec<Need
     if !media_type::is_manifest_type(&media_type) {
         return Err(invalid(&format!("unsupported media type {media_type}")));
     }
-    let descriptor_digest = |d: &Value| -> Result<Digest> {
-        d.get("digest")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("a descriptor has no digest"))?
-            .parse()
-            .map_err(|e: DigestError| invalid(&e.to_string()))
-    };
     let mut needed = Vec::new();
     if media_type::is_index(&media_type) {
         let manifests = obj
             .get("manifests")
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("an index needs a manifests array"))?;
-        for m in manifests {
-            needed.push(Needed::Manifest(descriptor_digest(m)?));
+        for (i, m) in manifests.iter().enumerate() {
+            needed.push(Needed::Manifest(descriptor(m, &format!("manifests[{i}]"))?));
         }
     } else {
         let config = obj
             .get("config")
             .ok_or_else(|| invalid("a manifest needs a config"))?;
-        needed.push(Needed::Blob(descriptor_digest(config)?));
+        needed.push(Needed::Blob(descriptor(config, "config")?));
         let layers = obj
             .get("layers")
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("a manifest needs a layers array"))?;
-        for layer in layers {
-            let digest = descriptor_digest(layer)?;
+        for (i, layer) in layers.iter().enumerate() {
+            let digest = descriptor(layer, &format!("layers[{i}]"))?;
             // Foreign (non-distributable) layers live at their URLs.
             let foreign = layer
                 .get("urls")
@@ -366,5 +400,51 @@ fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Vec<Need
             }
         }
     }
-    Ok((media_type, needed))
+    if let Some(subject) = obj.get("subject") {
+        descriptor(subject, "subject")?;
+    }
+    let referrer = Referrer::of(obj, &media_type)?;
+    Ok(Examined {
+        media_type,
+        needed,
+        referrer,
+    })
+}
+
+/// Check a descriptor (`field` names it in errors): a `mediaType` of the
+/// form type/subtype, a non-negative integer `size` and a valid `digest`,
+/// as the image-spec requires; returns the digest.
+fn descriptor(d: &Value, field: &str) -> Result<Digest> {
+    let invalid = |why: String| StorageError::ManifestInvalid(format!("{field}: {why}"));
+    let d = d
+        .as_object()
+        .ok_or_else(|| invalid("must be a descriptor object".into()))?;
+    let media_type = d
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("mediaType is missing or not a string".into()))?;
+    if !is_media_type(media_type) {
+        return Err(invalid(format!(
+            "mediaType {media_type:?} is not type/subtype"
+        )));
+    }
+    if d.get("size").and_then(Value::as_u64).is_none() {
+        return Err(invalid("size must be a non-negative integer".into()));
+    }
+    d.get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("digest is missing or not a string".into()))?
+        .parse()
+        .map_err(|e: DigestError| invalid(format!("digest: {e}")))
+}
+
+/// The image-spec's media type grammar (RFC 6838 names).
+fn is_media_type(text: &str) -> bool {
+    static GRAMMAR: std::sync::LazyLock<regex_lite::Regex> = std::sync::LazyLock::new(|| {
+        regex_lite::Regex::new(
+            r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$",
+        )
+        .expect("a valid pattern")
+    });
+    GRAMMAR.is_match(text)
 }

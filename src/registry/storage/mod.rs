@@ -3,13 +3,15 @@
 //! disk. Every path comes from [`paths::Layout`], which draws the tree.
 //!
 //! Blobs are shared by all repositories (a buildset registry has one
-//! tenant), so a cross-repository mount is an existence check; manifests
-//! and tags belong to a repository.
+//! tenant), so a cross-repository mount is an existence check, and a blob
+//! deleted through one repository is only recorded there as deleted;
+//! manifests, tags and the referrers index belong to a repository.
 
 mod blobs;
 pub mod files;
 mod manifests;
 pub mod paths;
+mod referrers;
 mod uploads;
 
 use std::collections::HashMap;
@@ -17,7 +19,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use blobs::BlobReader;
-pub use manifests::{ManifestReference, ReferenceError, StoredManifest, MAX_MANIFEST_BYTES};
+pub use manifests::{
+    ManifestReference, PutManifest, ReferenceError, StoredManifest, MAX_MANIFEST_BYTES,
+};
 pub use uploads::UploadState;
 
 use crate::oci::Digest;

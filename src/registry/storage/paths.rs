@@ -7,9 +7,14 @@
 //! │                                           named by their verified digest
 //! ├── repositories/
 //! │   └── <name, any depth>/                  e.g. quay.io/org/img
-//! │       └── _manifests/                     (`_` cannot start a name component)
-//! │           ├── revisions/<algorithm>/<hex> media type of a manifest pushed here
-//! │           └── tags/<tag>                  digest the tag points at
+//! │       ├── _manifests/                     (`_` cannot start a name component)
+//! │       │   ├── revisions/<algorithm>/<hex> media type of a manifest pushed here
+//! │       │   ├── tags/<tag>                  digest the tag points at
+//! │       │   └── referrers/<algorithm>/<hex>/ one file per manifest of this repository
+//! │       │       └── <algorithm>-<hex>       whose `subject` is that digest: its
+//! │       │                                   descriptor (JSON) as the referrers API lists it
+//! │       └── _deleted_blobs/<algorithm>/<hex> a blob deleted through this repository
+//! │                                           (blobs are shared; it stays for the others)
 //! ├── uploads/
 //! │   └── <32 hex id>/
 //! │       ├── repository                      name of the repository it is for
@@ -27,6 +32,9 @@ use crate::oci::{Digest, RepositoryName, Tag};
 
 /// Name of the per-repository directory holding revisions and tags.
 pub const MANIFESTS_DIR: &str = "_manifests";
+
+/// Name of the per-repository directory recording deleted blobs.
+pub const DELETED_BLOBS_DIR: &str = "_deleted_blobs";
 
 /// The on-disk layout under one root.
 #[derive(Debug, Clone)]
@@ -66,14 +74,45 @@ impl Layout {
         self.root.join("repositories")
     }
 
-    /// The `_manifests` directory of a repository; a repository exists
-    /// when this exists.
-    pub fn manifests(&self, name: &RepositoryName) -> PathBuf {
+    /// The directory of a repository.
+    fn repository(&self, name: &RepositoryName) -> PathBuf {
         let mut path = self.repositories();
         for component in name.components() {
             path.push(component);
         }
-        path.join(MANIFESTS_DIR)
+        path
+    }
+
+    /// The `_manifests` directory of a repository; a repository exists
+    /// when this exists.
+    pub fn manifests(&self, name: &RepositoryName) -> PathBuf {
+        self.repository(name).join(MANIFESTS_DIR)
+    }
+
+    /// The directory of the descriptors of `name`'s manifests whose
+    /// `subject` is `subject`.
+    pub fn referrers(&self, name: &RepositoryName, subject: &Digest) -> PathBuf {
+        self.manifests(name)
+            .join("referrers")
+            .join(subject.algorithm().as_str())
+            .join(subject.hex())
+    }
+
+    /// The descriptor of `referrer` among the referrers of `subject`.
+    pub fn referrer(&self, name: &RepositoryName, subject: &Digest, referrer: &Digest) -> PathBuf {
+        self.referrers(name, subject).join(format!(
+            "{}-{}",
+            referrer.algorithm().as_str(),
+            referrer.hex()
+        ))
+    }
+
+    /// The record that blob `digest` was deleted through `name`.
+    pub fn deleted_blob(&self, name: &RepositoryName, digest: &Digest) -> PathBuf {
+        self.repository(name)
+            .join(DELETED_BLOBS_DIR)
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
     }
 
     /// The record that manifest `digest` was pushed to `name`, holding its

@@ -92,14 +92,7 @@ impl Storage {
     {
         let session = self.session(repository, id).await?;
         let mut state = session.lock().await;
-        if let Some(start) = start {
-            if start != state.size {
-                return Err(StorageError::RangeMismatch {
-                    start,
-                    size: state.size,
-                });
-            }
-        }
+        check_start(&state, start)?;
         let result = write_stream(&mut state, body).await;
         if state.writer.is_none() {
             self.discard_upload(id).await;
@@ -107,12 +100,15 @@ impl Storage {
         result.map(|()| state.size)
     }
 
-    /// Append the last bytes, verify the whole upload against `digest` and
-    /// make it visible as that blob. On a mismatch the upload is discarded.
+    /// Append the last bytes (which begin at `start` when the client says
+    /// so), verify the whole upload against `digest` and make it visible as
+    /// that blob in `repository`. On a digest mismatch the upload is
+    /// discarded; on a range mismatch it is kept as it was.
     pub async fn finish_upload<S, E>(
         &self,
         repository: &RepositoryName,
         id: &str,
+        start: Option<u64>,
         digest: &Digest,
         body: S,
     ) -> Result<()>
@@ -122,6 +118,7 @@ impl Storage {
     {
         let session = self.session(repository, id).await?;
         let mut state = session.lock().await;
+        check_start(&state, start)?;
         let written = write_stream(&mut state, body).await;
         let Some(writer) = state.writer.take() else {
             self.discard_upload(id).await;
@@ -133,7 +130,7 @@ impl Storage {
             return Err(e);
         }
         let layout = self.layout.clone();
-        let (id2, expected) = (id.to_string(), digest.clone());
+        let (id2, expected, name) = (id.to_string(), digest.clone(), repository.clone());
         let verdict = blocking(move || {
             let Writer { file, hasher } = writer;
             file.sync_all()
@@ -149,7 +146,8 @@ impl Storage {
                 return Err(StorageError::DigestMismatch { expected, actual });
             }
             rename_into_place(&data, &layout.blob(&expected))
-                .map_err(io_context(format!("storing blob {expected}")))
+                .map_err(io_context(format!("storing blob {expected}")))?;
+            super::blobs::undelete(&layout, &name, &expected)
         })
         .await;
         self.discard_upload(id).await;
@@ -275,6 +273,17 @@ impl Storage {
             Ok(())
         })
         .await;
+    }
+}
+
+/// Refuse a chunk that does not begin where the upload ends.
+fn check_start(state: &UploadState, start: Option<u64>) -> Result<()> {
+    match start {
+        Some(start) if start != state.size => Err(StorageError::RangeMismatch {
+            start,
+            size: state.size,
+        }),
+        _ => Ok(()),
     }
 }
 
