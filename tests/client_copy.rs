@@ -364,7 +364,9 @@ struct PlainServer {
 
 impl PlainServer {
     fn start() -> PlainServer {
-        use speculative_images::registry::config::{ServerConfig, User};
+        use speculative_images::registry::config::{
+            Role, ServerConfig, User, DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+        };
         let dir = tempfile::tempdir().unwrap();
         let port = crate::support::free_port();
         let password = crate::support::random_password();
@@ -375,9 +377,13 @@ impl PlainServer {
             users: vec![User {
                 username: "zuul".into(),
                 password_bcrypt: bcrypt::hash(&password, 4).unwrap(),
+                role: Role::ReadWrite,
             }],
+            public_url: None,
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
             token_secret: crate::support::random_password(),
             anonymous_pull: true,
+            delete_enabled: true,
         };
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
