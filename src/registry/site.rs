@@ -298,6 +298,16 @@ max_token_lifetime: 2h
     }
 
     #[test]
+    fn the_example_site_config_parses() {
+        let path = Path::new("examples/intermediate-registry/registry.yaml");
+        let text = include_str!("../../examples/intermediate-registry/registry.yaml");
+        let site = parse(path, text).unwrap();
+        assert_eq!(site.users["zuul"], Role::ReadWrite);
+        assert!(!site.anonymous_pull);
+        assert_eq!(site.max_token_lifetime, Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
     fn toml_takes_the_same_keys() {
         let dir = site_dir();
         let toml = r#"
