@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::blocking::{Client, RequestBuilder};
 use speculative_images::client::{Endpoint, Registry as _, RemoteRegistry};
 use speculative_images::oci::Digest;
 
+use crate::registry_auth::{challenge, error_code};
 use crate::support::buildset::BuildsetServer;
 use crate::support::tls::server_pki;
 use crate::support::{free_port, random_password, wait_until};
@@ -235,21 +236,6 @@ impl Drop for Site {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn error_code(reply: Response) -> String {
-    let json: serde_json::Value = reply.json().expect("JSON error body");
-    json["errors"][0]["code"].as_str().unwrap().to_string()
-}
-
-fn challenge(reply: &Response) -> String {
-    reply
-        .headers()
-        .get("www-authenticate")
-        .expect("a WWW-Authenticate challenge")
-        .to_str()
-        .unwrap()
-        .to_string()
 }
 
 #[test]
