@@ -27,9 +27,12 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the buildset registry server.
+    /// Run the registry server: a buildset registry, or a site's
+    /// intermediate registry.
     Serve {
-        /// The server's JSON configuration file.
+        /// The configuration file: `.json` as `run_buildset_registry`
+        /// writes it, or a site configuration in `.yaml`/`.yml`/`.toml`
+        /// (see docs/intermediate-registry.md).
         #[arg(long)]
         config: std::path::PathBuf,
     },
@@ -57,9 +60,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-/// `serve --config FILE`: run the buildset registry until SIGTERM.
+/// `serve --config FILE`: run the registry until SIGTERM.
 fn serve(config: &Path) -> anyhow::Result<()> {
-    let config = crate::registry::ServerConfig::load(config)?;
+    let config = crate::registry::ServerConfig::from_file(config)?;
     crate::registry::serve(&config)
 }
 

@@ -364,7 +364,9 @@ struct PlainServer {
 
 impl PlainServer {
     fn start() -> PlainServer {
-        use speculative_images::registry::config::{ServerConfig, User};
+        use speculative_images::registry::config::{
+            Role, ServerConfig, User, DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+        };
         let dir = tempfile::tempdir().unwrap();
         let port = crate::support::free_port();
         let password = crate::support::random_password();
@@ -375,7 +377,10 @@ impl PlainServer {
             users: vec![User {
                 username: "zuul".into(),
                 password_bcrypt: bcrypt::hash(&password, 4).unwrap(),
+                role: Role::ReadWrite,
             }],
+            public_url: None,
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
             token_secret: crate::support::random_password(),
             anonymous_pull: true,
             delete_enabled: true,

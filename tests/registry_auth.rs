@@ -99,12 +99,12 @@ impl Api {
     }
 }
 
-fn error_code(reply: Response) -> String {
+pub(crate) fn error_code(reply: Response) -> String {
     let json: serde_json::Value = reply.json().expect("JSON error body");
     json["errors"][0]["code"].as_str().unwrap().to_string()
 }
 
-fn challenge(reply: &Response) -> String {
+pub(crate) fn challenge(reply: &Response) -> String {
     reply
         .headers()
         .get("www-authenticate")

@@ -11,7 +11,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use speculative_images::oci::Digest;
-use speculative_images::registry::config::{ServerConfig, User};
+use speculative_images::registry::config::{
+    Role, ServerConfig, User, DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+};
 use tower::ServiceExt as _;
 
 /// The secret the in-process registry signs its tokens with.
@@ -75,7 +77,10 @@ impl InProcess {
             users: vec![User {
                 username: "zuul".into(),
                 password_bcrypt: bcrypt::hash(&password, 4).unwrap(),
+                role: Role::ReadWrite,
             }],
+            public_url: None,
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
             token_secret: TOKEN_SECRET.into(),
             anonymous_pull: true,
             delete_enabled: true,

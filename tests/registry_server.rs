@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use speculative_images::registry::config::ServerConfig;
+use speculative_images::registry::config::{ServerConfig, DEFAULT_MAX_TOKEN_LIFETIME_SECS};
 
 use crate::support::buildset::BuildsetServer;
 use crate::support::{free_port, wait_until};
@@ -63,6 +63,8 @@ fn an_ipv6_wildcard_listener_takes_ipv4_too() {
         tls: None,
         storage: dir.path().join("storage"),
         users: vec![],
+        public_url: None,
+        max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
         token_secret: "secret".into(),
         anonymous_pull: true,
         delete_enabled: true,

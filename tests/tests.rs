@@ -17,6 +17,7 @@ mod registry_docker;
 mod registry_inprocess;
 mod registry_protocol;
 mod registry_server;
+mod registry_site;
 mod registry_spec;
 mod run_buildset_registry;
 mod transfer_modules;

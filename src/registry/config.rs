@@ -1,6 +1,9 @@
-//! The server's configuration file: JSON, written by `run_buildset_registry`
-//! (mode 0600) and read by `speculative-images serve --config FILE` /
-//! `buildset-registry --config FILE`.
+//! The server's configuration, as the server runs it: [`ServerConfig`].
+//! Two files give it: the JSON that `run_buildset_registry` writes (mode
+//! 0600) for a buildset registry, and a site's YAML or TOML file for an
+//! intermediate registry ([`site`](super::site)), resolved into the same
+//! struct. `speculative-images serve --config FILE` / `buildset-registry
+//! --config FILE` choose by the file's extension ([`ServerConfig::from_file`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,9 +22,18 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Directory holding blobs, manifests and uploads.
     pub storage: PathBuf,
-    /// Users allowed to push and delete (bcrypt hashes).
+    /// Users who may log in (bcrypt hashes), each with a role.
     #[serde(default)]
     pub users: Vec<User>,
+    /// Where clients reach this registry (`https://host:port`); the token
+    /// realm is built from it. Without it, from the `Host` the client
+    /// used, checked (see [`auth::realm`](super::auth::realm)).
+    #[serde(default)]
+    pub public_url: Option<url::Url>,
+    /// The longest lifetime a client may ask for a delegated token
+    /// (`expires_in`), in seconds.
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_secs: u64,
     /// Secret that signs bearer tokens (hex); generated per registry.
     pub token_secret: String,
     /// Whether anonymous clients may pull (default true, like zuul-registry).
@@ -51,6 +63,28 @@ pub struct User {
     pub username: String,
     /// bcrypt hash of the password.
     pub password_bcrypt: String,
+    /// What the user may do (default read-write: the buildset registry's
+    /// one user pushes).
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Pull only: manifests, blobs, tags, the catalog.
+    ReadOnly,
+    /// Pull, push and delete.
+    #[default]
+    ReadWrite,
+}
+
+/// Twelve hours: a working day of jobs that pull with a delegated token.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
+
+fn default_max_token_lifetime() -> u64 {
+    DEFAULT_MAX_TOKEN_LIFETIME_SECS
 }
 
 fn yes() -> bool {
@@ -58,7 +92,22 @@ fn yes() -> bool {
 }
 
 impl ServerConfig {
-    /// Read a configuration file.
+    /// Read a configuration file, choosing the format by its extension:
+    /// `.json` is the buildset registry's [`ServerConfig`], `.yaml`,
+    /// `.yml` and `.toml` a site's [`SiteConfig`](super::site::SiteConfig).
+    pub fn from_file(path: &Path) -> anyhow::Result<ServerConfig> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => ServerConfig::load(path),
+            Some("yaml" | "yml" | "toml") => super::site::load(path),
+            _ => anyhow::bail!(
+                "registry config {}: the name must end in .json (buildset registry), \
+                 or .yaml, .yml or .toml (site configuration)",
+                path.display()
+            ),
+        }
+    }
+
+    /// Read the buildset registry's JSON configuration file.
     pub fn load(path: &Path) -> anyhow::Result<ServerConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading registry config {}", path.display()))?;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use self::layout::{install_binary, write_atomic, Layout};
 use self::probe::Probe;
 use self::supervisor::Supervisor;
-use super::config::{ServerConfig, TlsFiles, User};
+use super::config::{Role, ServerConfig, TlsFiles, User, DEFAULT_MAX_TOKEN_LIFETIME_SECS};
 use crate::zuul::{BuildsetRegistry, BUILDSET_REGISTRY_ALIAS};
 
 /// The user allowed to push, as in Zuul's own role.
@@ -176,7 +176,10 @@ impl Instance {
             users: vec![User {
                 username: USERNAME.to_string(),
                 password_bcrypt,
+                role: Role::ReadWrite,
             }],
+            public_url: None,
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
             token_secret: token_secret.clone(),
             anonymous_pull: true,
             delete_enabled: true,

@@ -1,7 +1,8 @@
-//! The buildset registry server: the OCI distribution API routes
-//! ([`routes`]), who may do what ([`auth`]), content-addressed filesystem
-//! storage ([`storage`]), the spec's errors ([`errors`]) and the listener
-//! with TLS ([`server`]).
+//! The registry server, as a buildset registry or a site's intermediate
+//! registry: the OCI distribution API routes ([`routes`]), who may do
+//! what ([`auth`]), content-addressed filesystem storage ([`storage`]),
+//! the spec's errors ([`errors`]), the listener with TLS ([`server`]),
+//! and its configuration ([`config`], [`site`]).
 
 pub mod auth;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod errors;
 pub mod instance;
 pub mod routes;
 pub mod server;
+pub mod site;
 pub mod storage;
 
 use std::sync::Arc;

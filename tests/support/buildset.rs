@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use speculative_images::registry::config::{ServerConfig, TlsFiles, User};
+use speculative_images::registry::config::{
+    Role, ServerConfig, TlsFiles, User, DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+};
 
 use super::tls::server_pki;
 use super::{free_port, random_password, wait_until};
@@ -73,7 +75,10 @@ impl BuildsetServer {
             users: vec![User {
                 username: username.clone(),
                 password_bcrypt: bcrypt::hash(&password, 4).expect("bcrypt"),
+                role: Role::ReadWrite,
             }],
+            public_url: None,
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
             token_secret: token_secret.clone(),
             anonymous_pull: true,
             delete_enabled: true,

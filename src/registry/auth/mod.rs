@@ -1,22 +1,31 @@
-//! Who may do what, like zuul-registry: the registry's users (bcrypt
-//! hashes from the config) may pull, push and delete; anyone may pull when
-//! `anonymous_pull` is on. Clients authenticate with `Basic` directly or
-//! with a bearer token from `/auth/token` (see [`token`]).
+//! Who may do what. The registry's users (bcrypt hashes from the config)
+//! have a role: read-write users pull, push and delete, read-only users
+//! only pull; anyone may pull when `anonymous_pull` is on. Clients
+//! authenticate with `Basic` directly or with a bearer token from
+//! `/auth/token` (see [`token`]), which a user can also ask for on
+//! someone else's behalf: a delegated token pulls only the repositories
+//! it names, until the time it was asked for (see [`Authenticator::issue`]).
+//! Such a token also works as the password of Basic credentials, for
+//! clients that only take a user and a password.
 //!
 //! Docker sends its Docker Hub credentials to mirrors, so credentials we
 //! do not know are treated as anonymous for pulls, never for pushes.
 
+pub mod htpasswd;
+pub mod passwords;
+pub mod realm;
 pub mod token;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashMap;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use sha2::Digest as _;
 
 use crate::oci::RepositoryName;
-use crate::registry::config::ServerConfig;
+use crate::registry::config::{Role, ServerConfig};
+use crate::registry::errors::ErrorCode;
+use passwords::PasswordCheck;
+use realm::Realm;
 use token::{Access, Claims, TokenError};
 
 /// An action on a repository.
@@ -72,6 +81,11 @@ impl Need {
             }
         }
     }
+
+    /// Whether only reading is asked for.
+    fn reads(&self) -> bool {
+        !matches!(self, Need::Repository(_, Action::Push | Action::Delete))
+    }
 }
 
 /// Who is asking, from the `Authorization` header.
@@ -83,15 +97,18 @@ pub enum Identity {
     UnknownCredentials,
     /// A registry user, by Basic credentials.
     User(String),
-    /// A valid token we signed.
+    /// A valid token we signed (as a bearer token, or as a Basic password).
     Token(Claims),
-    /// A bearer token we refuse.
+    /// A token we refuse.
     BadToken(TokenError),
 }
 
 /// Why a request is refused: what the challenge should say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// `UNAUTHORIZED` (401: other credentials may do) or `DENIED` (403: a
+    /// known user whose role does not allow it).
+    pub code: ErrorCode,
     /// The scope the client should ask a token for.
     pub scope: Option<String>,
     /// `invalid_token` or `insufficient_scope`, per RFC 6750.
@@ -100,28 +117,77 @@ pub struct Refusal {
     pub detail: String,
 }
 
-/// Decides who may do what; holds the users, the token secret and a cache
-/// of verified passwords (bcrypt is slow by design, clients send Basic
-/// credentials with every request).
+/// What a client asks of the token endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// The `scope` parameters, one scope each.
+    pub scopes: Vec<String>,
+    /// `expires_in`, in seconds: asks for a delegated token (pull only,
+    /// the named repositories only, valid that long).
+    pub expires_in: Option<u64>,
+}
+
+/// A token and how long it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The bearer token.
+    pub token: String,
+    /// Seconds from now until it expires.
+    pub expires_in: u64,
+}
+
+/// Why the token endpoint refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    /// Credentials we do not accept (401).
+    #[error("invalid username or password")]
+    BadCredentials,
+    /// A delegated token asked for without a user's credentials (401).
+    #[error("a delegated token (expires_in) needs a registry user's credentials")]
+    DelegationNeedsUser,
+    /// `expires_in` is 0 or above the maximum (400).
+    #[error("expires_in={asked} is not between 1 and max_token_lifetime ({max} s)")]
+    LifetimeOutOfRange {
+        /// What was asked for.
+        asked: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// A delegated token that would grant nothing (400).
+    #[error("a delegated token needs at least one scope=repository:NAME:pull")]
+    NothingToDelegate,
+}
+
+/// Decides who may do what; holds the users' roles, their password
+/// check, the token secret and where the token realm is.
 pub struct Authenticator {
-    users: HashMap<String, String>,
+    roles: HashMap<String, Role>,
+    passwords: PasswordCheck,
     secret: Vec<u8>,
     anonymous_pull: bool,
-    verified: Mutex<HashSet<[u8; 32]>>,
+    realm: Realm,
+    max_token_lifetime: u64,
 }
 
 impl Authenticator {
     /// From the server's configuration.
     pub fn new(config: &ServerConfig) -> Authenticator {
         Authenticator {
-            users: config
+            roles: config
                 .users
                 .iter()
-                .map(|u| (u.username.clone(), u.password_bcrypt.clone()))
+                .map(|u| (u.username.clone(), u.role))
                 .collect(),
+            passwords: PasswordCheck::new(
+                config
+                    .users
+                    .iter()
+                    .map(|u| (u.username.as_str(), u.password_bcrypt.as_str())),
+            ),
             secret: config.token_secret.as_bytes().to_vec(),
             anonymous_pull: config.anonymous_pull,
-            verified: Mutex::new(HashSet::new()),
+            realm: Realm::new(config.public_url.as_ref(), &config.listen),
+            max_token_lifetime: config.max_token_lifetime_secs,
         }
     }
 
@@ -144,6 +210,14 @@ impl Authenticator {
         }
         if scheme.eq_ignore_ascii_case("basic") {
             if let Some((user, password)) = decode_basic(rest.trim()) {
+                // A token of ours as the password (checked first: an HMAC
+                // is cheap); an expired one has a valid signature, so it
+                // is ours too. Anything else is a password.
+                match token::verify(&self.secret, &password) {
+                    Ok(claims) => return Identity::Token(claims),
+                    Err(TokenError::Expired) => return Identity::BadToken(TokenError::Expired),
+                    Err(_) => {}
+                }
                 if self.check_password(&user, &password).await {
                     return Identity::User(user);
                 }
@@ -155,45 +229,46 @@ impl Authenticator {
 
     /// Whether `user`/`password` are a registry user's.
     pub async fn check_password(&self, user: &str, password: &str) -> bool {
-        let Some(hash) = self.users.get(user).cloned() else {
-            return false;
-        };
-        let key: [u8; 32] = sha2::Sha256::digest(format!("{user}\0{password}\0{hash}")).into();
-        if self.verified_cache().contains(&key) {
-            return true;
-        }
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .unwrap_or(false);
-        if ok {
-            self.verified_cache().insert(key);
-        }
-        ok
-    }
-
-    fn verified_cache(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
-        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+        self.passwords.check(user, password).await
     }
 
     /// Whether `identity` may do what `need` names.
     pub fn authorize(&self, identity: &Identity, need: &Need) -> Result<(), Refusal> {
-        let refuse = |error: Option<&'static str>, detail: &str| Refusal {
+        let refuse = |code: ErrorCode, error: Option<&'static str>, detail: &str| Refusal {
+            code,
             scope: need.scope(),
             error,
             detail: detail.to_string(),
         };
+        let unauthorized = |error, detail: &str| refuse(ErrorCode::Unauthorized, error, detail);
+        // `/v2/` stays closed, so that clients learn where tokens are.
         let open_pull = self.anonymous_pull
             && matches!(need, Need::Catalog | Need::Repository(_, Action::Pull));
         match identity {
-            Identity::User(_) => Ok(()),
+            Identity::User(user) => {
+                if self.role_allows(Some(user), need) {
+                    Ok(())
+                } else {
+                    Err(refuse(
+                        ErrorCode::Denied,
+                        None,
+                        &format!("user {user:?} may only pull"),
+                    ))
+                }
+            }
             Identity::Anonymous | Identity::UnknownCredentials if open_pull => Ok(()),
-            Identity::Anonymous => Err(refuse(None, "authentication required")),
-            Identity::UnknownCredentials => Err(refuse(None, "invalid username or password")),
-            Identity::BadToken(e) => Err(refuse(Some("invalid_token"), &e.to_string())),
+            Identity::Anonymous => Err(unauthorized(None, "authentication required")),
+            Identity::UnknownCredentials => Err(unauthorized(None, "invalid username or password")),
+            Identity::BadToken(e) => Err(unauthorized(Some("invalid_token"), &e.to_string())),
             Identity::Token(claims) => {
+                if let Some(user) = &claims.sub {
+                    if !self.roles.contains_key(user) {
+                        return Err(unauthorized(
+                            Some("invalid_token"),
+                            "the token's user is no longer a registry user",
+                        ));
+                    }
+                }
                 let granted = match need {
                     Need::Base => true,
                     Need::Catalog => grants(claims, "registry", "catalog", "*"),
@@ -201,10 +276,12 @@ impl Authenticator {
                         grants(claims, "repository", name.as_str(), action.as_str())
                     }
                 };
-                if granted {
+                // What the token says, and still what its holder may do
+                // (a role may have changed since it was issued).
+                if granted && self.role_allows(claims.sub.as_deref(), need) {
                     Ok(())
                 } else {
-                    Err(refuse(
+                    Err(unauthorized(
                         Some("insufficient_scope"),
                         "the token does not grant this access",
                     ))
@@ -213,48 +290,110 @@ impl Authenticator {
         }
     }
 
-    /// Issue a token for the scopes a client asked for, granting what
-    /// `identity` may have. `None` when the credentials must be refused
-    /// (unknown credentials asking for no scope: a failed login).
-    pub fn grant(&self, identity: &Identity, scopes: &[String]) -> Option<String> {
-        let user = match identity {
-            Identity::User(user) => Some(user.clone()),
-            Identity::UnknownCredentials if scopes.is_empty() => return None,
-            Identity::Anonymous | Identity::UnknownCredentials => None,
-            Identity::Token(_) | Identity::BadToken(_) => return None,
-        };
-        if user.is_none() && !self.anonymous_pull {
-            return None;
+    /// Whether `user` (`None`: anonymous) may do what `need` names by role.
+    fn role_allows(&self, user: Option<&str>, need: &Need) -> bool {
+        match user.map(|u| self.roles.get(u)) {
+            None => self.anonymous_pull && need.reads(),
+            Some(None) => false,
+            Some(Some(Role::ReadWrite)) => true,
+            Some(Some(Role::ReadOnly)) => need.reads(),
         }
-        let access = scopes
+    }
+
+    /// Issue a token for the scopes a client asked for, granting what
+    /// `identity` may have. `None` when the credentials must be refused.
+    /// (The token endpoint uses [`Authenticator::issue`].)
+    pub fn grant(&self, identity: &Identity, scopes: &[String]) -> Option<String> {
+        let request = TokenRequest {
+            scopes: scopes.to_vec(),
+            expires_in: None,
+        };
+        self.issue(identity, &request).ok().map(|t| t.token)
+    }
+
+    /// Issue a token for what `request` asks, granting of it what
+    /// `identity` may have: all of it for a read-write user, pulls for a
+    /// read-only user or an anonymous client (when pulls are open), and
+    /// no more than a token already grants when a token asks (a token
+    /// never widens itself, nor outlives itself).
+    ///
+    /// With `expires_in` the token is delegated: it keeps only pulls of
+    /// the named repositories and lives that long, at most the configured
+    /// maximum; asking for longer is refused, not shortened, so whoever
+    /// hands the token on knows how long it works.
+    pub fn issue(
+        &self,
+        identity: &Identity,
+        request: &TokenRequest,
+    ) -> Result<IssuedToken, TokenRefusal> {
+        let now = token::now();
+        let (sub, limit) = match identity {
+            Identity::User(user) => (Some(user.clone()), None),
+            Identity::Token(claims) => (claims.sub.clone(), Some(claims)),
+            Identity::UnknownCredentials if request.scopes.is_empty() => {
+                return Err(TokenRefusal::BadCredentials)
+            }
+            Identity::Anonymous | Identity::UnknownCredentials if self.anonymous_pull => {
+                if request.expires_in.is_some() {
+                    return Err(TokenRefusal::DelegationNeedsUser);
+                }
+                (None, None)
+            }
+            _ => return Err(TokenRefusal::BadCredentials),
+        };
+        let role = sub.as_deref().and_then(|u| self.roles.get(u).copied());
+        if sub.is_some() && role.is_none() {
+            return Err(TokenRefusal::BadCredentials);
+        }
+        let lifetime = match request.expires_in {
+            None => token::TOKEN_LIFETIME_SECS.min(self.max_token_lifetime),
+            Some(asked) if asked == 0 || asked > self.max_token_lifetime => {
+                return Err(TokenRefusal::LifetimeOutOfRange {
+                    asked,
+                    max: self.max_token_lifetime,
+                })
+            }
+            Some(asked) => asked,
+        };
+        let delegated = request.expires_in.is_some();
+        let access: Vec<Access> = request
+            .scopes
             .iter()
             .filter_map(|scope| parse_scope(scope))
+            .filter(|access| !delegated || access.kind == "repository")
             .filter_map(|mut access| {
-                if user.is_none() {
-                    access.actions.retain(|a| a == "pull" || a == "*");
-                    if access.kind == "repository" {
-                        access.actions = if access.actions.is_empty() {
-                            vec![]
-                        } else {
-                            vec!["pull".into()]
-                        };
-                    }
+                let pull_only = delegated || role != Some(Role::ReadWrite);
+                if pull_only {
+                    let pulls = access.actions.iter().any(|a| a == "pull" || a == "*");
+                    access.actions = if pulls { vec!["pull".into()] } else { vec![] };
+                }
+                if let Some(claims) = limit {
+                    access
+                        .actions
+                        .retain(|a| grants(claims, &access.kind, &access.name, a));
                 }
                 (!access.actions.is_empty()).then_some(access)
             })
             .collect();
-        let claims = Claims {
-            sub: user,
-            access,
-            exp: token::now() + token::TOKEN_LIFETIME_SECS,
+        if delegated && access.is_empty() {
+            return Err(TokenRefusal::NothingToDelegate);
+        }
+        let exp = match limit {
+            Some(claims) => claims.exp.min(now + lifetime),
+            None => now + lifetime,
         };
-        Some(token::issue(&self.secret, &claims))
+        let claims = Claims { sub, access, exp };
+        Ok(IssuedToken {
+            token: token::issue(&self.secret, &claims),
+            expires_in: exp.saturating_sub(now),
+        })
     }
 
-    /// The `WWW-Authenticate` challenge for a refused request.
+    /// The `WWW-Authenticate` challenge for a refused request that came
+    /// over `scheme` with the `Host` header `host` (see [`realm`]).
     pub fn challenge(&self, scheme: &str, host: &str, refusal: &Refusal) -> String {
-        let mut challenge =
-            format!("Bearer realm=\"{scheme}://{host}/auth/token\",service=\"{host}\"");
+        let (realm, service) = self.realm.for_request(scheme, host);
+        let mut challenge = format!("Bearer realm=\"{realm}\",service=\"{service}\"");
         if let Some(scope) = &refusal.scope {
             challenge.push_str(&format!(",scope=\"{scope}\""));
         }
@@ -303,21 +442,49 @@ fn decode_basic(encoded: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::config::{ServerConfig, User};
+    use crate::registry::config::{ServerConfig, User, DEFAULT_MAX_TOKEN_LIFETIME_SECS};
 
     fn authenticator(anonymous_pull: bool) -> Authenticator {
+        let user = |name: &str, role| User {
+            username: name.into(),
+            password_bcrypt: bcrypt::hash("pw", 4).unwrap(),
+            role,
+        };
         Authenticator::new(&ServerConfig {
             listen: vec![],
             tls: None,
             storage: "/nonexistent".into(),
-            users: vec![User {
-                username: "zuul".into(),
-                password_bcrypt: bcrypt::hash("pw", 4).unwrap(),
-            }],
+            users: vec![
+                user("zuul", Role::ReadWrite),
+                user("reader", Role::ReadOnly),
+            ],
+            public_url: None,
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
             token_secret: "secret".into(),
             anonymous_pull,
             delete_enabled: true,
         })
+    }
+
+    fn repo(name: &str, action: Action) -> Need {
+        Need::Repository(name.parse().unwrap(), action)
+    }
+
+    fn delegate(
+        auth: &Authenticator,
+        identity: &Identity,
+        scopes: &[&str],
+        expires_in: u64,
+    ) -> Result<(Claims, u64), TokenRefusal> {
+        let request = TokenRequest {
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            expires_in: Some(expires_in),
+        };
+        let issued = auth.issue(identity, &request)?;
+        Ok((
+            token::verify(b"secret", &issued.token).unwrap(),
+            issued.expires_in,
+        ))
     }
 
     fn granted(auth: &Authenticator, identity: &Identity, scope: &str) -> Vec<Access> {
@@ -387,6 +554,127 @@ mod tests {
         assert!(matches!(
             auth.identify(Some("Bearer x.y")).await,
             Identity::BadToken(_)
+        ));
+    }
+
+    #[test]
+    fn a_read_only_user_pulls_and_is_denied_the_rest() {
+        let auth = authenticator(false);
+        let reader = Identity::User("reader".into());
+        for need in [Need::Base, Need::Catalog, repo("org/img", Action::Pull)] {
+            assert_eq!(auth.authorize(&reader, &need), Ok(()), "{need:?}");
+        }
+        for action in [Action::Push, Action::Delete] {
+            let refusal = auth
+                .authorize(&reader, &repo("org/img", action))
+                .unwrap_err();
+            assert_eq!(refusal.code, ErrorCode::Denied);
+            assert_eq!(refusal.detail, "user \"reader\" may only pull");
+        }
+        // Its tokens hold pulls only, whatever it asks.
+        let access = granted(&auth, &reader, "repository:org/img:pull,push,delete");
+        assert_eq!(access[0].actions, ["pull"]);
+        let writer = Identity::User("zuul".into());
+        assert_eq!(
+            auth.authorize(&writer, &repo("org/img", Action::Delete)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn delegated_tokens_pull_the_named_repositories_until_they_expire() {
+        let auth = authenticator(false);
+        let writer = Identity::User("zuul".into());
+        let scopes = [
+            "repository:org/a:pull,push",
+            "repository:org/b:*",
+            "registry:catalog:*",
+        ];
+        let (claims, expires_in) = delegate(&auth, &writer, &scopes, 600).unwrap();
+        assert_eq!(expires_in, 600);
+        assert!(claims.exp <= token::now() + 600);
+        let names: Vec<_> = claims.access.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["org/a", "org/b"]);
+        assert!(claims.access.iter().all(|a| a.actions == ["pull"]));
+        let holder = Identity::Token(claims.clone());
+        assert_eq!(
+            auth.authorize(&holder, &repo("org/a", Action::Pull)),
+            Ok(())
+        );
+        for need in [
+            repo("org/a", Action::Push),
+            repo("org/a", Action::Delete),
+            repo("org/c", Action::Pull),
+            Need::Catalog,
+        ] {
+            let refusal = auth.authorize(&holder, &need).unwrap_err();
+            assert_eq!(refusal.error, Some("insufficient_scope"), "{need:?}");
+            assert_eq!(refusal.code, ErrorCode::Unauthorized);
+        }
+        // The holder trades it for tokens no wider and no longer-lived.
+        let request = TokenRequest {
+            scopes: vec![
+                "repository:org/a:pull,push".into(),
+                "repository:org/c:pull".into(),
+            ],
+            expires_in: None,
+        };
+        let traded = auth.issue(&holder, &request).unwrap();
+        let traded_claims = token::verify(b"secret", &traded.token).unwrap();
+        assert_eq!(traded_claims.access.len(), 1);
+        assert_eq!(traded_claims.access[0].actions, ["pull"]);
+        assert!(traded_claims.exp <= claims.exp);
+    }
+
+    #[test]
+    fn delegation_is_refused_beyond_the_maximum_without_a_user_or_a_repository() {
+        let auth = authenticator(true);
+        let writer = Identity::User("zuul".into());
+        let scope = ["repository:org/a:pull"];
+        let max = DEFAULT_MAX_TOKEN_LIFETIME_SECS;
+        assert_eq!(
+            delegate(&auth, &writer, &scope, max + 1).unwrap_err(),
+            TokenRefusal::LifetimeOutOfRange {
+                asked: max + 1,
+                max
+            }
+        );
+        assert!(delegate(&auth, &writer, &scope, max).is_ok());
+        assert_eq!(
+            delegate(&auth, &writer, &scope, 0).unwrap_err(),
+            TokenRefusal::LifetimeOutOfRange { asked: 0, max }
+        );
+        assert_eq!(
+            delegate(&auth, &Identity::Anonymous, &scope, 60).unwrap_err(),
+            TokenRefusal::DelegationNeedsUser
+        );
+        assert_eq!(
+            delegate(&auth, &writer, &["registry:catalog:*"], 60).unwrap_err(),
+            TokenRefusal::NothingToDelegate
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_as_the_basic_password_identifies_as_the_token() {
+        let auth = authenticator(false);
+        let (claims, _) = delegate(
+            &auth,
+            &Identity::User("zuul".into()),
+            &["repository:org/a:pull"],
+            60,
+        )
+        .unwrap();
+        let token = token::issue(b"secret", &claims);
+        let basic = format!("Basic {}", STANDARD.encode(format!("token:{token}")));
+        assert!(matches!(
+            auth.identify(Some(&basic)).await,
+            Identity::Token(c) if c == claims
+        ));
+        let expired = token::issue(b"secret", &Claims { exp: 1, ..claims });
+        let basic = format!("Basic {}", STANDARD.encode(format!("token:{expired}")));
+        assert!(matches!(
+            auth.identify(Some(&basic)).await,
+            Identity::BadToken(TokenError::Expired)
         ));
     }
 }

@@ -153,7 +153,7 @@ impl Req<'_> {
         match auth.authorize(&identity, need) {
             Ok(()) => Ok(identity),
             Err(refusal) => Err(ApiError {
-                code: ErrorCode::Unauthorized,
+                code: refusal.code,
                 challenge: Some(auth.challenge(self.state.scheme, &self.host(), &refusal)),
                 detail: Some(refusal.detail),
             }),
