@@ -27,10 +27,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::error::{Error, ErrorKind};
-use super::manifest::{Children, Descriptor, Manifest};
 use super::registry::Registry;
 use super::verify::Verified;
-use crate::oci::{Digest, Reference, RepositoryName, Tag};
+use crate::oci::{
+    Children, Descriptor, Digest, Manifest, ManifestReference, Reference, RepositoryName, Tag,
+};
 
 /// Deepest nesting of indexes followed (an index of indexes is legal but
 /// rare; a loop would be a broken registry).
@@ -93,7 +94,7 @@ pub async fn copy_reference<S: Registry, D: Registry>(
     copy(
         src,
         &src_ref.repository,
-        &src_ref.target(),
+        &src_ref.manifest_reference(),
         dst,
         &dst_ref.repository,
         dst_ref.tag.as_ref(),
@@ -108,7 +109,7 @@ pub async fn copy_reference<S: Registry, D: Registry>(
 pub async fn copy<S: Registry, D: Registry>(
     src: &Arc<S>,
     src_repository: &RepositoryName,
-    src_reference: &str,
+    src_reference: &ManifestReference,
     dst: &Arc<D>,
     dst_repository: &RepositoryName,
     dst_tag: Option<&Tag>,
@@ -116,8 +117,8 @@ pub async fn copy<S: Registry, D: Registry>(
 ) -> Result<CopyReport, Error> {
     let top = src.manifest_get(src_repository, src_reference).await?;
     let dst_reference = match dst_tag {
-        Some(tag) => tag.to_string(),
-        None => top.digest.to_string(),
+        Some(tag) => ManifestReference::from(tag),
+        None => ManifestReference::from(&top.digest),
     };
     let mut report = CopyReport {
         digest: Some(top.digest.clone()),
@@ -142,8 +143,12 @@ pub async fn copy<S: Registry, D: Registry>(
     // Manifests last: children by digest, then the top one under its tag.
     let top = manifests.pop().expect("the top manifest was collected");
     for child in &manifests {
-        dst.manifest_put(dst_repository, &child.digest.to_string(), child)
-            .await?;
+        dst.manifest_put(
+            dst_repository,
+            &ManifestReference::from(&child.digest),
+            child,
+        )
+        .await?;
         report.manifests_written += 1;
     }
     dst.manifest_put(dst_repository, &dst_reference, &top)
@@ -163,9 +168,9 @@ async fn collect<S: Registry>(
     manifests: &mut Vec<Manifest>,
     blobs: &mut BTreeMap<Digest, u64>,
 ) -> Result<(), Error> {
-    let invalid = |why: String| {
+    let invalid = |why: crate::oci::ManifestError| {
         Error::new(
-            ErrorKind::InvalidResponse(why),
+            ErrorKind::InvalidResponse(why.to_string()),
             src.name(),
             format!("reading manifest {}", manifest.digest),
         )
@@ -192,7 +197,7 @@ async fn collect<S: Registry>(
                     continue;
                 }
                 let child = src
-                    .manifest_get(repository, &descriptor.digest.to_string())
+                    .manifest_get(repository, &ManifestReference::from(&descriptor.digest))
                     .await?;
                 Box::pin(collect(src, repository, child, depth + 1, manifests, blobs)).await?;
             }

@@ -53,6 +53,8 @@ mod tls;
 pub mod transport;
 mod verify;
 
+/// The documents the client reads and writes are the shared model's.
+pub use crate::oci::{Children, Descriptor, Manifest};
 pub use auth::{parse_challenge, repository_scope, Challenge};
 pub use copy::{copy, copy_reference, CopyOptions, CopyReport};
 pub use endpoint::{Credentials, Endpoint};
@@ -60,7 +62,6 @@ pub use error::{redact_url, Error, ErrorDetail, ErrorKind, SpecError};
 #[cfg(test)]
 pub(crate) use hub::stand_in as hub_stand_in;
 pub use hub::{HubApi, HubTag, HUB_API_URL};
-pub use manifest::{Children, Descriptor, Manifest};
 pub use registry::{BlobStream, Registry};
 pub use remote::RemoteRegistry;
 pub use tag_delete::TagDeleted;

@@ -10,8 +10,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::error::Error;
-use super::manifest::Manifest;
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::oci::{Digest, Manifest, ManifestReference, RepositoryName, Tag};
 
 /// The bytes of a blob as they arrive, never held whole.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
@@ -62,14 +61,14 @@ pub trait Registry: Send + Sync + 'static {
     fn manifest_get(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
     ) -> impl Future<Output = Result<Manifest, Error>> + Send;
 
     /// The digest of the manifest `reference` names, or `None` if absent.
     fn manifest_head(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
     ) -> impl Future<Output = Result<Option<Digest>, Error>> + Send;
 
     /// Store `manifest`'s bytes, unchanged, under `reference` (a tag, or
@@ -78,7 +77,7 @@ pub trait Registry: Send + Sync + 'static {
     fn manifest_put(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
         manifest: &Manifest,
     ) -> impl Future<Output = Result<Digest, Error>> + Send;
 

@@ -6,17 +6,16 @@
 //! Why not `oci-client`'s `Client`: it pulls a blob into a writer and pushes
 //! one from memory, so it cannot stream a blob from one registry into
 //! another, and it has no cross-repository mount; and its one client holds
-//! one TLS configuration for every registry. Its manifest and index types
-//! are used where documents are read (`manifest.rs`).
+//! one TLS configuration for every registry. The documents are
+//! [`crate::oci`]'s types, which the server can share.
 
 use std::sync::Arc;
 
 use super::endpoint::Endpoint;
 use super::error::Error;
-use super::manifest::Manifest;
 use super::registry::{BlobStream, Registry};
 use super::transport::{RetryPolicy, Transport};
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::oci::{Digest, Manifest, ManifestReference, RepositoryName, Tag};
 
 /// A registry reached over HTTP(S). Cheap to share (`Arc`); connections
 /// and tokens are reused by every operation through the same handle.
@@ -91,7 +90,7 @@ impl Registry for RemoteRegistry {
     async fn manifest_get(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
     ) -> Result<Manifest, Error> {
         self.get_manifest(repository, reference).await
     }
@@ -99,7 +98,7 @@ impl Registry for RemoteRegistry {
     async fn manifest_head(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
     ) -> Result<Option<Digest>, Error> {
         self.head_manifest(repository, reference).await
     }
@@ -107,7 +106,7 @@ impl Registry for RemoteRegistry {
     async fn manifest_put(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
         manifest: &Manifest,
     ) -> Result<Digest, Error> {
         self.put_manifest(repository, reference, manifest).await

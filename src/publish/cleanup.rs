@@ -17,7 +17,7 @@ use super::credentials::DockerCredentials;
 use super::promote::TagPromotion;
 use super::retention::{is_stale, is_temporary, parse_time};
 use crate::client::{Children, Error as ClientError, HubApi, Registry, RemoteRegistry, TagDeleted};
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::oci::{Digest, ManifestReference, RepositoryName, Tag};
 
 /// The largest image config read to learn an image's age.
 const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
@@ -206,7 +206,7 @@ async fn delete_on_registry(
         TagDeleted::Unsupported => {}
     }
     let Some(digest) = registry
-        .manifest_head(repository, tag.as_str())
+        .manifest_head(repository, &ManifestReference::from(tag))
         .await
         .map_err(|e| e.to_string())?
     else {
@@ -237,7 +237,7 @@ async fn other_tag_naming(
         .map_err(|e| e.to_string())?;
     for other in tags.into_iter().filter(|t| t != tag) {
         let named = registry
-            .manifest_head(repository, other.as_str())
+            .manifest_head(repository, &ManifestReference::from(&other))
             .await
             .map_err(|e| e.to_string())?;
         if named.as_ref() == Some(digest) {
@@ -254,7 +254,9 @@ pub async fn created(
     repository: &RepositoryName,
     tag: &Tag,
 ) -> Result<Option<DateTime<Utc>>, ClientError> {
-    let mut manifest = registry.manifest_get(repository, tag.as_str()).await?;
+    let mut manifest = registry
+        .manifest_get(repository, &ManifestReference::from(tag))
+        .await?;
     if manifest.is_index() {
         let Ok(Children::Manifests(children)) = manifest.children() else {
             return Ok(None);
@@ -263,7 +265,7 @@ pub async fn created(
             return Ok(None);
         };
         manifest = registry
-            .manifest_get(repository, &first.digest.to_string())
+            .manifest_get(repository, &ManifestReference::from(&first.digest))
             .await?;
     }
     let Ok(Children::Blobs(blobs)) = manifest.children() else {

@@ -15,7 +15,7 @@
 use futures_util::future::try_join_all;
 
 use crate::client::{Error as ClientError, Manifest, Registry, RemoteRegistry};
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::oci::{Digest, ManifestReference, RepositoryName, Tag};
 
 /// One tag to promote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub async fn read_temporaries(
 ) -> Result<Vec<Manifest>, PromoteError> {
     try_join_all(promotions.iter().map(|p| async move {
         registry
-            .manifest_get(&p.repository, p.temporary.as_str())
+            .manifest_get(&p.repository, &ManifestReference::from(&p.temporary))
             .await
             .map_err(|e| {
                 if e.is_not_found() {
@@ -126,10 +126,11 @@ pub async fn write_final(
 ) -> Result<Promoted, PromoteError> {
     let repository = &promotion.repository;
     let tag = &promotion.final_tag;
+    let reference = ManifestReference::from(tag);
     registry
-        .manifest_put(repository, tag.as_str(), manifest)
+        .manifest_put(repository, &reference, manifest)
         .await?;
-    let resolved = registry.manifest_head(repository, tag.as_str()).await?;
+    let resolved = registry.manifest_head(repository, &reference).await?;
     if resolved.as_ref() != Some(&manifest.digest) {
         return Err(PromoteError::Diverged {
             registry: registry.name().to_string(),
