@@ -18,7 +18,7 @@ use crate::oci::{Reference, Tag};
 use crate::publish::cleanup::{after_promote, Cleanup};
 use crate::publish::credentials::DockerCredentials;
 use crate::publish::promote::{read_temporaries, write_all, Promoted, TagPromotion};
-use crate::publish::targets::full_repository;
+use crate::zuul::full_repository;
 use crate::zuul::{temporary_tag, ContainerImage, ZuulContext};
 
 /// Arguments of `promote_docker_image`.
