@@ -1,7 +1,8 @@
-//! The one interface the copy engine speaks to: the distribution spec's
-//! operations on blobs, manifests and tags of one registry. The HTTP
-//! client ([`super::RemoteRegistry`]) implements it; an OCI layout or an
-//! in-memory store could too.
+//! The one interface the copy engine, promote, cleanup and the change
+//! records speak to: the distribution spec's operations on blobs,
+//! manifests and tags of one registry, with typed references. The HTTP
+//! client ([`super::RemoteRegistry`]) implements it, and so does the
+//! in-memory store of the unit tests ([`super::MemoryRegistry`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +12,17 @@ use futures_util::Stream;
 
 use super::error::Error;
 use crate::oci::{Digest, Manifest, ManifestReference, RepositoryName, Tag};
+
+/// What became of a tag delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagDeleted {
+    /// The tag is gone.
+    Deleted,
+    /// There was no such tag.
+    Absent,
+    /// The registry does not delete tags by name (400/405, `UNSUPPORTED`).
+    Unsupported,
+}
 
 /// The bytes of a blob as they arrive, never held whole.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
@@ -87,6 +99,16 @@ pub trait Registry: Send + Sync + 'static {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Delete `tag` of `repository`, keeping the manifest it names and its
+    /// other tags. [`TagDeleted::Unsupported`] when the registry deletes
+    /// manifests by digest only (distribution 2.8): the caller decides what
+    /// else to do.
+    fn tag_delete(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> impl Future<Output = Result<TagDeleted, Error>> + Send;
 
     /// Every tag of `repository` (empty when the repository is unknown).
     fn tags_list(

@@ -20,8 +20,7 @@ use bytes::Bytes;
 use super::auth::Authenticator;
 use super::endpoint::Endpoint;
 use super::error::Error;
-use super::registry::{BlobStream, Registry};
-use super::tag_delete::TagDeleted;
+use super::registry::{BlobStream, Registry, TagDeleted};
 use super::transport::{RetryPolicy, Transport};
 use super::{blob, catalog, manifest, tag, tag_delete};
 use crate::oci::{Digest, Manifest, ManifestReference, RepositoryName, Tag};
@@ -63,15 +62,6 @@ impl RemoteRegistry {
         content: Bytes,
     ) -> Result<(), Error> {
         blob::put_bytes(&self.auth, repository, digest, content).await
-    }
-
-    /// Delete `tag` of `repository`, keeping the manifest it names.
-    pub async fn tag_delete(
-        &self,
-        repository: &RepositoryName,
-        tag: &Tag,
-    ) -> Result<TagDeleted, Error> {
-        tag_delete::delete(&self.auth, repository, tag).await
     }
 
     /// Every repository the registry lists (`GET /v2/_catalog`, every
@@ -152,6 +142,14 @@ impl Registry for RemoteRegistry {
         digest: &Digest,
     ) -> Result<(), Error> {
         manifest::delete(&self.auth, repository, digest).await
+    }
+
+    async fn tag_delete(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<TagDeleted, Error> {
+        tag_delete::delete(&self.auth, repository, tag).await
     }
 
     async fn tags_list(&self, repository: &RepositoryName) -> Result<Vec<Tag>, Error> {

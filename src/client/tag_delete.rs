@@ -9,19 +9,9 @@ use reqwest::{Method, StatusCode};
 
 use super::auth::{repository_scope, Authenticator};
 use super::error::{redact_url, Error};
+use super::registry::TagDeleted;
 use super::transport::Body;
 use crate::oci::{RepositoryName, Tag};
-
-/// What became of a tag delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TagDeleted {
-    /// The tag is gone.
-    Deleted,
-    /// There was no such tag.
-    Absent,
-    /// The registry does not delete tags by name (400/405, `UNSUPPORTED`).
-    Unsupported,
-}
 
 /// Delete `tag` of `repository`, keeping the manifest it names.
 pub(crate) async fn delete(

@@ -14,7 +14,7 @@
 
 use futures_util::future::try_join_all;
 
-use crate::client::{Error as ClientError, Manifest, Registry, RemoteRegistry};
+use crate::client::{Error as ClientError, Manifest, Registry};
 use crate::oci::{Digest, ManifestReference, RepositoryName, Tag};
 
 /// One tag to promote.
@@ -80,8 +80,8 @@ pub enum PromoteError {
 
 /// Read the manifest of every temporary tag (all at once), failing if any
 /// is missing.
-pub async fn read_temporaries(
-    registry: &RemoteRegistry,
+pub async fn read_temporaries<R: Registry>(
+    registry: &R,
     promotions: &[TagPromotion],
 ) -> Result<Vec<Manifest>, PromoteError> {
     try_join_all(promotions.iter().map(|p| async move {
@@ -104,8 +104,8 @@ pub async fn read_temporaries(
 }
 
 /// Write every promotion's manifest under its final tag, all at once.
-pub async fn write_all(
-    registry: &RemoteRegistry,
+pub async fn write_all<R: Registry>(
+    registry: &R,
     promotions: &[TagPromotion],
     manifests: &[Manifest],
 ) -> Result<Vec<Promoted>, PromoteError> {
@@ -119,8 +119,8 @@ pub async fn write_all(
 }
 
 /// Write `manifest` under the final tag and check the tag resolves to it.
-pub async fn write_final(
-    registry: &RemoteRegistry,
+pub async fn write_final<R: Registry>(
+    registry: &R,
     promotion: &TagPromotion,
     manifest: &Manifest,
 ) -> Result<Promoted, PromoteError> {
