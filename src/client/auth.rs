@@ -270,17 +270,7 @@ impl Authenticator {
             return Ok(c.clone());
         }
         let url = format!("{}/v2/", self.endpoint().base_url());
-        let response = self
-            .transport
-            .send(
-                Channel::Metadata,
-                &Method::GET,
-                &url,
-                &HeaderMap::new(),
-                &Body::Empty,
-                None,
-            )
-            .await?;
+        let response = self.get(&url, None).await?;
         let challenge = match response.status() {
             StatusCode::UNAUTHORIZED => {
                 let header = response
@@ -300,6 +290,22 @@ impl Authenticator {
         };
         *slot = Some(challenge.clone());
         Ok(challenge)
+    }
+
+    /// A plain GET of the auth flow's own (`/v2/`, the token realm), sent
+    /// with `authorization` as given.
+    async fn get(&self, url: &str, authorization: Option<&HeaderValue>) -> Result<Response, Error> {
+        let (method, headers) = (Method::GET, HeaderMap::new());
+        self.transport
+            .send(
+                Channel::Metadata,
+                &method,
+                url,
+                &headers,
+                &Body::Empty,
+                authorization,
+            )
+            .await
     }
 
     fn endpoint(&self) -> &Endpoint {
@@ -332,17 +338,7 @@ impl Authenticator {
             }
         }
         let url = url.to_string();
-        let response = self
-            .transport
-            .send(
-                Channel::Metadata,
-                &Method::GET,
-                &url,
-                &HeaderMap::new(),
-                &Body::Empty,
-                self.basic_header().as_ref(),
-            )
-            .await?;
+        let response = self.get(&url, self.basic_header().as_ref()).await?;
         let action = format!(
             "getting a token for {} from {}",
             if scopes.is_empty() {

@@ -386,6 +386,30 @@ mod tests {
         manifest
     }
 
+    /// Copy `from_tag` of `from` on `src` to `to` on `dst`, tagged `to_tag`.
+    async fn copy_tag(
+        src: &Arc<MemoryRegistry>,
+        from: &str,
+        dst: &Arc<MemoryRegistry>,
+        to: &str,
+        to_tag: Option<&str>,
+        options: &CopyOptions,
+    ) -> Result<CopyReport, Error> {
+        let (from, from_tag) = from.split_once(':').expect("repository:tag");
+        let reference = ManifestReference::Tag(tag(from_tag));
+        let to_tag = to_tag.map(tag);
+        copy(
+            src,
+            &repo(from),
+            &reference,
+            dst,
+            &repo(to),
+            to_tag.as_ref(),
+            options,
+        )
+        .await
+    }
+
     fn count(registry: &MemoryRegistry, prefix: &str) -> usize {
         registry
             .operations()
@@ -404,14 +428,12 @@ mod tests {
             "amd64",
             &["one", "three"],
         );
-        let from = ManifestReference::Tag(tag("1"));
-        let report = copy(
+        let report = copy_tag(
             &src,
-            &repo("org/img"),
-            &from,
+            "org/img:1",
             &dst,
-            &repo("org/img"),
-            Some(&tag("latest")),
+            "org/img",
+            Some("latest"),
             &options(),
         )
         .await
@@ -437,13 +459,12 @@ mod tests {
 
         // Again: one HEAD of the manifest at the destination, nothing else.
         let before = dst.operations().len();
-        let again = copy(
+        let again = copy_tag(
             &src,
-            &repo("org/img"),
-            &from,
+            "org/img:1",
             &dst,
-            &repo("org/img"),
-            Some(&tag("latest")),
+            "org/img",
+            Some("latest"),
             &options(),
         )
         .await
@@ -463,17 +484,9 @@ mod tests {
             &["base", "top"],
         );
         let base = dst.insert_blob(&repo("org/img"), "base");
-        let report = copy(
-            &src,
-            &repo("org/img"),
-            &ManifestReference::Tag(tag("1")),
-            &dst,
-            &repo("org/img"),
-            None,
-            &options(),
-        )
-        .await
-        .unwrap();
+        let report = copy_tag(&src, "org/img:1", &dst, "org/img", None, &options())
+            .await
+            .unwrap();
         assert_eq!((report.blobs_copied, report.blobs_skipped), (2, 1));
         assert!(!src
             .operations()
@@ -494,17 +507,9 @@ mod tests {
     async fn within_one_registry_blobs_are_mounted_not_transferred() {
         let reg = MemoryRegistry::new("a:1");
         image(&reg, &repo("org/img"), Some(&tag("1")), "amd64", &["layer"]);
-        let report = copy(
-            &reg,
-            &repo("org/img"),
-            &ManifestReference::Tag(tag("1")),
-            &reg,
-            &repo("other/img"),
-            Some(&tag("1")),
-            &options(),
-        )
-        .await
-        .unwrap();
+        let report = copy_tag(&reg, "org/img:1", &reg, "other/img", Some("1"), &options())
+            .await
+            .unwrap();
         assert_eq!(
             (
                 report.blobs_mounted,
@@ -521,19 +526,10 @@ mod tests {
     async fn a_transient_failure_is_retried_and_too_many_fail_the_copy() {
         let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
         image(&src, &repo("org/img"), Some(&tag("1")), "amd64", &["layer"]);
-        let from = ManifestReference::Tag(tag("1"));
         src.fail_next(Operation::BlobGet, 2);
-        let report = copy(
-            &src,
-            &repo("org/img"),
-            &from,
-            &dst,
-            &repo("org/img"),
-            Some(&tag("1")),
-            &options(),
-        )
-        .await
-        .unwrap();
+        let report = copy_tag(&src, "org/img:1", &dst, "org/img", Some("1"), &options())
+            .await
+            .unwrap();
         assert_eq!(report.blobs_copied, 2);
         assert_eq!(count(&src, "blob_get"), 4, "{:#?}", src.operations());
 
@@ -544,17 +540,9 @@ mod tests {
             parallelism: 1,
             ..options()
         };
-        let err = copy(
-            &src,
-            &repo("org/img"),
-            &from,
-            &dst,
-            &repo("org/img"),
-            Some(&tag("1")),
-            &one,
-        )
-        .await
-        .unwrap_err();
+        let err = copy_tag(&src, "org/img:1", &dst, "org/img", Some("1"), &one)
+            .await
+            .unwrap_err();
         assert_eq!(err.status, Some(reqwest::StatusCode::SERVICE_UNAVAILABLE));
         assert!(err.action.starts_with("copying blob sha256:"), "{err}");
         assert_eq!(count(&dst, "manifest_put"), 0);
@@ -579,13 +567,12 @@ mod tests {
         let index = Manifest::new("", Bytes::from(format!("{doc}\n\n")));
         src.insert_manifest(&r, Some(&tag("latest")), &index);
 
-        let report = copy(
+        let report = copy_tag(
             &src,
-            &r,
-            &ManifestReference::Tag(tag("latest")),
+            "multi/img:latest",
             &dst,
-            &r,
-            Some(&tag("latest")),
+            "multi/img",
+            Some("latest"),
             &options(),
         )
         .await

@@ -2,7 +2,7 @@
 //! trust (connections reused), retries with backoff for transient
 //! failures, and the conversion of every failure into a typed [`Error`].
 //! It only sends requests: authentication is the layer above
-//! ([`super::auth::Authenticator`]), which hands it the `Authorization`
+//! (`auth.rs`), which hands it the `Authorization`
 //! header to send, if any.
 //!
 //! Two connection pools per registry: manifests, HEADs, uploads' POSTs and
