@@ -2,8 +2,10 @@
 """Checks on what the repository ships for Zuul operators, as they would
 meet it: the site jobs and the jobs this repository provides parse, name
 playbooks that exist, keep the seed's requires/provides/pause; every role
-is documented. Ends with "N passed, N failed"."""
+is documented; the import graph of src/ has no cycle. Ends with "N passed,
+N failed"."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -124,6 +126,18 @@ for role in sorted(p for p in (REPO / "roles").iterdir() if p.is_dir()):
     ):
         check(f"role {role.name} has {part}", (role / part).is_file())
 
+# The import graph of src/ (scripts/import-graph.py): no two files of
+# src/client/ import each other in a circle, nor do two rooms.
+graph = subprocess.run(
+    [sys.executable, str(REPO / "scripts/import-graph.py")],
+    capture_output=True,
+    text=True,
+)
+check(
+    "src/ has no import cycle between files of client/ nor between rooms",
+    graph.returncode == 0,
+    graph.stdout.strip() + graph.stderr.strip(),
+)
 
 
 def demo_refuses_a_taken_port() -> str:

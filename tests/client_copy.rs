@@ -10,7 +10,7 @@ use speculative_images::client::{
 use speculative_images::oci::Reference;
 
 use crate::client_fixtures::{
-    client_of, index_of, push_image, push_index, random_image, repo, Flavor,
+    client_of, index_of, manifest_ref, push_image, push_index, random_image, repo, Flavor,
 };
 use crate::support::distribution::{Distribution, Options};
 
@@ -37,7 +37,10 @@ async fn copies_an_image_then_finds_it_already_there() {
         report.bytes_copied,
         image.blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>()
     );
-    let arrived = dst.manifest_get(&repo("org/img"), "latest").await.unwrap();
+    let arrived = dst
+        .manifest_get(&repo("org/img"), &manifest_ref("latest"))
+        .await
+        .unwrap();
     assert_eq!(arrived.bytes, image.manifest.bytes);
     assert_eq!(arrived.media_type, image.manifest.media_type);
 
@@ -87,7 +90,7 @@ async fn multi_arch_indexes_keep_their_digest() {
         assert_eq!(report.digest.as_ref(), Some(&index.digest), "{flavor:?}");
         assert_eq!(report.manifests_written, 3);
         let arrived = dst
-            .manifest_get(&repo("multi/img"), "latest")
+            .manifest_get(&repo("multi/img"), &manifest_ref("latest"))
             .await
             .unwrap();
         assert_eq!(
@@ -97,7 +100,10 @@ async fn multi_arch_indexes_keep_their_digest() {
         assert_eq!(arrived.media_type, index.media_type);
         for image in [&amd, &arm] {
             let digest = image.manifest.digest.to_string();
-            let child = dst.manifest_get(&repo("multi/img"), &digest).await.unwrap();
+            let child = dst
+                .manifest_get(&repo("multi/img"), &manifest_ref(&digest))
+                .await
+                .unwrap();
             assert_eq!(child.bytes, image.manifest.bytes);
         }
     }
@@ -127,7 +133,7 @@ async fn within_one_registry_blobs_are_mounted() {
         (3, 0, 0)
     );
     let got = reg
-        .manifest_head(&repo("other/img"), "latest")
+        .manifest_head(&repo("other/img"), &manifest_ref("latest"))
         .await
         .unwrap();
     assert_eq!(got, Some(image.manifest.digest.clone()));
@@ -142,7 +148,10 @@ async fn a_self_signed_ca_served_as_the_leaf_is_accepted_when_given() {
     let reg = client_of(&a);
     let image = random_image(Flavor::Docker, "amd64", &[1000]);
     push_image(&reg, "org/img", Some("latest"), &image).await;
-    let head = reg.manifest_head(&repo("org/img"), "latest").await.unwrap();
+    let head = reg
+        .manifest_head(&repo("org/img"), &manifest_ref("latest"))
+        .await
+        .unwrap();
     assert_eq!(head, Some(image.manifest.digest.clone()));
 
     // Another certificate: refused, naming the registry and the reason.
@@ -154,7 +163,7 @@ async fn a_self_signed_ca_served_as_the_leaf_is_accepted_when_given() {
     )
     .unwrap();
     let err = wrong
-        .manifest_head(&repo("org/img"), "latest")
+        .manifest_head(&repo("org/img"), &manifest_ref("latest"))
         .await
         .unwrap_err();
     assert!(matches!(err.kind, ErrorKind::Tls(_)), "{err}");
@@ -217,7 +226,7 @@ async fn wrong_password_unknown_tag_and_unreachable_registry_are_named() {
     let gone = RemoteRegistry::new(Endpoint::new(format!("127.0.0.1:{port}"))).unwrap();
     let started = Instant::now();
     let err = gone
-        .manifest_get(&repo("org/img"), "latest")
+        .manifest_get(&repo("org/img"), &manifest_ref("latest"))
         .await
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -272,7 +281,9 @@ async fn a_blob_corrupted_at_the_source_is_refused_and_not_stored() {
     );
     assert_eq!(dst.blob_head(&repo("org/img"), digest).await.unwrap(), None);
     assert_eq!(
-        dst.manifest_head(&repo("org/img"), "latest").await.unwrap(),
+        dst.manifest_head(&repo("org/img"), &manifest_ref("latest"))
+            .await
+            .unwrap(),
         None
     );
 
@@ -708,7 +719,7 @@ async fn transient_failures_are_retried_and_the_copy_completes() {
     // What arrived, read from the destination directly.
     let direct = b.client();
     let arrived = direct
-        .manifest_get(&repo("org/img"), "latest")
+        .manifest_get(&repo("org/img"), &manifest_ref("latest"))
         .await
         .unwrap();
     assert_eq!(arrived.bytes, image.manifest.bytes);
@@ -739,7 +750,7 @@ async fn a_registry_that_keeps_failing_is_given_up_on_after_the_retries() {
     };
     let client = a.client_at(&proxy.authority, retry);
     let err = client
-        .manifest_get(&repo("org/img"), "latest")
+        .manifest_get(&repo("org/img"), &manifest_ref("latest"))
         .await
         .unwrap_err();
     assert_eq!(proxy.seen(0), 4, "the first attempt and 3 retries");
@@ -780,7 +791,7 @@ async fn a_registry_marked_insecure_is_copied_to_and_from_over_plain_http() {
     assert_eq!(report.digest.as_ref(), Some(&index.digest));
     assert_eq!(report.blobs_copied, 6);
     let arrived = insecure
-        .manifest_get(&repo("org/img"), "latest")
+        .manifest_get(&repo("org/img"), &manifest_ref("latest"))
         .await
         .unwrap();
     assert_eq!(arrived.bytes, index.bytes);
@@ -800,7 +811,7 @@ async fn a_registry_marked_insecure_is_copied_to_and_from_over_plain_http() {
     assert_eq!(report.digest.as_ref(), Some(&index.digest));
     assert_eq!(
         secure
-            .manifest_head(&repo("back/img"), "latest")
+            .manifest_head(&repo("back/img"), &manifest_ref("latest"))
             .await
             .unwrap(),
         Some(index.digest.clone())
@@ -812,7 +823,7 @@ async fn a_registry_marked_insecure_is_copied_to_and_from_over_plain_http() {
     )
     .unwrap();
     let err = strict
-        .manifest_head(&repo("org/img"), "latest")
+        .manifest_head(&repo("org/img"), &manifest_ref("latest"))
         .await
         .unwrap_err();
     assert!(
@@ -965,7 +976,9 @@ fn the_cli_streams_a_200_mib_layer_without_holding_it_or_writing_it() {
     let (size, manifest) = speculative_images::client::runtime::block_on(async {
         (
             dst.blob_head(&repo("org/big"), layer).await.unwrap(),
-            dst.manifest_get(&repo("org/big"), "copied").await.unwrap(),
+            dst.manifest_get(&repo("org/big"), &manifest_ref("copied"))
+                .await
+                .unwrap(),
         )
     })
     .unwrap();

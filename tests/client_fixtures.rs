@@ -11,7 +11,7 @@ use speculative_images::client::{Endpoint, Manifest, Registry, RemoteRegistry};
 use speculative_images::oci::media_type::{
     DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
 };
-use speculative_images::oci::{Digest, RepositoryName, Tag};
+use speculative_images::oci::{Digest, ManifestReference, RepositoryName, Tag};
 
 use crate::support::distribution::Distribution;
 
@@ -148,11 +148,16 @@ pub async fn push_image(
             .expect("push blob");
     }
     let reference = tag
-        .map(str::to_string)
-        .unwrap_or_else(|| image.manifest.digest.to_string());
+        .map(manifest_ref)
+        .unwrap_or_else(|| ManifestReference::from(&image.manifest.digest));
     reg.manifest_put(&repository, &reference, &image.manifest)
         .await
         .expect("push manifest");
+}
+
+/// A tag or digest, as the client's manifest operations take it.
+pub fn manifest_ref(reference: &str) -> ManifestReference {
+    reference.parse().unwrap()
 }
 
 /// Push every image and then `index` under `tag`.
@@ -166,7 +171,7 @@ pub async fn push_index(
     for image in images {
         push_image(reg, repository, None, image).await;
     }
-    reg.manifest_put(&repo(repository), tag, index)
+    reg.manifest_put(&repo(repository), &manifest_ref(tag), index)
         .await
         .expect("push index");
 }

@@ -14,7 +14,7 @@ use speculative_images::client::{
 };
 use speculative_images::oci::Reference;
 
-use crate::client_fixtures::{push_image, random_image, repo, Flavor, TestImage};
+use crate::client_fixtures::{manifest_ref, push_image, random_image, repo, Flavor, TestImage};
 use crate::support::buildset::BuildsetServer;
 use crate::support::proxy::{Front, Misbehaviour, RealmAt};
 use crate::transfer_support::client_for;
@@ -65,7 +65,7 @@ fn at(authority: &str, path: &str) -> Reference {
 /// `org/img:1` on `dst` is `image`.
 async fn assert_arrived(dst: &BuildsetServer, image: &TestImage) {
     let arrived = client_for(dst)
-        .manifest_get(&repo("org/img"), "1")
+        .manifest_get(&repo("org/img"), &manifest_ref("1"))
         .await
         .unwrap();
     assert_eq!(arrived.digest, image.manifest.digest);
@@ -118,7 +118,7 @@ async fn a_token_realm_over_plain_http_is_sent_no_password() {
     .await;
     let client = client_via(&front, &reg, |e| e);
     let err = client
-        .manifest_get(&repo("org/img"), "1")
+        .manifest_get(&repo("org/img"), &manifest_ref("1"))
         .await
         .unwrap_err();
     assert!(matches!(err.kind, ErrorKind::Refused(_)), "{err}");
@@ -155,7 +155,7 @@ async fn a_token_realm_on_another_host_is_refused_unless_allowed() {
     let realm = format!("https://localhost:{port}/auth/token");
 
     let err = client_via(&front, &reg, |e| e)
-        .manifest_get(&repo("org/img"), "1")
+        .manifest_get(&repo("org/img"), &manifest_ref("1"))
         .await
         .unwrap_err();
     assert!(matches!(err.kind, ErrorKind::Refused(_)), "{err}");
@@ -171,7 +171,10 @@ async fn a_token_realm_on_another_host_is_refused_unless_allowed() {
     // Anonymous, nothing secret is sent: the other host serves the token.
     let anonymous =
         RemoteRegistry::new(Endpoint::new(&front.authority).with_ca_pem(&front.ca_pem)).unwrap();
-    let manifest = anonymous.manifest_get(&repo("org/img"), "1").await.unwrap();
+    let manifest = anonymous
+        .manifest_get(&repo("org/img"), &manifest_ref("1"))
+        .await
+        .unwrap();
     assert_eq!(manifest.digest, image.manifest.digest);
     let seen = front.seen_elsewhere();
     assert!(
@@ -193,7 +196,7 @@ async fn a_token_realm_on_another_host_is_refused_unless_allowed() {
     .await
     .unwrap();
     let arrived = client_for(&reg)
-        .manifest_get(&repo("org/copied"), "1")
+        .manifest_get(&repo("org/copied"), &manifest_ref("1"))
         .await
         .unwrap();
     assert_eq!(arrived.digest, copied.manifest.digest);
@@ -321,7 +324,7 @@ async fn an_endless_error_body_and_an_endless_manifest_are_read_within_bounds() 
     .await;
     let started = Instant::now();
     let err = client_via(&front, &reg, |e| e)
-        .manifest_get(&repo("org/img"), "1")
+        .manifest_get(&repo("org/img"), &manifest_ref("1"))
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Status, "{err}");
@@ -346,7 +349,7 @@ async fn an_endless_error_body_and_an_endless_manifest_are_read_within_bounds() 
     )
     .await;
     let err = client_via(&front, &reg, |e| e)
-        .manifest_get(&repo("org/img"), "1")
+        .manifest_get(&repo("org/img"), &manifest_ref("1"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -446,14 +449,24 @@ async fn a_slow_token_fetch_does_not_hold_up_requests_with_a_cached_token() {
     )
     .await;
     let client = client_via(&front, &reg, |e| e);
-    client.manifest_get(&repo("org/img"), "1").await.unwrap();
+    client
+        .manifest_get(&repo("org/img"), &manifest_ref("1"))
+        .await
+        .unwrap();
     let slow = {
         let client = client.clone();
-        tokio::spawn(async move { client.manifest_get(&repo("org/slow"), "1").await })
+        tokio::spawn(async move {
+            client
+                .manifest_get(&repo("org/slow"), &manifest_ref("1"))
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    let manifest = client.manifest_get(&repo("org/img"), "1").await.unwrap();
+    let manifest = client
+        .manifest_get(&repo("org/img"), &manifest_ref("1"))
+        .await
+        .unwrap();
     assert_eq!(manifest.digest, image.manifest.digest);
     assert!(
         started.elapsed() < Duration::from_secs(2),

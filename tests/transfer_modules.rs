@@ -129,7 +129,8 @@ fn a_multi_arch_index_keeps_its_digest() {
     let dst = client_for(&buildset);
     let arrived = speculative_images::client::runtime::block_on(async {
         use speculative_images::client::Registry;
-        dst.manifest_get(&"org/multi".parse().unwrap(), "v1").await
+        dst.manifest_get(&"org/multi".parse().unwrap(), &"v1".parse().unwrap())
+            .await
     })
     .unwrap()
     .unwrap();

@@ -122,7 +122,9 @@ fn records_round_trip(inter: &impl TestRegistry) {
     // config, no layers; the config is exactly what A returned to Zuul.
     let client = client_for(inter);
     let repo = RECORDS_REPOSITORY.parse().unwrap();
-    let manifest = block_on(client.manifest_get(&repo, tag)).unwrap().unwrap();
+    let manifest = block_on(client.manifest_get(&repo, &tag.parse().unwrap()))
+        .unwrap()
+        .unwrap();
     assert_eq!(manifest.digest.to_string(), record["digest"]);
     let doc: Value = serde_json::from_slice(&manifest.bytes).unwrap();
     assert_eq!(doc["config"]["mediaType"], RECORD_MEDIA_TYPE);
@@ -168,10 +170,12 @@ fn records_round_trip(inter: &impl TestRegistry) {
     assert_eq!(ahead[0]["project"], format!("{HOST}/example/app"));
     assert_eq!(ahead[0]["images"], json!(["example/app:latest"]));
     assert_eq!(ahead[0]["records"][0]["tag"], tag);
-    let there =
-        block_on(client_for(&b_buildset).manifest_head(&"example/app".parse().unwrap(), "latest"))
-            .unwrap()
-            .unwrap();
+    let there = block_on(
+        client_for(&b_buildset)
+            .manifest_head(&"example/app".parse().unwrap(), &"latest".parse().unwrap()),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(
         there
             .expect("A's image in B's buildset registry")

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::siblings;
 use super::BuildSpec;
 use crate::oci::{Reference, Tag};
-use crate::publish::targets::full_repository;
+use crate::zuul::full_repository;
 use crate::zuul::{buildset_repository, temporary_tag, ContainerImage};
 
 /// The label every image built for a change carries.

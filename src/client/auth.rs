@@ -1,8 +1,12 @@
-//! Authentication: the registry's challenge (learnt once, from `GET /v2/`),
-//! then anonymous, Basic, or the Bearer token flow Docker Hub, quay.io and
-//! zuul-registry use: ask the challenge's realm for a token for the scopes
-//! a request needs (with Basic credentials when we have them), and cache
-//! it per scope set until the registry refuses it.
+//! Authentication, the layer over the [`Transport`]: an [`Authenticator`]
+//! sends each request through the transport with the `Authorization` it
+//! needs. It learns the registry's challenge once (from `GET /v2/`), then
+//! sends nothing, Basic credentials, or a token from the Bearer flow
+//! Docker Hub, quay.io and zuul-registry use: ask the challenge's realm
+//! for a token for the scopes a request needs (with Basic credentials
+//! when we have them), and cache it per scope set until the registry
+//! refuses it. Credentials go only to the registry's own origin (the
+//! transport says which URLs are on it).
 //!
 //! The realm is the registry's word, so it is checked before anything is
 //! sent there: for an `https` registry a realm over plain `http` is
@@ -16,13 +20,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
-use reqwest::{Method, StatusCode};
+use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
+use super::endpoint::Endpoint;
 use super::error::{redact_url, Error, ErrorKind};
 use super::limits::{read_limited, TOKEN_LIMIT};
-use super::transport::Transport;
+use super::transport::{Body, Channel, Transport};
 
 /// What a registry asks of its clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +82,12 @@ pub fn repository_scope(repository: &str, actions: &str) -> String {
     format!("repository:{repository}:{actions}")
 }
 
-/// Per-registry authentication state.
-#[derive(Debug, Default)]
-pub(crate) struct AuthState {
+/// One registry's transport with authentication: what the operations of
+/// `blob.rs`, `manifest.rs`, `tag.rs` send their requests through.
+#[derive(Debug)]
+pub(crate) struct Authenticator {
+    /// Sends the requests.
+    transport: Transport,
     /// The challenge, once learnt.
     challenge: tokio::sync::Mutex<Option<Challenge>>,
     /// Bearer tokens by scope set (scopes joined by a space), each slot
@@ -89,14 +97,6 @@ pub(crate) struct AuthState {
 
 type TokenSlot = Arc<tokio::sync::Mutex<Option<String>>>;
 
-impl AuthState {
-    /// The token slot of a scope set, made empty if new.
-    fn slot(&self, key: &str) -> TokenSlot {
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens.entry(key.to_string()).or_default().clone()
-    }
-}
-
 #[derive(Deserialize)]
 struct TokenResponse {
     #[serde(default)]
@@ -105,18 +105,112 @@ struct TokenResponse {
     access_token: Option<String>,
 }
 
-impl Transport {
-    /// The `Authorization` header for a request needing `scopes`, if any.
-    pub(crate) async fn authorization(
+impl Authenticator {
+    /// Authentication over `transport`; nothing is learnt yet.
+    pub(crate) fn new(transport: Transport) -> Authenticator {
+        Authenticator {
+            transport,
+            challenge: tokio::sync::Mutex::default(),
+            tokens: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The transport underneath (URLs, status checks, the endpoint).
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Send a repeatable request needing `scopes` over the metadata pool,
+    /// authenticated when it goes to the registry's own origin, retrying
+    /// transient failures and re-authenticating once on 401. Any status
+    /// is returned; [`Transport::check_status`] checks it.
+    pub(crate) async fn send(
         &self,
+        method: Method,
+        url: &str,
         scopes: &[String],
-    ) -> Result<Option<HeaderValue>, Error> {
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response, Error> {
+        self.send_via(Channel::Metadata, method, url, scopes, headers, body)
+            .await
+    }
+
+    /// [`Authenticator::send`] through the pool `channel`.
+    pub(crate) async fn send_via(
+        &self,
+        channel: Channel,
+        method: Method,
+        url: &str,
+        scopes: &[String],
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response, Error> {
+        let own = self.transport.own_origin(&method, url)?;
+        let mut reauthenticated = false;
+        loop {
+            let authorization = match own {
+                true => self.authorization(scopes).await?,
+                false => None,
+            };
+            let response = self
+                .transport
+                .send(
+                    channel,
+                    &method,
+                    url,
+                    &headers,
+                    &body,
+                    authorization.as_ref(),
+                )
+                .await?;
+            // Another origin's challenge is not the registry's.
+            if response.status() == StatusCode::UNAUTHORIZED
+                && own
+                && !reauthenticated
+                && self
+                    .unauthorized(scopes, authorization.as_ref(), &response)
+                    .await
+            {
+                reauthenticated = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Send a request whose body is a stream, once, authenticated when it
+    /// goes to the registry's own origin (see [`Transport::send_once`]).
+    pub(crate) async fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        scopes: &[String],
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, Error> {
+        let authorization = match self.transport.own_origin(&method, url)? {
+            true => self.authorization(scopes).await?,
+            false => None,
+        };
+        self.transport
+            .send_once(&method, url, authorization, build)
+            .await
+    }
+
+    /// The token slot of a scope set, made empty if new.
+    fn slot(&self, key: &str) -> TokenSlot {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.entry(key.to_string()).or_default().clone()
+    }
+
+    /// The `Authorization` header for a request needing `scopes`, if any.
+    async fn authorization(&self, scopes: &[String]) -> Result<Option<HeaderValue>, Error> {
         let challenge = self.challenge().await?;
         match challenge {
             Challenge::Anonymous => Ok(None),
             Challenge::Basic => Ok(self.basic_header()),
             Challenge::Bearer { realm, service } => {
-                let slot = self.auth.slot(&scopes.join(" "));
+                let slot = self.slot(&scopes.join(" "));
                 let mut cached = slot.lock().await;
                 if let Some(token) = cached.as_ref() {
                     return Ok(Some(bearer_header(token)));
@@ -132,7 +226,7 @@ impl Transport {
     /// React to a 401 to a request sent with `sent` (its `Authorization`
     /// header, if any): forget a refused token, or learn the challenge the
     /// registry sent with it. Returns whether retrying the request can help.
-    pub(crate) async fn unauthorized(
+    async fn unauthorized(
         &self,
         scopes: &[String],
         sent: Option<&HeaderValue>,
@@ -143,13 +237,13 @@ impl Transport {
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|h| parse_challenge(h).ok());
-        let mut challenge = self.auth.challenge.lock().await;
+        let mut challenge = self.challenge.lock().await;
         match (challenge.clone(), offered) {
             // A token expired or lacked a scope: forget it (unless a
             // concurrent request already replaced it) and fetch a fresh one.
             (Some(Challenge::Bearer { .. }), Some(new @ Challenge::Bearer { .. })) => {
                 *challenge = Some(new);
-                let slot = self.auth.slot(&scopes.join(" "));
+                let slot = self.slot(&scopes.join(" "));
                 let mut cached = slot.lock().await;
                 let refused = cached
                     .as_ref()
@@ -171,14 +265,12 @@ impl Transport {
 
     /// The registry's challenge, learnt with one `GET /v2/`.
     async fn challenge(&self) -> Result<Challenge, Error> {
-        let mut slot = self.auth.challenge.lock().await;
+        let mut slot = self.challenge.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let url = format!("{}/v2/", self.endpoint.base_url());
-        let response = self
-            .execute(&Method::GET, &url, || self.http.get(&url))
-            .await?;
+        let url = format!("{}/v2/", self.endpoint().base_url());
+        let response = self.get(&url, None).await?;
         let challenge = match response.status() {
             StatusCode::UNAUTHORIZED => {
                 let header = response
@@ -189,7 +281,7 @@ impl Transport {
                 parse_challenge(header).map_err(|why| {
                     Error::new(
                         ErrorKind::InvalidResponse(why),
-                        &self.endpoint.registry,
+                        &self.endpoint().registry,
                         format!("GET {url}"),
                     )
                 })?
@@ -200,8 +292,28 @@ impl Transport {
         Ok(challenge)
     }
 
+    /// A plain GET of the auth flow's own (`/v2/`, the token realm), sent
+    /// with `authorization` as given.
+    async fn get(&self, url: &str, authorization: Option<&HeaderValue>) -> Result<Response, Error> {
+        let (method, headers) = (Method::GET, HeaderMap::new());
+        self.transport
+            .send(
+                Channel::Metadata,
+                &method,
+                url,
+                &headers,
+                &Body::Empty,
+                authorization,
+            )
+            .await
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        self.transport.endpoint()
+    }
+
     fn basic_header(&self) -> Option<HeaderValue> {
-        let creds = self.endpoint.credentials.as_ref()?;
+        let creds = self.endpoint().credentials.as_ref()?;
         let raw = format!("{}:{}", creds.username, creds.password);
         let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
         let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
@@ -226,15 +338,7 @@ impl Transport {
             }
         }
         let url = url.to_string();
-        let response = self
-            .execute(&Method::GET, &url, || {
-                let request = self.http.get(&url);
-                match self.basic_header() {
-                    Some(h) => request.header(reqwest::header::AUTHORIZATION, h),
-                    None => request,
-                }
-            })
-            .await?;
+        let response = self.get(&url, self.basic_header().as_ref()).await?;
         let action = format!(
             "getting a token for {} from {}",
             if scopes.is_empty() {
@@ -244,26 +348,29 @@ impl Transport {
             },
             super::error::redact_url(&url)
         );
-        let response = self.expect(response, &action, &[StatusCode::OK]).await?;
+        let response = self
+            .transport
+            .check_status(response, &action, &[StatusCode::OK])
+            .await?;
         let body = read_limited(
             response,
             TOKEN_LIMIT,
             "a token answer",
-            &self.endpoint.registry,
+            &self.endpoint().registry,
             &action,
         )
         .await?;
         let body: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidResponse(format!("the token answer is not JSON: {e}")),
-                &self.endpoint.registry,
+                &self.endpoint().registry,
                 action.clone(),
             )
         })?;
         body.token.or(body.access_token).ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidResponse("the token answer holds no token".into()),
-                &self.endpoint.registry,
+                &self.endpoint().registry,
                 action,
             )
         })
@@ -273,7 +380,7 @@ impl Transport {
     /// not over plain HTTP for an `https` registry, and, when we hold
     /// credentials, on the registry's own host and port or an allowed one.
     fn check_realm(&self, realm: &str) -> Result<url::Url, Error> {
-        let registry = &self.endpoint.registry;
+        let registry = &self.endpoint().registry;
         let action = "authenticating";
         let url = url::Url::parse(realm).map_err(|e| {
             Error::new(
@@ -283,12 +390,12 @@ impl Transport {
             )
         })?;
         let shown = redact_url(realm);
-        let user = self.endpoint.credentials.as_ref().map(|c| &c.username);
+        let user = self.endpoint().credentials.as_ref().map(|c| &c.username);
         let whose = match user {
             Some(user) => format!("the credentials of user {user:?}"),
             None => "a token request".to_string(),
         };
-        if url.scheme() != "https" && !self.endpoint.insecure {
+        if url.scheme() != "https" && !self.endpoint().insecure {
             return Err(Error::new(
                 ErrorKind::Refused(format!(
                     "registry {registry} names the token realm {shown}, over plain {}; \
@@ -301,7 +408,7 @@ impl Transport {
         }
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default().unwrap_or_default();
-        if user.is_some() && !self.endpoint.is_token_host(host, port) {
+        if user.is_some() && !self.endpoint().is_token_host(host, port) {
             return Err(Error::new(
                 ErrorKind::Refused(format!(
                     "registry {registry} names the token realm {shown}, on another host \

@@ -27,10 +27,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::error::{Error, ErrorKind};
-use super::manifest::{Children, Descriptor, Manifest};
 use super::registry::Registry;
 use super::verify::Verified;
-use crate::oci::{Digest, Reference, RepositoryName, Tag};
+use crate::oci::{
+    Children, Descriptor, Digest, Manifest, ManifestReference, Reference, RepositoryName, Tag,
+};
 
 /// Deepest nesting of indexes followed (an index of indexes is legal but
 /// rare; a loop would be a broken registry).
@@ -93,7 +94,7 @@ pub async fn copy_reference<S: Registry, D: Registry>(
     copy(
         src,
         &src_ref.repository,
-        &src_ref.target(),
+        &src_ref.manifest_reference(),
         dst,
         &dst_ref.repository,
         dst_ref.tag.as_ref(),
@@ -108,7 +109,7 @@ pub async fn copy_reference<S: Registry, D: Registry>(
 pub async fn copy<S: Registry, D: Registry>(
     src: &Arc<S>,
     src_repository: &RepositoryName,
-    src_reference: &str,
+    src_reference: &ManifestReference,
     dst: &Arc<D>,
     dst_repository: &RepositoryName,
     dst_tag: Option<&Tag>,
@@ -116,8 +117,8 @@ pub async fn copy<S: Registry, D: Registry>(
 ) -> Result<CopyReport, Error> {
     let top = src.manifest_get(src_repository, src_reference).await?;
     let dst_reference = match dst_tag {
-        Some(tag) => tag.to_string(),
-        None => top.digest.to_string(),
+        Some(tag) => ManifestReference::from(tag),
+        None => ManifestReference::from(&top.digest),
     };
     let mut report = CopyReport {
         digest: Some(top.digest.clone()),
@@ -142,8 +143,12 @@ pub async fn copy<S: Registry, D: Registry>(
     // Manifests last: children by digest, then the top one under its tag.
     let top = manifests.pop().expect("the top manifest was collected");
     for child in &manifests {
-        dst.manifest_put(dst_repository, &child.digest.to_string(), child)
-            .await?;
+        dst.manifest_put(
+            dst_repository,
+            &ManifestReference::from(&child.digest),
+            child,
+        )
+        .await?;
         report.manifests_written += 1;
     }
     dst.manifest_put(dst_repository, &dst_reference, &top)
@@ -163,9 +168,9 @@ async fn collect<S: Registry>(
     manifests: &mut Vec<Manifest>,
     blobs: &mut BTreeMap<Digest, u64>,
 ) -> Result<(), Error> {
-    let invalid = |why: String| {
+    let invalid = |why: crate::oci::ManifestError| {
         Error::new(
-            ErrorKind::InvalidResponse(why),
+            ErrorKind::InvalidResponse(why.to_string()),
             src.name(),
             format!("reading manifest {}", manifest.digest),
         )
@@ -192,7 +197,7 @@ async fn collect<S: Registry>(
                     continue;
                 }
                 let child = src
-                    .manifest_get(repository, &descriptor.digest.to_string())
+                    .manifest_get(repository, &ManifestReference::from(&descriptor.digest))
                     .await?;
                 Box::pin(collect(src, repository, child, depth + 1, manifests, blobs)).await?;
             }
@@ -326,5 +331,275 @@ impl<S: Registry, D: Registry> BlobJob<S, D> {
                 Box::pin(verified),
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine's contracts on the in-memory registry: what is read and
+    //! written, in which order, and what a transient failure costs.
+
+    use bytes::Bytes;
+    use serde_json::json;
+
+    use super::*;
+    use crate::client::memory::{MemoryRegistry, Operation};
+    use crate::oci::media_type;
+
+    fn repo(name: &str) -> RepositoryName {
+        name.parse().unwrap()
+    }
+
+    fn tag(name: &str) -> Tag {
+        name.parse().unwrap()
+    }
+
+    fn options() -> CopyOptions {
+        CopyOptions {
+            backoff: Duration::from_millis(1),
+            ..CopyOptions::default()
+        }
+    }
+
+    /// An image of `layers` (and a config naming `arch`) stored in
+    /// `repository` of `registry`, tagged `tag` if given.
+    fn image(
+        registry: &MemoryRegistry,
+        repository: &RepositoryName,
+        tag: Option<&Tag>,
+        arch: &str,
+        layers: &[&str],
+    ) -> Manifest {
+        let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#);
+        let descriptor = |media: &str, content: &str| {
+            json!({"mediaType": media, "digest": registry.insert_blob(repository, content.to_string()),
+                   "size": content.len()})
+        };
+        let doc = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": descriptor(media_type::OCI_CONFIG, &config),
+            "layers": layers.iter().map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l)).collect::<Vec<_>>(),
+        });
+        let manifest = Manifest::new("", Bytes::from(doc.to_string()));
+        registry.insert_manifest(repository, tag, &manifest);
+        manifest
+    }
+
+    /// Copy `from_tag` of `from` on `src` to `to` on `dst`, tagged `to_tag`.
+    async fn copy_tag(
+        src: &Arc<MemoryRegistry>,
+        from: &str,
+        dst: &Arc<MemoryRegistry>,
+        to: &str,
+        to_tag: Option<&str>,
+        options: &CopyOptions,
+    ) -> Result<CopyReport, Error> {
+        let (from, from_tag) = from.split_once(':').expect("repository:tag");
+        let reference = ManifestReference::Tag(tag(from_tag));
+        let to_tag = to_tag.map(tag);
+        copy(
+            src,
+            &repo(from),
+            &reference,
+            dst,
+            &repo(to),
+            to_tag.as_ref(),
+            options,
+        )
+        .await
+    }
+
+    fn count(registry: &MemoryRegistry, prefix: &str) -> usize {
+        registry
+            .operations()
+            .iter()
+            .filter(|o| o.starts_with(prefix))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn copies_an_image_then_finds_it_already_there() {
+        let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
+        let manifest = image(
+            &src,
+            &repo("org/img"),
+            Some(&tag("1")),
+            "amd64",
+            &["one", "three"],
+        );
+        let report = copy_tag(
+            &src,
+            "org/img:1",
+            &dst,
+            "org/img",
+            Some("latest"),
+            &options(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.digest.as_ref(), Some(&manifest.digest));
+        assert!(report.changed);
+        assert_eq!(
+            (
+                report.blobs_copied,
+                report.blobs_skipped,
+                report.blobs_mounted
+            ),
+            (3, 0, 0)
+        );
+        let config_len = r#"{"architecture":"amd64","os":"linux"}"#.len() as u64;
+        assert_eq!(report.bytes_copied, config_len + 3 + 5);
+        assert_eq!(report.manifests_written, 1);
+        let arrived = dst
+            .manifest_get(&repo("org/img"), &ManifestReference::Tag(tag("latest")))
+            .await
+            .unwrap();
+        assert_eq!(arrived, manifest);
+
+        // Again: one HEAD of the manifest at the destination, nothing else.
+        let before = dst.operations().len();
+        let again = copy_tag(
+            &src,
+            "org/img:1",
+            &dst,
+            "org/img",
+            Some("latest"),
+            &options(),
+        )
+        .await
+        .unwrap();
+        assert!(!again.changed);
+        assert_eq!(dst.operations()[before..], ["manifest_head org/img latest"]);
+    }
+
+    #[tokio::test]
+    async fn blobs_the_destination_has_are_not_transferred() {
+        let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
+        image(
+            &src,
+            &repo("org/img"),
+            Some(&tag("1")),
+            "amd64",
+            &["base", "top"],
+        );
+        let base = dst.insert_blob(&repo("org/img"), "base");
+        let report = copy_tag(&src, "org/img:1", &dst, "org/img", None, &options())
+            .await
+            .unwrap();
+        assert_eq!((report.blobs_copied, report.blobs_skipped), (2, 1));
+        assert!(!src
+            .operations()
+            .contains(&format!("blob_get org/img {base}")));
+        assert_eq!(count(&dst, "blob_put"), 2);
+        // Without a tag, stored under its digest only.
+        assert!(dst.tags_list(&repo("org/img")).await.unwrap().is_empty());
+        let digest = report.digest.unwrap();
+        assert_eq!(
+            dst.manifest_head(&repo("org/img"), &ManifestReference::Digest(digest.clone()))
+                .await
+                .unwrap(),
+            Some(digest)
+        );
+    }
+
+    #[tokio::test]
+    async fn within_one_registry_blobs_are_mounted_not_transferred() {
+        let reg = MemoryRegistry::new("a:1");
+        image(&reg, &repo("org/img"), Some(&tag("1")), "amd64", &["layer"]);
+        let report = copy_tag(&reg, "org/img:1", &reg, "other/img", Some("1"), &options())
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                report.blobs_mounted,
+                report.blobs_copied,
+                report.bytes_copied
+            ),
+            (2, 0, 0)
+        );
+        assert_eq!(count(&reg, "blob_get"), 0);
+        assert_eq!(count(&reg, "blob_mount other/img"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_and_too_many_fail_the_copy() {
+        let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
+        image(&src, &repo("org/img"), Some(&tag("1")), "amd64", &["layer"]);
+        src.fail_next(Operation::BlobGet, 2);
+        let report = copy_tag(&src, "org/img:1", &dst, "org/img", Some("1"), &options())
+            .await
+            .unwrap();
+        assert_eq!(report.blobs_copied, 2);
+        assert_eq!(count(&src, "blob_get"), 4, "{:#?}", src.operations());
+
+        // More failures than retries: the error, and no manifest written.
+        let dst = MemoryRegistry::new("c:1");
+        src.fail_next(Operation::BlobGet, 4);
+        let one = CopyOptions {
+            parallelism: 1,
+            ..options()
+        };
+        let err = copy_tag(&src, "org/img:1", &dst, "org/img", Some("1"), &one)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, Some(reqwest::StatusCode::SERVICE_UNAVAILABLE));
+        assert!(err.action.starts_with("copying blob sha256:"), "{err}");
+        assert_eq!(count(&dst, "manifest_put"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_multi_platform_index_is_copied_whole_children_first() {
+        let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
+        let r = repo("multi/img");
+        let amd64 = image(&src, &r, None, "amd64", &["x86"]);
+        let arm64 = image(&src, &r, None, "arm64", &["arm"]);
+        let entry = |m: &Manifest, arch: &str| {
+            json!({"mediaType": m.media_type, "digest": m.digest, "size": m.bytes.len(),
+                   "platform": {"architecture": arch, "os": "linux"}})
+        };
+        let doc = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_INDEX,
+            "manifests": [entry(&amd64, "amd64"), entry(&arm64, "arm64")],
+        });
+        // Odd whitespace: the bytes, not a re-serialisation, must arrive.
+        let index = Manifest::new("", Bytes::from(format!("{doc}\n\n")));
+        src.insert_manifest(&r, Some(&tag("latest")), &index);
+
+        let report = copy_tag(
+            &src,
+            "multi/img:latest",
+            &dst,
+            "multi/img",
+            Some("latest"),
+            &options(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.digest.as_ref(), Some(&index.digest));
+        assert_eq!(report.media_type, media_type::OCI_INDEX);
+        assert_eq!((report.manifests_written, report.blobs_copied), (3, 4));
+        // The memory registry refuses a manifest whose children are
+        // missing, so the index went last.
+        let puts: Vec<String> = dst
+            .operations()
+            .into_iter()
+            .filter(|o| o.starts_with("manifest_put"))
+            .collect();
+        assert_eq!(
+            puts,
+            [
+                format!("manifest_put multi/img {}", amd64.digest),
+                format!("manifest_put multi/img {}", arm64.digest),
+                "manifest_put multi/img latest".to_string(),
+            ]
+        );
+        let arrived = dst
+            .manifest_get(&r, &ManifestReference::Tag(tag("latest")))
+            .await
+            .unwrap();
+        assert_eq!(arrived.bytes, index.bytes);
+        assert_eq!(dst.tags_list(&r).await.unwrap(), [tag("latest")]);
     }
 }

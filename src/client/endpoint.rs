@@ -5,7 +5,6 @@
 use std::fmt;
 
 use crate::oci::reference::{is_docker_hub, DOCKER_HUB_API};
-use crate::zuul::{BuildsetRegistry, IntermediateRegistry};
 
 /// Docker Hub's token service.
 pub const DOCKER_HUB_AUTH: &str = "auth.docker.io";
@@ -127,24 +126,6 @@ impl Endpoint {
     pub fn base_url(&self) -> String {
         let scheme = if self.insecure { "http" } else { "https" };
         format!("{scheme}://{}", self.api_authority())
-    }
-}
-
-impl From<&BuildsetRegistry> for Endpoint {
-    fn from(r: &BuildsetRegistry) -> Endpoint {
-        Endpoint::new(r.authority())
-            .with_credentials(&r.username, &r.password)
-            .with_ca_pem(&r.cert)
-    }
-}
-
-impl From<&IntermediateRegistry> for Endpoint {
-    fn from(r: &IntermediateRegistry) -> Endpoint {
-        let endpoint = Endpoint::new(r.authority()).with_credentials(&r.username, &r.password);
-        match &r.cert {
-            Some(cert) if !cert.trim().is_empty() => endpoint.with_ca_pem(cert),
-            _ => endpoint,
-        }
     }
 }
 

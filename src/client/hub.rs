@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::error::{redact_url, Error, ErrorKind};
-use super::tag_delete::TagDeleted;
+use super::registry::TagDeleted;
 use crate::oci::{RepositoryName, Tag};
 
 /// Where Docker Hub's API answers.

@@ -3,13 +3,21 @@
 //! - [`mod@copy`]: the copy engine (one image, every platform, between two
 //!   registries or within one), written against the [`Registry`] trait.
 //! - [`Registry`] (`registry.rs`): the spec's blob, manifest and tag
-//!   operations; [`RemoteRegistry`] implements it over HTTP, one file per
-//!   noun (`blob.rs`, `manifest.rs`, `tag.rs`).
-//! - [`transport`]: one registry's HTTP client: TLS trust (`tls.rs`),
-//!   authentication (`auth.rs`), retries, typed errors (`error.rs`), and
-//!   the trust boundaries: credentials only to the registry's own origin
-//!   (and a token realm it may use), bounded reads of everything but
-//!   blobs ([`limits`]), `Link` pages (`pages.rs`).
+//!   operations; [`RemoteRegistry`] (`remote.rs`) implements it over HTTP
+//!   with one file per noun (`blob.rs`, `manifest.rs`, `tag.rs`,
+//!   `tag_delete.rs`, `catalog.rs`).
+//! - authentication (`auth.rs`): the layer every operation sends through;
+//!   it answers the registry's challenge, caches tokens per scope, and
+//!   sends credentials only to the registry's own origin (and a token
+//!   realm it may use).
+//! - [`transport`]: one registry's HTTP client, which only sends: TLS
+//!   trust (`tls.rs`), retries, typed errors (`error.rs`), which URLs are
+//!   the registry's own origin, bounded reads of everything but blobs
+//!   ([`limits`]), `Link` pages (`pages.rs`).
+//!
+//! Each layer uses only those below it (`scripts/import-graph.py` checks
+//! that no files here import each other in a circle); the documents are
+//! [`crate::oci`]'s.
 //!
 //! Typical use (the modules do this on a tokio runtime):
 //!
@@ -35,7 +43,7 @@
 
 mod auth;
 mod blob;
-pub mod catalog;
+mod catalog;
 pub mod command;
 pub mod copy;
 mod endpoint;
@@ -43,6 +51,7 @@ mod error;
 mod hub;
 pub mod limits;
 mod manifest;
+pub mod memory;
 mod pages;
 mod registry;
 mod remote;
@@ -53,6 +62,8 @@ mod tls;
 pub mod transport;
 mod verify;
 
+/// The documents the client reads and writes are the shared model's.
+pub use crate::oci::{Children, Descriptor, Manifest};
 pub use auth::{parse_challenge, repository_scope, Challenge};
 pub use copy::{copy, copy_reference, CopyOptions, CopyReport};
 pub use endpoint::{Credentials, Endpoint};
@@ -60,10 +71,9 @@ pub use error::{redact_url, Error, ErrorDetail, ErrorKind, SpecError};
 #[cfg(test)]
 pub(crate) use hub::stand_in as hub_stand_in;
 pub use hub::{HubApi, HubTag, HUB_API_URL};
-pub use manifest::{Children, Descriptor, Manifest};
-pub use registry::{BlobStream, Registry};
+pub use memory::{MemoryRegistry, Operation};
+pub use registry::{BlobStream, Registry, TagDeleted};
 pub use remote::RemoteRegistry;
-pub use tag_delete::TagDeleted;
 pub use tls::{client_config, TlsConfigError};
 pub use transport::RetryPolicy;
 pub use verify::Verified;

@@ -1,7 +1,8 @@
-//! The one interface the copy engine speaks to: the distribution spec's
-//! operations on blobs, manifests and tags of one registry. The HTTP
-//! client ([`super::RemoteRegistry`]) implements it; an OCI layout or an
-//! in-memory store could too.
+//! The one interface the copy engine, promote, cleanup and the change
+//! records speak to: the distribution spec's operations on blobs,
+//! manifests and tags of one registry, with typed references. The HTTP
+//! client ([`super::RemoteRegistry`]) implements it, and so does the
+//! in-memory store of the unit tests ([`super::MemoryRegistry`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,8 +11,18 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::error::Error;
-use super::manifest::Manifest;
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::oci::{Digest, Manifest, ManifestReference, RepositoryName, Tag};
+
+/// What became of a tag delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagDeleted {
+    /// The tag is gone.
+    Deleted,
+    /// There was no such tag.
+    Absent,
+    /// The registry does not delete tags by name (400/405, `UNSUPPORTED`).
+    Unsupported,
+}
 
 /// The bytes of a blob as they arrive, never held whole.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
@@ -62,14 +73,14 @@ pub trait Registry: Send + Sync + 'static {
     fn manifest_get(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
     ) -> impl Future<Output = Result<Manifest, Error>> + Send;
 
     /// The digest of the manifest `reference` names, or `None` if absent.
     fn manifest_head(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
     ) -> impl Future<Output = Result<Option<Digest>, Error>> + Send;
 
     /// Store `manifest`'s bytes, unchanged, under `reference` (a tag, or
@@ -78,7 +89,7 @@ pub trait Registry: Send + Sync + 'static {
     fn manifest_put(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
         manifest: &Manifest,
     ) -> impl Future<Output = Result<Digest, Error>> + Send;
 
@@ -88,6 +99,16 @@ pub trait Registry: Send + Sync + 'static {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Delete `tag` of `repository`, keeping the manifest it names and its
+    /// other tags. [`TagDeleted::Unsupported`] when the registry deletes
+    /// manifests by digest only (distribution 2.8): the caller decides what
+    /// else to do.
+    fn tag_delete(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> impl Future<Output = Result<TagDeleted, Error>> + Send;
 
     /// Every tag of `repository` (empty when the repository is unknown).
     fn tags_list(

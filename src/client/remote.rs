@@ -1,28 +1,35 @@
 //! [`RemoteRegistry`]: a registry reached over HTTP(S), the implementation
 //! of [`Registry`] the modules use. The operations live in files named
-//! after the spec's nouns (`blob.rs`, `manifest.rs`, `tag.rs`); this file
-//! holds the handle and wires those operations into the trait.
+//! after the spec's nouns (`blob.rs`, `manifest.rs`, `tag.rs`,
+//! `tag_delete.rs`, `catalog.rs`), each a function over the authenticated
+//! transport; this file holds the handle and wires them into the trait.
+//! The layers, each using only the ones below: this handle, the
+//! operations, [`Authenticator`] (`auth.rs`), [`Transport`]
+//! (`transport.rs`).
 //!
 //! Why not `oci-client`'s `Client`: it pulls a blob into a writer and pushes
 //! one from memory, so it cannot stream a blob from one registry into
 //! another, and it has no cross-repository mount; and its one client holds
-//! one TLS configuration for every registry. Its manifest and index types
-//! are used where documents are read (`manifest.rs`).
+//! one TLS configuration for every registry. The documents are
+//! [`crate::oci`]'s types, which the server can share.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
+use super::auth::Authenticator;
 use super::endpoint::Endpoint;
 use super::error::Error;
-use super::manifest::Manifest;
-use super::registry::{BlobStream, Registry};
+use super::registry::{BlobStream, Registry, TagDeleted};
 use super::transport::{RetryPolicy, Transport};
-use crate::oci::{Digest, RepositoryName, Tag};
+use super::{blob, catalog, manifest, tag, tag_delete};
+use crate::oci::{Digest, Manifest, ManifestReference, RepositoryName, Tag};
 
 /// A registry reached over HTTP(S). Cheap to share (`Arc`); connections
 /// and tokens are reused by every operation through the same handle.
 #[derive(Debug)]
 pub struct RemoteRegistry {
-    pub(crate) transport: Transport,
+    auth: Authenticator,
 }
 
 impl RemoteRegistry {
@@ -38,19 +45,35 @@ impl RemoteRegistry {
         retry: RetryPolicy,
     ) -> Result<Arc<RemoteRegistry>, Error> {
         Ok(Arc::new(RemoteRegistry {
-            transport: Transport::new(endpoint, retry)?,
+            auth: Authenticator::new(Transport::new(endpoint, retry)?),
         }))
     }
 
     /// The connection settings.
     pub fn endpoint(&self) -> &Endpoint {
-        self.transport.endpoint()
+        self.auth.transport().endpoint()
+    }
+
+    /// Upload a small blob held in memory (configs, test content).
+    pub async fn put_blob_bytes(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        content: Bytes,
+    ) -> Result<(), Error> {
+        blob::put_bytes(&self.auth, repository, digest, content).await
+    }
+
+    /// Every repository the registry lists (`GET /v2/_catalog`, every
+    /// page). Names that are not valid repository names today are skipped.
+    pub async fn catalog(&self) -> Result<Vec<RepositoryName>, Error> {
+        catalog::list(&self.auth).await
     }
 }
 
 impl Registry for RemoteRegistry {
     fn name(&self) -> &str {
-        &self.transport.endpoint.registry
+        &self.endpoint().registry
     }
 
     async fn blob_head(
@@ -58,7 +81,7 @@ impl Registry for RemoteRegistry {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>, Error> {
-        self.head_blob(repository, digest).await
+        blob::head(&self.auth, repository, digest).await
     }
 
     async fn blob_get(
@@ -66,7 +89,7 @@ impl Registry for RemoteRegistry {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<BlobStream, Error> {
-        self.get_blob(repository, digest).await
+        blob::get(&self.auth, repository, digest).await
     }
 
     async fn blob_put(
@@ -76,7 +99,7 @@ impl Registry for RemoteRegistry {
         size: u64,
         body: BlobStream,
     ) -> Result<(), Error> {
-        self.put_blob(repository, digest, size, body).await
+        blob::put(&self.auth, repository, digest, size, body).await
     }
 
     async fn blob_mount(
@@ -85,32 +108,32 @@ impl Registry for RemoteRegistry {
         digest: &Digest,
         from: &RepositoryName,
     ) -> Result<bool, Error> {
-        self.mount_blob(repository, digest, from).await
+        blob::mount(&self.auth, repository, digest, from).await
     }
 
     async fn manifest_get(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
     ) -> Result<Manifest, Error> {
-        self.get_manifest(repository, reference).await
+        manifest::get(&self.auth, repository, reference).await
     }
 
     async fn manifest_head(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
     ) -> Result<Option<Digest>, Error> {
-        self.head_manifest(repository, reference).await
+        manifest::head(&self.auth, repository, reference).await
     }
 
     async fn manifest_put(
         &self,
         repository: &RepositoryName,
-        reference: &str,
+        reference: &ManifestReference,
         manifest: &Manifest,
     ) -> Result<Digest, Error> {
-        self.put_manifest(repository, reference, manifest).await
+        manifest::put(&self.auth, repository, reference, manifest).await
     }
 
     async fn manifest_delete(
@@ -118,10 +141,18 @@ impl Registry for RemoteRegistry {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), Error> {
-        self.delete_manifest(repository, digest).await
+        manifest::delete(&self.auth, repository, digest).await
+    }
+
+    async fn tag_delete(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<TagDeleted, Error> {
+        tag_delete::delete(&self.auth, repository, tag).await
     }
 
     async fn tags_list(&self, repository: &RepositoryName) -> Result<Vec<Tag>, Error> {
-        self.list_tags(repository).await
+        tag::list(&self.auth, repository).await
     }
 }

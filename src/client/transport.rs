@@ -1,7 +1,9 @@
 //! The transport of one registry: HTTP clients with that registry's TLS
-//! trust (connections reused), authentication added to every request,
-//! retries with backoff for transient failures, and the conversion of every
-//! failure into a typed [`Error`].
+//! trust (connections reused), retries with backoff for transient
+//! failures, and the conversion of every failure into a typed [`Error`].
+//! It only sends requests: authentication is the layer above
+//! (`auth.rs`), which hands it the `Authorization`
+//! header to send, if any.
 //!
 //! Two connection pools per registry: manifests, HEADs, uploads' POSTs and
 //! tokens use HTTP/2 where the registry offers it (one connection, many
@@ -11,19 +13,19 @@
 //! and the copy took 5.8 s instead of 8.3 s (Go's HTTP/2 server handles a
 //! connection's frames in one goroutine and copies bodies through a pipe).
 //!
-//! Trust: credentials (Basic, or a bearer token) go only to the registry's
-//! own origin (scheme, host and port of its base URL). A URL the registry
-//! hands out on another origin (an upload `Location`, a `Link` page, a
-//! blob redirect) is followed without them, and a plain `http://` URL
-//! handed out by an `https` registry is refused ([`ErrorKind::Refused`]).
+//! Trust: the transport tells whether a URL is on the registry's own
+//! origin (scheme, host and port of its base URL), where the layer above
+//! may send credentials; a URL on another origin (an upload `Location`, a
+//! `Link` page, a blob redirect) is sent without them, and a plain
+//! `http://` URL handed out by an `https` registry is refused
+//! ([`ErrorKind::Refused`]).
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use super::auth::AuthState;
 use super::endpoint::Endpoint;
 use super::error::{redact_url, root_cause, Error, ErrorKind, SpecError};
 use super::limits::{read_prefix, ERROR_BODY_LIMIT};
@@ -96,10 +98,9 @@ pub struct Transport {
     pub(crate) endpoint: Endpoint,
     /// The registry's own origin: where credentials may go.
     origin: url::Url,
-    pub(crate) http: reqwest::Client,
-    pub(crate) bulk: reqwest::Client,
-    pub(crate) auth: AuthState,
-    pub(crate) retry: RetryPolicy,
+    http: reqwest::Client,
+    bulk: reqwest::Client,
+    retry: RetryPolicy,
 }
 
 impl Transport {
@@ -122,7 +123,6 @@ impl Transport {
             http: build_client(&endpoint, true)?,
             bulk: build_client(&endpoint, false)?,
             endpoint,
-            auth: AuthState::default(),
             retry,
         })
     }
@@ -165,91 +165,59 @@ impl Transport {
         format!("{}/v2/{path}", self.endpoint.base_url())
     }
 
-    /// Send a repeatable request with authentication for `scopes`,
-    /// retrying transient failures and re-authenticating once on 401.
-    /// Any status is returned; use [`Transport::expect`] to check it.
+    /// Send a repeatable request through the pool `channel`, with
+    /// `authorization` if given, retrying transient failures (see
+    /// [`Transport::execute`]). Any status is returned; use
+    /// [`Transport::check_status`] to check it.
     pub(crate) async fn send(
         &self,
-        method: Method,
-        url: &str,
-        scopes: &[String],
-        headers: HeaderMap,
-        body: Body,
-    ) -> Result<Response, Error> {
-        self.send_via(Channel::Metadata, method, url, scopes, headers, body)
-            .await
-    }
-
-    /// [`Transport::send`] through the pool `channel`.
-    pub(crate) async fn send_via(
-        &self,
         channel: Channel,
-        method: Method,
+        method: &Method,
         url: &str,
-        scopes: &[String],
-        headers: HeaderMap,
-        body: Body,
+        headers: &HeaderMap,
+        body: &Body,
+        authorization: Option<&HeaderValue>,
     ) -> Result<Response, Error> {
-        let client = match channel {
-            Channel::Metadata => &self.http,
-            Channel::Bulk => &self.bulk,
-        };
-        let own = self.own_origin(&method, url)?;
-        let mut reauthenticated = false;
-        loop {
-            let authorization = match own {
-                true => self.authorization(scopes).await?,
-                false => None,
-            };
-            let response = self
-                .execute(&method, url, || {
-                    let mut request = client.request(method.clone(), url).headers(headers.clone());
-                    if let Some(h) = &authorization {
-                        request = request.header(reqwest::header::AUTHORIZATION, h.clone());
-                    }
-                    match &body {
-                        Body::Empty => request,
-                        Body::Bytes(b) => request.body(b.clone()),
-                    }
-                })
-                .await?;
-            // Another origin's challenge is not the registry's.
-            if response.status() == StatusCode::UNAUTHORIZED
-                && own
-                && !reauthenticated
-                && self
-                    .unauthorized(scopes, authorization.as_ref(), &response)
-                    .await
-            {
-                reauthenticated = true;
-                continue;
+        let client = self.pool(channel);
+        self.execute(method, url, || {
+            let mut request = client.request(method.clone(), url).headers(headers.clone());
+            if let Some(h) = authorization {
+                request = request.header(AUTHORIZATION, h.clone());
             }
-            return Ok(response);
-        }
+            match body {
+                Body::Empty => request,
+                Body::Bytes(b) => request.body(b.clone()),
+            }
+        })
+        .await
     }
 
     /// Send a request whose body is a stream, over the bulk pool (sent
     /// once, never retried here: the caller restarts the whole transfer).
     pub(crate) async fn send_once(
         &self,
-        method: Method,
+        method: &Method,
         url: &str,
-        scopes: &[String],
+        authorization: Option<HeaderValue>,
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, Error> {
-        let authorization = match self.own_origin(&method, url)? {
-            true => self.authorization(scopes).await?,
-            false => None,
-        };
         let mut request = self.bulk.request(method.clone(), url);
         if let Some(h) = authorization {
-            request = request.header(reqwest::header::AUTHORIZATION, h);
+            request = request.header(AUTHORIZATION, h);
         }
         build(request).send().await.map_err(|e| {
             // A failing body stream (a broken source, a digest mismatch
             // found on the way) is the real cause: return it.
-            body_failure(&e).unwrap_or_else(|| self.classify(&method, url, &e))
+            body_failure(&e).unwrap_or_else(|| self.classify(method, url, &e))
         })
+    }
+
+    /// The client of pool `channel`.
+    pub(crate) fn pool(&self, channel: Channel) -> &reqwest::Client {
+        match channel {
+            Channel::Metadata => &self.http,
+            Channel::Bulk => &self.bulk,
+        }
     }
 
     /// Send the request `build` makes, again after a backoff while the
@@ -294,7 +262,7 @@ impl Transport {
 
     /// `response` if its status is one of `expected`, else the error it
     /// describes (status, the spec's error codes from its body).
-    pub(crate) async fn expect(
+    pub(crate) async fn check_status(
         &self,
         response: Response,
         action: &str,

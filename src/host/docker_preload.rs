@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::run_checked;
 use crate::client::{Registry, RemoteRegistry};
 use crate::oci::reference::DOCKER_HUB;
+use crate::oci::ManifestReference;
 
 /// One image to have in the local store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,10 @@ pub async fn list(registry: &RemoteRegistry, pull_authority: &str) -> anyhow::Re
         }
         for tag in registry.tags_list(&repository).await? {
             // A tag deleted since the listing is simply not preloaded.
-            let Some(digest) = registry.manifest_head(&repository, tag.as_str()).await? else {
+            let Some(digest) = registry
+                .manifest_head(&repository, &ManifestReference::from(&tag))
+                .await?
+            else {
                 continue;
             };
             out.push(Preload {

@@ -18,7 +18,7 @@ use crate::oci::{Reference, Tag};
 use crate::publish::cleanup::{after_promote, Cleanup};
 use crate::publish::credentials::DockerCredentials;
 use crate::publish::promote::{read_temporaries, write_all, Promoted, TagPromotion};
-use crate::publish::targets::full_repository;
+use crate::zuul::full_repository;
 use crate::zuul::{temporary_tag, ContainerImage, ZuulContext};
 
 /// Arguments of `promote_docker_image`.
@@ -127,7 +127,7 @@ async fn promote(
     // Read every temporary tag before writing any final one.
     let mut reads = Vec::new();
     for (handle, promotions) in &handles {
-        reads.push(read_temporaries(handle, promotions).await?);
+        reads.push(read_temporaries(handle.as_ref(), promotions).await?);
     }
     let mut promoted = Vec::new();
     let mut cleanup = Cleanup::default();
@@ -141,7 +141,7 @@ async fn promote(
                 media_type: m.media_type.clone(),
             }));
         } else {
-            promoted.extend(write_all(handle, promotions, manifests).await?);
+            promoted.extend(write_all(handle.as_ref(), promotions, manifests).await?);
         }
         if !check_mode {
             clean_up(args, handle, promotions, &mut cleanup).await;
@@ -160,7 +160,7 @@ async fn clean_up(
     let hub_api = (handle.endpoint().api_authority() == crate::oci::reference::DOCKER_HUB_API)
         .then(|| args.docker_hub_api.as_deref().unwrap_or(HUB_API_URL));
     after_promote(
-        handle,
+        handle.as_ref(),
         hub_api,
         &args.docker_credentials,
         promotions,

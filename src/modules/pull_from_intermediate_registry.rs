@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::{copy_reference, runtime, CopyOptions, Endpoint, Registry, RemoteRegistry};
-use crate::oci::{Reference, RepositoryName, Tag};
+use crate::oci::{ManifestReference, Reference, RepositoryName, Tag};
 use crate::zuul::records::{read_records, ChangeKey, ChangeRecord};
 use crate::zuul::{
     buildset_repository, BuildsetRegistry, IntermediateRegistry, ZuulContext, ZuulItem,
@@ -601,11 +601,11 @@ async fn pull_all(
         );
         let entry = if check_mode {
             let source_digest = src
-                .manifest_head(&pull.source.repository, &pull.source.target())
+                .manifest_head(&pull.source.repository, &pull.source.manifest_reference())
                 .await
                 .with_context(|| format!("checking {}", pull.name))?;
             let present = buildset_client
-                .manifest_head(&destination.repository, pull.tag.as_str())
+                .manifest_head(&destination.repository, &ManifestReference::from(&pull.tag))
                 .await?;
             Pulled {
                 repository,

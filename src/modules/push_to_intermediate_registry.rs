@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::{copy_reference, runtime, CopyOptions, Endpoint, Registry, RemoteRegistry};
-use crate::oci::{Reference, RepositoryName, Tag};
+use crate::oci::{ManifestReference, Reference, RepositoryName, Tag};
 use crate::zuul::records::{write_record, ChangeRecord, RecordWritten, RECORDS_REPOSITORY};
 use crate::zuul::{
     buildset_repository, intermediate_tag, BuildsetRegistry, IntermediateRegistry, ZuulContext,
@@ -296,14 +296,17 @@ async fn push_all(
         let url = format!("docker://{}", push.destination);
         if check_mode {
             let digest = src
-                .manifest_head(&source.repository, push.tag.as_str())
+                .manifest_head(&source.repository, &ManifestReference::from(&push.tag))
                 .await
                 .with_context(|| format!("checking {source}"))?;
             if digest.is_none() {
                 anyhow::bail!("{source} does not exist in the buildset registry");
             }
             let there = dst
-                .manifest_head(&push.destination.repository, &push.destination.target())
+                .manifest_head(
+                    &push.destination.repository,
+                    &push.destination.manifest_reference(),
+                )
                 .await?;
             pushed.push(Pushed {
                 repository: push.repository.clone(),

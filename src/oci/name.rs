@@ -78,6 +78,11 @@ impl fmt::Display for RepositoryName {
 pub struct Tag(String);
 
 impl Tag {
+    /// `latest`, the tag a reference without one means.
+    pub fn latest() -> Tag {
+        Tag("latest".to_string())
+    }
+
     /// The tag as a string.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -1,6 +1,8 @@
 //! Image references: `[docker://]host[:port]/path[:tag][@digest]`, with IPv6
 //! literal hosts (`[fd00::5]:5000/org/img:tag`) and Docker Hub defaults
-//! (`alpine` is `docker.io/library/alpine:latest`).
+//! (`alpine` is `docker.io/library/alpine:latest`); and the reference to a
+//! manifest within a repository, a tag or a digest ([`ManifestReference`],
+//! the `<reference>` of `/v2/<name>/manifests/<reference>`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,7 +16,7 @@ pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// Why a string is not an image reference.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReferenceError {
+pub enum ImageReferenceError {
     /// Empty, or a transport other than `docker://`.
     #[error("image reference {reference:?} is invalid: {reason}")]
     Invalid {
@@ -39,6 +41,90 @@ pub enum ReferenceError {
         /// The digest problem.
         source: DigestError,
     },
+}
+
+/// A manifest within a repository, named by tag or by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ManifestReference {
+    /// By tag (`latest`).
+    Tag(Tag),
+    /// By digest (`sha256:...`).
+    Digest(Digest),
+}
+
+/// Why a string is neither a tag nor a digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestReferenceError {
+    /// Has a `:`, so it is meant as a digest, and is not a valid one.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// Not a valid tag.
+    #[error(transparent)]
+    Tag(#[from] NameError),
+}
+
+impl ManifestReference {
+    /// The digest, when named by one.
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            ManifestReference::Digest(d) => Some(d),
+            ManifestReference::Tag(_) => None,
+        }
+    }
+
+    /// The tag, when named by one.
+    pub fn tag(&self) -> Option<&Tag> {
+        match self {
+            ManifestReference::Tag(t) => Some(t),
+            ManifestReference::Digest(_) => None,
+        }
+    }
+}
+
+impl FromStr for ManifestReference {
+    type Err = ManifestReferenceError;
+
+    /// A digest if it holds a `:` (tags cannot), else a tag.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains(':') {
+            Ok(ManifestReference::Digest(s.parse()?))
+        } else {
+            Ok(ManifestReference::Tag(s.parse()?))
+        }
+    }
+}
+
+impl fmt::Display for ManifestReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestReference::Tag(t) => t.fmt(f),
+            ManifestReference::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+impl From<Tag> for ManifestReference {
+    fn from(tag: Tag) -> Self {
+        ManifestReference::Tag(tag)
+    }
+}
+
+impl From<&Tag> for ManifestReference {
+    fn from(tag: &Tag) -> Self {
+        ManifestReference::Tag(tag.clone())
+    }
+}
+
+impl From<Digest> for ManifestReference {
+    fn from(digest: Digest) -> Self {
+        ManifestReference::Digest(digest)
+    }
+}
+
+impl From<&Digest> for ManifestReference {
+    fn from(digest: &Digest) -> Self {
+        ManifestReference::Digest(digest.clone())
+    }
 }
 
 /// A parsed image reference.
@@ -83,12 +169,17 @@ impl Reference {
 
     /// What to ask the registry for: the digest if any, else the tag, else
     /// `latest`.
-    pub fn target(&self) -> String {
+    pub fn manifest_reference(&self) -> ManifestReference {
         match (&self.digest, &self.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
+            (Some(d), _) => ManifestReference::Digest(d.clone()),
+            (None, Some(t)) => ManifestReference::Tag(t.clone()),
+            (None, None) => ManifestReference::Tag(Tag::latest()),
         }
+    }
+
+    /// [`Reference::manifest_reference`] as a string.
+    pub fn target(&self) -> String {
+        self.manifest_reference().to_string()
     }
 
     /// The same repository with another tag (and no digest).
@@ -117,10 +208,10 @@ fn looks_like_host(component: &str) -> bool {
 }
 
 impl FromStr for Reference {
-    type Err = ReferenceError;
+    type Err = ImageReferenceError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: &str| ReferenceError::Invalid {
+        let invalid = |reason: &str| ImageReferenceError::Invalid {
             reference: input.to_string(),
             reason: reason.to_string(),
         };
@@ -136,7 +227,7 @@ impl FromStr for Reference {
         if let Some((before, d)) = rest.split_once('@') {
             digest = Some(
                 d.parse::<Digest>()
-                    .map_err(|source| ReferenceError::Digest {
+                    .map_err(|source| ImageReferenceError::Digest {
                         reference: input.to_string(),
                         source,
                     })?,
@@ -169,10 +260,13 @@ impl FromStr for Reference {
         let (path, tag) = match path.rsplit_once(':') {
             Some((p, t)) => (
                 p,
-                Some(t.parse::<Tag>().map_err(|source| ReferenceError::Name {
-                    reference: input.to_string(),
-                    source,
-                })?),
+                Some(
+                    t.parse::<Tag>()
+                        .map_err(|source| ImageReferenceError::Name {
+                            reference: input.to_string(),
+                            source,
+                        })?,
+                ),
             ),
             None => (path, None),
         };
@@ -181,12 +275,12 @@ impl FromStr for Reference {
         } else {
             path.to_string()
         };
-        let repository = path
-            .parse::<RepositoryName>()
-            .map_err(|source| ReferenceError::Name {
-                reference: input.to_string(),
-                source,
-            })?;
+        let repository =
+            path.parse::<RepositoryName>()
+                .map_err(|source| ImageReferenceError::Name {
+                    reference: input.to_string(),
+                    source,
+                })?;
         Ok(Reference {
             registry: if is_docker_hub(&registry) {
                 DOCKER_HUB.to_string()
@@ -266,26 +360,53 @@ mod tests {
     }
 
     #[test]
+    fn manifest_references_are_tags_or_digests() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let by_digest: ManifestReference = d.parse().unwrap();
+        assert_eq!(by_digest.digest().unwrap().to_string(), d);
+        assert_eq!(by_digest.to_string(), d);
+        let by_tag: ManifestReference = "v1.2_rc".parse().unwrap();
+        assert_eq!(by_tag.tag().unwrap().as_str(), "v1.2_rc");
+        assert_eq!(by_tag.digest(), None);
+        assert!(matches!(
+            "sha256:zz".parse::<ManifestReference>(),
+            Err(ManifestReferenceError::Digest(DigestError::InvalidHex(_)))
+        ));
+        assert!(matches!(
+            "-bad".parse::<ManifestReference>(),
+            Err(ManifestReferenceError::Tag(_))
+        ));
+        assert_eq!(
+            parse(&format!("reg:5000/a:1@{d}")).manifest_reference(),
+            by_digest
+        );
+        assert_eq!(
+            parse("reg:5000/a").manifest_reference(),
+            ManifestReference::Tag("latest".parse().unwrap())
+        );
+    }
+
+    #[test]
     fn bad_references_say_why() {
         assert!(matches!(
             "".parse::<Reference>(),
-            Err(ReferenceError::Invalid { .. })
+            Err(ImageReferenceError::Invalid { .. })
         ));
         assert!(matches!(
             "oci://x/y".parse::<Reference>(),
-            Err(ReferenceError::Invalid { .. })
+            Err(ImageReferenceError::Invalid { .. })
         ));
         assert!(matches!(
             "reg:5000/UPPER".parse::<Reference>(),
-            Err(ReferenceError::Name { .. })
+            Err(ImageReferenceError::Name { .. })
         ));
         assert!(matches!(
             "reg:5000/a@sha256:zz".parse::<Reference>(),
-            Err(ReferenceError::Digest { .. })
+            Err(ImageReferenceError::Digest { .. })
         ));
         assert!(matches!(
             "[::1:5000/a".parse::<Reference>(),
-            Err(ReferenceError::Invalid { .. })
+            Err(ImageReferenceError::Invalid { .. })
         ));
     }
 }

@@ -16,16 +16,16 @@ use futures_util::StreamExt;
 use super::credentials::DockerCredentials;
 use super::promote::TagPromotion;
 use super::retention::{is_stale, is_temporary, parse_time};
-use crate::client::{Children, Error as ClientError, HubApi, Registry, RemoteRegistry, TagDeleted};
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::client::{Children, Error as ClientError, HubApi, Registry, TagDeleted};
+use crate::oci::{Digest, ManifestReference, RepositoryName, Tag};
 
 /// The largest image config read to learn an image's age.
 const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 
 /// Where tags are deleted.
-pub enum TagStore<'a> {
+pub enum TagStore<'a, R: Registry> {
     /// A distribution-spec registry.
-    Registry(&'a RemoteRegistry),
+    Registry(&'a R),
     /// Docker Hub's API (the registry handle is still used for nothing).
     Hub(&'a HubApi),
 }
@@ -39,7 +39,7 @@ pub struct Cleanup {
     pub warnings: Vec<String>,
 }
 
-impl TagStore<'_> {
+impl<R: Registry> TagStore<'_, R> {
     /// Delete every `(repository, tag)`, all at once, recording each
     /// outcome in `report` in the order given.
     pub async fn delete_all(&self, tags: &[(RepositoryName, Tag)], report: &mut Cleanup) {
@@ -57,7 +57,7 @@ impl TagStore<'_> {
     /// Delete `tag` of `repository`.
     async fn delete(&self, repository: &RepositoryName, tag: &Tag) -> Result<(), String> {
         match self {
-            TagStore::Registry(registry) => delete_on_registry(registry, repository, tag).await,
+            TagStore::Registry(registry) => delete_on_registry(*registry, repository, tag).await,
             TagStore::Hub(hub) => hub
                 .delete_tag(repository, tag)
                 .await
@@ -130,7 +130,7 @@ impl TagStore<'_> {
                 let ages = join_all(
                     candidates
                         .iter()
-                        .map(|tag| created(registry, repository, tag)),
+                        .map(|tag| created(*registry, repository, tag)),
                 )
                 .await;
                 Ok(candidates
@@ -149,8 +149,8 @@ impl TagStore<'_> {
 /// through that API, logged in with `credentials`; elsewhere through the
 /// registry. Never fails: what could not be done is a warning in `report`,
 /// since the image is published already.
-pub async fn after_promote(
-    registry: &RemoteRegistry,
+pub async fn after_promote<R: Registry>(
+    registry: &R,
     hub_api: Option<&str>,
     credentials: &DockerCredentials,
     promotions: &[TagPromotion],
@@ -192,8 +192,8 @@ pub async fn after_promote(
 
 /// Delete a tag by name; where the registry cannot, delete its manifest by
 /// digest if no other tag names it.
-async fn delete_on_registry(
-    registry: &RemoteRegistry,
+async fn delete_on_registry<R: Registry>(
+    registry: &R,
     repository: &RepositoryName,
     tag: &Tag,
 ) -> Result<(), String> {
@@ -206,7 +206,7 @@ async fn delete_on_registry(
         TagDeleted::Unsupported => {}
     }
     let Some(digest) = registry
-        .manifest_head(repository, tag.as_str())
+        .manifest_head(repository, &ManifestReference::from(tag))
         .await
         .map_err(|e| e.to_string())?
     else {
@@ -225,8 +225,8 @@ async fn delete_on_registry(
         .map_err(|e| e.to_string())
 }
 
-async fn other_tag_naming(
-    registry: &RemoteRegistry,
+async fn other_tag_naming<R: Registry>(
+    registry: &R,
     repository: &RepositoryName,
     tag: &Tag,
     digest: &Digest,
@@ -237,7 +237,7 @@ async fn other_tag_naming(
         .map_err(|e| e.to_string())?;
     for other in tags.into_iter().filter(|t| t != tag) {
         let named = registry
-            .manifest_head(repository, other.as_str())
+            .manifest_head(repository, &ManifestReference::from(&other))
             .await
             .map_err(|e| e.to_string())?;
         if named.as_ref() == Some(digest) {
@@ -249,12 +249,14 @@ async fn other_tag_naming(
 
 /// When the image `tag` names was created, from its config (the first
 /// platform's, for an index).
-pub async fn created(
-    registry: &RemoteRegistry,
+pub async fn created<R: Registry>(
+    registry: &R,
     repository: &RepositoryName,
     tag: &Tag,
 ) -> Result<Option<DateTime<Utc>>, ClientError> {
-    let mut manifest = registry.manifest_get(repository, tag.as_str()).await?;
+    let mut manifest = registry
+        .manifest_get(repository, &ManifestReference::from(tag))
+        .await?;
     if manifest.is_index() {
         let Ok(Children::Manifests(children)) = manifest.children() else {
             return Ok(None);
@@ -263,7 +265,7 @@ pub async fn created(
             return Ok(None);
         };
         manifest = registry
-            .manifest_get(repository, &first.digest.to_string())
+            .manifest_get(repository, &ManifestReference::from(&first.digest))
             .await?;
     }
     let Ok(Children::Blobs(blobs)) = manifest.children() else {
@@ -308,7 +310,7 @@ mod tests {
 
     use super::*;
     use crate::client::hub_stand_in as stand_in;
-    use crate::client::Endpoint;
+    use crate::client::{Endpoint, RemoteRegistry};
 
     const PASSWORD: &str = "hub-Secret-9";
 
@@ -350,7 +352,7 @@ mod tests {
         let registry = RemoteRegistry::new(Endpoint::new("docker.io")).unwrap();
         let mut report = Cleanup::default();
         after_promote(
-            &registry,
+            registry.as_ref(),
             Some(&hub.base),
             &credentials(PASSWORD),
             &[promotion("change_42_latest", "latest")],
@@ -396,7 +398,7 @@ mod tests {
         let mut report = Cleanup::default();
         let wrong = "wrong-Secret-1";
         after_promote(
-            &registry,
+            registry.as_ref(),
             Some(&hub.base),
             &credentials(wrong),
             &[promotion("change_42_latest", "latest")],
@@ -421,5 +423,69 @@ mod tests {
         assert!(report.deleted.is_empty());
         assert!(hub.deleted().is_empty());
         assert_eq!(hub.tags("org/app"), ["change_42_latest"]);
+    }
+
+    /// An image whose config says it was `created`, tagged `tags`.
+    fn dated_image(registry: &crate::client::MemoryRegistry, created: &str, tags: &[&str]) {
+        use crate::oci::{media_type, Manifest};
+        let repository: RepositoryName = "org/app".parse().unwrap();
+        let config = json!({"created": created, "architecture": "amd64"}).to_string();
+        let size = config.len();
+        let digest = registry.insert_blob(&repository, config);
+        let doc = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": {"mediaType": media_type::OCI_CONFIG, "digest": digest, "size": size},
+            "layers": [],
+        });
+        let manifest = Manifest::new("", bytes::Bytes::from(doc.to_string()));
+        for tag in tags {
+            registry.insert_manifest(&repository, Some(&tag.parse().unwrap()), &manifest);
+        }
+    }
+
+    #[tokio::test]
+    async fn on_a_registry_the_promoted_and_the_stale_temporary_tags_are_deleted() {
+        let now = Utc::now();
+        let registry = crate::client::MemoryRegistry::new("reg:5000");
+        dated_image(
+            &registry,
+            &(now - Duration::hours(1)).to_rfc3339(),
+            &["latest", "change_42_latest"],
+        );
+        dated_image(
+            &registry,
+            &(now - Duration::hours(30)).to_rfc3339(),
+            &["change_7_latest"],
+        );
+        dated_image(
+            &registry,
+            &(now - Duration::hours(2)).to_rfc3339(),
+            &["change_9_latest"],
+        );
+        let mut report = Cleanup::default();
+        after_promote(
+            registry.as_ref(),
+            None,
+            &credentials(PASSWORD),
+            &[promotion("change_42_latest", "latest")],
+            None,
+            now,
+            &mut report,
+        )
+        .await;
+        assert_eq!(
+            report.deleted,
+            ["org/app:change_42_latest", "org/app:change_7_latest"]
+        );
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        let left: Vec<String> = registry
+            .tags_list(&"org/app".parse().unwrap())
+            .await
+            .unwrap()
+            .iter()
+            .map(Tag::to_string)
+            .collect();
+        assert_eq!(left, ["change_9_latest", "latest"]);
     }
 }

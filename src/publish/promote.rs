@@ -14,8 +14,8 @@
 
 use futures_util::future::try_join_all;
 
-use crate::client::{Error as ClientError, Manifest, Registry, RemoteRegistry};
-use crate::oci::{Digest, RepositoryName, Tag};
+use crate::client::{Error as ClientError, Manifest, Registry};
+use crate::oci::{Digest, ManifestReference, RepositoryName, Tag};
 
 /// One tag to promote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,13 +80,13 @@ pub enum PromoteError {
 
 /// Read the manifest of every temporary tag (all at once), failing if any
 /// is missing.
-pub async fn read_temporaries(
-    registry: &RemoteRegistry,
+pub async fn read_temporaries<R: Registry>(
+    registry: &R,
     promotions: &[TagPromotion],
 ) -> Result<Vec<Manifest>, PromoteError> {
     try_join_all(promotions.iter().map(|p| async move {
         registry
-            .manifest_get(&p.repository, p.temporary.as_str())
+            .manifest_get(&p.repository, &ManifestReference::from(&p.temporary))
             .await
             .map_err(|e| {
                 if e.is_not_found() {
@@ -104,8 +104,8 @@ pub async fn read_temporaries(
 }
 
 /// Write every promotion's manifest under its final tag, all at once.
-pub async fn write_all(
-    registry: &RemoteRegistry,
+pub async fn write_all<R: Registry>(
+    registry: &R,
     promotions: &[TagPromotion],
     manifests: &[Manifest],
 ) -> Result<Vec<Promoted>, PromoteError> {
@@ -119,17 +119,18 @@ pub async fn write_all(
 }
 
 /// Write `manifest` under the final tag and check the tag resolves to it.
-pub async fn write_final(
-    registry: &RemoteRegistry,
+pub async fn write_final<R: Registry>(
+    registry: &R,
     promotion: &TagPromotion,
     manifest: &Manifest,
 ) -> Result<Promoted, PromoteError> {
     let repository = &promotion.repository;
     let tag = &promotion.final_tag;
+    let reference = ManifestReference::from(tag);
     registry
-        .manifest_put(repository, tag.as_str(), manifest)
+        .manifest_put(repository, &reference, manifest)
         .await?;
-    let resolved = registry.manifest_head(repository, tag.as_str()).await?;
+    let resolved = registry.manifest_head(repository, &reference).await?;
     if resolved.as_ref() != Some(&manifest.digest) {
         return Err(PromoteError::Diverged {
             registry: registry.name().to_string(),

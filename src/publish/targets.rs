@@ -8,7 +8,7 @@
 //! part shares ([`crate::zuul::buildset_repository`]).
 
 use crate::oci::{Reference, Tag};
-use crate::zuul::{buildset_repository, temporary_tag, ContainerImage};
+use crate::zuul::{buildset_repository, full_repository, temporary_tag, ContainerImage};
 
 /// One tag of one image to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,16 +34,6 @@ pub enum TargetError {
         /// What is wrong.
         problem: String,
     },
-}
-
-/// The repository as built: `<docker_registry>/<repository>`.
-pub fn full_repository(repository: &str, docker_registry: Option<&str>) -> String {
-    match docker_registry {
-        Some(registry) if !registry.is_empty() => {
-            format!("{}/{repository}", registry.trim_end_matches('/'))
-        }
-        _ => repository.to_string(),
-    }
 }
 
 /// Every tag upload of `images`, in order.

@@ -9,7 +9,8 @@ pub mod results;
 pub mod types;
 
 pub use naming::{
-    authority, buildset_repository, intermediate_tag, temporary_tag, BUILDSET_REGISTRY_ALIAS,
+    authority, buildset_repository, full_repository, intermediate_tag, temporary_tag,
+    BUILDSET_REGISTRY_ALIAS,
 };
 pub use types::{
     Artifact, BuildsetRegistry, ContainerImage, IntermediateRegistry, ZuulContext, ZuulItem,

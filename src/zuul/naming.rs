@@ -23,6 +23,17 @@ pub fn buildset_repository(repository: &str) -> &str {
     repository.strip_prefix("docker.io/").unwrap_or(repository)
 }
 
+/// The repository as built and published: `<docker_registry>/<repository>`
+/// (`docker_registry` of Zuul's container roles), or `repository` alone.
+pub fn full_repository(repository: &str, docker_registry: Option<&str>) -> String {
+    match docker_registry {
+        Some(registry) if !registry.is_empty() => {
+            format!("{}/{repository}", registry.trim_end_matches('/'))
+        }
+        _ => repository.to_string(),
+    }
+}
+
 /// The tag an image gets in the intermediate registry: `<build>_<tag>`.
 pub fn intermediate_tag(build: &str, tag: &str) -> String {
     format!("{build}_{tag}")

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::client::{Error, Manifest, Registry};
-use crate::oci::{media_type, Digest, RepositoryName};
+use crate::client::{Error, ErrorKind, Registry};
+use crate::oci::{media_type, Digest, Manifest, ManifestReference, RepositoryName};
 
 /// The repository holding every change record.
 pub const RECORDS_REPOSITORY: &str = "speculative-images/changes";
@@ -181,8 +181,19 @@ pub async fn write_record<R: Registry>(
 ) -> Result<RecordWritten, Error> {
     let repository = records_repository();
     let tag = record.tag();
-    if registry.manifest_head(&repository, &tag).await?.is_some() {
-        let there = registry.manifest_get(&repository, &tag).await?;
+    let reference: ManifestReference = tag.parse().map_err(|e| {
+        Error::new(
+            ErrorKind::Internal(format!("the record tag {tag:?} is not a tag: {e}")),
+            registry.name(),
+            "writing a change record",
+        )
+    })?;
+    if registry
+        .manifest_head(&repository, &reference)
+        .await?
+        .is_some()
+    {
+        let there = registry.manifest_get(&repository, &reference).await?;
         if let Ok(old) = read_config(registry, &repository, &there).await {
             if old.same_content(record) {
                 return Ok(RecordWritten {
@@ -215,7 +226,9 @@ pub async fn write_record<R: Registry>(
             .blob_put(&repository, &config_digest, size, body)
             .await?;
     }
-    let digest = registry.manifest_put(&repository, &tag, &manifest).await?;
+    let digest = registry
+        .manifest_put(&repository, &reference, &manifest)
+        .await?;
     Ok(RecordWritten {
         repository: repository.to_string(),
         tag,
@@ -238,7 +251,9 @@ pub async fn read_records<R: Registry>(
         if !tag.as_str().starts_with(&prefix) {
             continue;
         }
-        let manifest = registry.manifest_get(&repository, tag.as_str()).await?;
+        let manifest = registry
+            .manifest_get(&repository, &ManifestReference::from(&tag))
+            .await?;
         match read_config(registry, &repository, &manifest).await {
             Ok(record) if record.key() == *key => records.push(record),
             Ok(record) => problems.push(format!(

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::naming::authority;
+use crate::client::Endpoint;
 
 /// A running buildset registry, as `run_buildset_registry` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,28 @@ impl IntermediateRegistry {
     /// `host:port`, IPv6 in brackets.
     pub fn authority(&self) -> String {
         authority(&self.host, self.port)
+    }
+}
+
+/// How the client reaches the buildset registry: its credentials, and its
+/// own certificate as the only one trusted.
+impl From<&BuildsetRegistry> for Endpoint {
+    fn from(r: &BuildsetRegistry) -> Endpoint {
+        Endpoint::new(r.authority())
+            .with_credentials(&r.username, &r.password)
+            .with_ca_pem(&r.cert)
+    }
+}
+
+/// How the client reaches the intermediate registry: its credentials, and
+/// its certificate when one is given (the system roots otherwise).
+impl From<&IntermediateRegistry> for Endpoint {
+    fn from(r: &IntermediateRegistry) -> Endpoint {
+        let endpoint = Endpoint::new(r.authority()).with_credentials(&r.username, &r.password);
+        match &r.cert {
+            Some(cert) if !cert.trim().is_empty() => endpoint.with_ca_pem(cert),
+            _ => endpoint,
+        }
     }
 }
 
