@@ -398,9 +398,10 @@ fn a_delegated_token_pulls_the_named_repository_only_until_it_expires() {
     let (manifest, push) = speculative_images::client::runtime::block_on(async {
         let registry = RemoteRegistry::new(endpoint).unwrap();
         let repo = "org/img".parse().unwrap();
-        let manifest = registry.manifest_get(&repo, "1").await.unwrap();
+        let tag = "1".parse().unwrap();
+        let manifest = registry.manifest_get(&repo, &tag).await.unwrap();
         let other = "org/copy".parse().unwrap();
-        let push = registry.manifest_put(&other, "1", &manifest).await;
+        let push = registry.manifest_put(&other, &tag, &manifest).await;
         (manifest, push)
     })
     .unwrap();
