@@ -6,13 +6,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{empty, set, Reply, Req};
+use crate::oci::ManifestReference;
 use crate::oci::{media_type, RepositoryName};
 use crate::registry::errors::{ApiError, ErrorCode};
-use crate::registry::storage::{ManifestReference, MAX_MANIFEST_BYTES};
+use crate::registry::storage::MAX_MANIFEST_BYTES;
 
 fn parse_reference(text: &str) -> Result<ManifestReference, ApiError> {
     text.parse().map_err(|e| {
-        use crate::registry::storage::ReferenceError as E;
+        use crate::oci::ManifestReferenceError as E;
         match e {
             E::Digest(e) => ApiError::with_detail(ErrorCode::DigestInvalid, e.to_string()),
             E::Tag(e) => ApiError::with_detail(ErrorCode::TagInvalid, e.to_string()),

@@ -4,9 +4,6 @@
 //! point. A manifest is accepted only when it is well-formed JSON of a
 //! known kind and everything it names is already stored.
 
-use std::fmt;
-use std::str::FromStr;
-
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -14,51 +11,12 @@ use super::files::write_atomic;
 use super::paths::Layout;
 use super::referrers::{self, Referrer};
 use super::{blocking, io_context, Result, Storage, StorageError};
-use crate::oci::{media_type, Algorithm, Digest, DigestError, NameError, RepositoryName, Tag};
+use crate::oci::{
+    media_type, Algorithm, Digest, DigestError, ManifestReference, RepositoryName, Tag,
+};
 
 /// The largest manifest accepted (distribution's limit).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
-
-/// A manifest named by tag or by digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ManifestReference {
-    /// By tag.
-    Tag(Tag),
-    /// By digest.
-    Digest(Digest),
-}
-
-/// Why a reference string is neither a tag nor a digest.
-#[derive(Debug, thiserror::Error)]
-pub enum ReferenceError {
-    /// Has a `:` but is not a digest.
-    #[error(transparent)]
-    Digest(#[from] DigestError),
-    /// Not a valid tag.
-    #[error(transparent)]
-    Tag(#[from] NameError),
-}
-
-impl FromStr for ManifestReference {
-    type Err = ReferenceError;
-
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        if s.contains(':') {
-            Ok(ManifestReference::Digest(s.parse()?))
-        } else {
-            Ok(ManifestReference::Tag(s.parse()?))
-        }
-    }
-}
-
-impl fmt::Display for ManifestReference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ManifestReference::Tag(t) => t.fmt(f),
-            ManifestReference::Digest(d) => d.fmt(f),
-        }
-    }
-}
 
 /// A stored manifest, bytes exactly as pushed.
 #[derive(Debug, Clone)]

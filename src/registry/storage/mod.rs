@@ -19,9 +19,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use blobs::BlobReader;
-pub use manifests::{
-    ManifestReference, PutManifest, ReferenceError, StoredManifest, MAX_MANIFEST_BYTES,
-};
+pub use manifests::{PutManifest, StoredManifest, MAX_MANIFEST_BYTES};
 pub use uploads::UploadState;
 
 use crate::oci::Digest;
