@@ -282,6 +282,56 @@ fn check_apply_check_apply_restart_and_remove() {
     assert_eq!(again.msg(), format!("no registry under {root_path}"));
 }
 
+/// A server that stopped answering (here: SIGSTOP) is replaced on its own
+/// port, every time: the module waits until the old process has exited and
+/// released the port, not only until its command line is gone.
+#[test]
+fn a_hung_server_is_replaced_on_its_own_port() {
+    let root = Root::new();
+    let port = free_port();
+    let first = root.present(port);
+    assert!(!first.failed(), "{}\n{}", first.stdout, root.log());
+    let password = first.facts()["password"].as_str().unwrap().to_string();
+    let cert = first.facts()["cert"].as_str().unwrap().to_string();
+    let authority = format!("127.0.0.1:{port}");
+    for round in 1..=2 {
+        let hung = root.pid();
+        // SAFETY: kill has no memory-safety preconditions.
+        assert_eq!(
+            unsafe { libc::kill(hung, libc::SIGSTOP) },
+            0,
+            "SIGSTOP {hung}"
+        );
+        let run = root.present(port);
+        assert!(
+            !run.failed(),
+            "round {round}: {}\n{}",
+            run.stdout,
+            root.log()
+        );
+        assert!(run.changed(), "round {round}: {}", run.stdout);
+        assert!(
+            run.msg().starts_with("restarted the registry under "),
+            "round {round}: {}",
+            run.msg()
+        );
+        assert_ne!(root.pid(), hung, "round {round}: the same pid serves");
+        let stat = std::fs::read_to_string(format!("/proc/{hung}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest.trim_start());
+        assert!(
+            stat.is_empty() || state.starts_with(['Z', 'X']),
+            "round {round}: the hung server {hung} still runs: {stat}"
+        );
+        assert_eq!(
+            v2_status(&authority, &cert, Some(("zuul", &password))),
+            200,
+            "round {round}"
+        );
+    }
+}
+
 #[test]
 fn a_new_port_keeps_password_and_certificate() {
     let root = Root::new();

@@ -209,9 +209,7 @@ fn is_server_of(pid: u32, layout: &Layout) -> bool {
         return false;
     }
     // A zombie keeps its pid until reaped, but serves nothing.
-    let state = fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
-    let after_name = state.rsplit(')').next().unwrap_or("");
-    !after_name.trim_start().starts_with(['Z', 'X'])
+    ProcessStat::read(pid).is_some_and(|stat| !matches!(stat.state, 'Z' | 'X'))
 }
 
 fn find_server_of(layout: &Layout) -> Option<u32> {
@@ -221,30 +219,77 @@ fn find_server_of(layout: &Layout) -> Option<u32> {
         .find(|&pid| is_server_of(pid, layout))
 }
 
-/// SIGTERM, wait up to 10 s, then SIGKILL.
+/// SIGTERM (and SIGCONT, so a stopped server handles it at once), wait up
+/// to 10 s, then SIGKILL, and return only once the process has exited.
+///
+/// Its command line is no proof: the kernel empties it when the process
+/// drops its memory, before it closes its files, so the port can still be
+/// held. The process is told apart from a later one with the same pid by
+/// its start time, and never signalled once that differs.
 fn terminate(pid: u32, layout: &Layout) -> anyhow::Result<()> {
     let pid_t = libc::pid_t::try_from(pid).context("pid out of range")?;
-    for (signal, wait) in [
-        (libc::SIGTERM, Duration::from_secs(10)),
-        (libc::SIGKILL, Duration::from_secs(5)),
+    let Some(started) = ProcessStat::read(pid).map(|stat| stat.start_time) else {
+        return Ok(());
+    };
+    if !is_server_of(pid, layout) {
+        return Ok(());
+    }
+    for (signals, wait) in [
+        (&[libc::SIGTERM, libc::SIGCONT][..], Duration::from_secs(10)),
+        (&[libc::SIGKILL][..], Duration::from_secs(5)),
     ] {
-        // SAFETY: kill has no memory-safety preconditions.
-        if unsafe { libc::kill(pid_t, signal) } == -1 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ESRCH) {
-                return Ok(());
+        if has_exited(pid, started) {
+            return Ok(());
+        }
+        for &signal in signals {
+            // SAFETY: kill has no memory-safety preconditions.
+            if unsafe { libc::kill(pid_t, signal) } == -1 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::ESRCH) {
+                    return Ok(());
+                }
+                return Err(err).with_context(|| format!("signalling the registry server {pid}"));
             }
-            return Err(err).with_context(|| format!("signalling the registry server {pid}"));
         }
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
-            if !is_server_of(pid, layout) {
+            if has_exited(pid, started) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     anyhow::bail!("the registry server {pid} did not stop after SIGKILL")
+}
+
+/// Whether the process `pid` that started at `started` has exited: gone,
+/// replaced by another with its pid, or a zombie (whose files, sockets
+/// included, the kernel has closed).
+fn has_exited(pid: u32, started: u64) -> bool {
+    match ProcessStat::read(pid) {
+        None => true,
+        Some(stat) => stat.start_time != started || matches!(stat.state, 'Z' | 'X'),
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` that tell a process's life.
+struct ProcessStat {
+    /// R, S, D, T, Z, X...
+    state: char,
+    /// Clock ticks after boot (field 22).
+    start_time: u64,
+}
+
+impl ProcessStat {
+    fn read(pid: u32) -> Option<ProcessStat> {
+        let stat =
+            fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+        // The name (field 2) is in parentheses and may hold anything.
+        let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let start_time = fields.nth(18)?.parse().ok()?;
+        Some(ProcessStat { state, start_time })
+    }
 }
 
 #[cfg(test)]
