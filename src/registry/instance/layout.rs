@@ -20,9 +20,8 @@
 //! Every file is written beside its final name, fsynced and renamed, so a
 //! crash never leaves a half-written file under its real name.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -144,34 +143,13 @@ impl Layout {
     }
 }
 
-/// Write `contents` to `path` atomically with permissions `mode`: a
-/// temporary file beside it, fsync, rename, fsync of the directory.
+/// Write `contents` to `path` atomically with exactly permissions `mode`
+/// (the host's one atomic writer: beside, fsync, rename, fsync the
+/// directory).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let result = (|| {
-        let _ = fs::remove_file(&tmp);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have narrowed `mode`; state it exactly.
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+    use crate::host::atomic::{self, Ownership};
+    atomic::write_atomic(path, contents, Ownership::exactly(mode, None), 0o700)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Copy the file `from` to `to` (mode 0755) unless `to` already holds the
