@@ -241,22 +241,63 @@ fn a_repository_outside_the_credentials_is_refused_before_any_request() {
     assert_eq!(log_since(&registry, mark), Vec::<String>::new());
 }
 
+/// Check mode, apply, check, apply: the first check predicts the move and
+/// writes nothing; after the promote deleted the temporary tag, check mode
+/// and the real run fail alike, naming it, and leave the final tag alone.
 #[test]
-fn check_mode_reads_and_writes_nothing() {
+fn check_mode_predicts_each_run_and_writes_nothing() {
     let registry = BuildsetServer::start();
     let digest = uploaded(&registry, "org/app:change_42_latest");
     let home = tempfile::tempdir().unwrap();
-    let mut args = args(&registry, json!([{"repository": "org/app"}]));
-    args["_ansible_check_mode"] = json!(true);
+    let args = args(&registry, json!([{"repository": "org/app"}]));
+    let mut check_args = args.clone();
+    check_args["_ansible_check_mode"] = json!(true);
 
-    let result = succeeded(run_module("promote_docker_image", args, home.path()));
-    assert_eq!(result["changed"], true);
-    assert_eq!(result["promoted"][0]["digest"], digest);
+    let check = succeeded(run_module(
+        "promote_docker_image",
+        check_args.clone(),
+        home.path(),
+    ));
+    assert_eq!(check["changed"], true);
+    assert_eq!(check["promoted"][0]["digest"], digest);
+    assert_eq!(check["promoted"][0]["changed"], true);
+    assert_eq!(check["deleted"], json!([]));
     assert_eq!(digest_of(&registry, "org/app", "latest"), None);
     assert_eq!(
         digest_of(&registry, "org/app", "change_42_latest"),
-        Some(digest)
+        Some(digest.clone())
     );
+
+    let apply = succeeded(run_module(
+        "promote_docker_image",
+        args.clone(),
+        home.path(),
+    ));
+    assert_eq!(apply["changed"], true);
+    assert_eq!(apply["promoted"][0]["changed"], true);
+    assert_eq!(apply["deleted"], json!(["org/app:change_42_latest"]));
+    assert_eq!(
+        digest_of(&registry, "org/app", "latest"),
+        Some(digest.clone())
+    );
+
+    let missing = format!(
+        "the temporary tag {}/org/app:change_42_latest does not exist",
+        registry.authority()
+    );
+    for (round, run_args) in [("second check", &check_args), ("second run", &args)] {
+        let result = run_module("promote_docker_image", run_args.clone(), home.path());
+        assert_eq!(result["failed"], true, "{round}: {result:#}");
+        assert!(
+            failure_msg(&result).contains(&missing),
+            "{round}: {result:#}"
+        );
+        assert_eq!(
+            digest_of(&registry, "org/app", "latest"),
+            Some(digest.clone()),
+            "{round}"
+        );
+    }
 }
 
 #[test]
@@ -281,16 +322,17 @@ fn deletes_the_registry_refuses_are_warnings_not_a_failed_promote() {
         .map(|found| found["Digest"].as_str().unwrap().to_string())
     };
 
+    let promote_args = json!({
+        "docker_images": [{"repository": "org/app"}],
+        "docker_registry": registry.authority(),
+        "docker_registry_cert": registry.tls.cert_pem,
+        "docker_credentials": {"username": registry.username,
+                               "password": registry.password, "repository": "^org/"},
+        "zuul": {"change": "42", "pipeline": "promote"},
+    });
     let result = succeeded(run_module(
         "promote_docker_image",
-        json!({
-            "docker_images": [{"repository": "org/app"}],
-            "docker_registry": registry.authority(),
-            "docker_registry_cert": registry.tls.cert_pem,
-            "docker_credentials": {"username": registry.username,
-                                   "password": registry.password, "repository": "^org/"},
-            "zuul": {"change": "42", "pipeline": "promote"},
-        }),
+        promote_args.clone(),
         home.path(),
     ));
 
@@ -299,7 +341,7 @@ fn deletes_the_registry_refuses_are_warnings_not_a_failed_promote() {
     assert_eq!(result["promoted"][0]["digest"], digest);
     assert_eq!(result["deleted"], json!([]));
     // Both tags the registry would not delete are still there, and named.
-    assert_eq!(digest_at("change_42_latest"), Some(digest));
+    assert_eq!(digest_at("change_42_latest"), Some(digest.clone()));
     assert_eq!(digest_at("change_1_latest"), Some(leaked_digest.clone()));
     let warnings: Vec<&str> = result["warnings"]
         .as_array()
@@ -327,6 +369,17 @@ fn deletes_the_registry_refuses_are_warnings_not_a_failed_promote() {
         )
     );
     assert!(!result.to_string().contains(&registry.password));
+
+    // Again: the temporary tag is still there (the registry refused its
+    // delete) and the final tag already names it: nothing moves.
+    let again = succeeded(run_module(
+        "promote_docker_image",
+        promote_args,
+        home.path(),
+    ));
+    assert_eq!(again["changed"], false, "{again:#}");
+    assert_eq!(again["promoted"][0]["changed"], false);
+    assert_eq!(digest_at("latest"), Some(digest));
 }
 
 #[test]

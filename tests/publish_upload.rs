@@ -154,23 +154,63 @@ fn without_a_buildset_registry_the_daemon_pushes() {
     assert!(!result.to_string().contains(&target.password));
 }
 
+/// Check mode, apply, check, apply: each check predicts the run after it
+/// (asking both registries with HEADs only), and writes nothing.
 #[test]
-fn check_mode_sends_nothing() {
+fn check_mode_predicts_each_run_and_writes_nothing() {
     let source = BuildsetServer::start();
     let target = BuildsetServer::start();
+    let layout = OciLayout::new();
+    let image = oci_image(&layout, "amd64", &Utc::now().to_rfc3339(), 64 * 1024);
+    let digest = push_to(&source, &layout, image, "org/app:latest");
     let home = tempfile::tempdir().unwrap();
-    let (source_mark, target_mark) = (log_mark(&source), log_mark(&target));
     let mut args = args(&target, "^org/", json!([{"repository": "org/app"}]));
     args["buildset_registry"] = buildset(&source);
-    args["_ansible_check_mode"] = json!(true);
+    let mut check_args = args.clone();
+    check_args["_ansible_check_mode"] = json!(true);
+    let target_ref = format!("{}/org/app:change_42_latest", target.authority());
 
-    let result = succeeded(run_module("upload_docker_image", args, home.path()));
-    assert_eq!(
-        result["targets"],
-        json!([format!("{}/org/app:change_42_latest", target.authority())])
-    );
-    assert_eq!(log_since(&target, target_mark), Vec::<String>::new());
-    assert_eq!(log_since(&source, source_mark), Vec::<String>::new());
+    let check = |round: &str, expect_changed: bool| {
+        let (source_mark, target_mark) = (log_mark(&source), log_mark(&target));
+        let before = digest_of(&target, "org/app", "change_42_latest");
+        let result = succeeded(run_module(
+            "upload_docker_image",
+            check_args.clone(),
+            home.path(),
+        ));
+        assert_eq!(result["changed"], expect_changed, "{round}: {result:#}");
+        assert_eq!(result["targets"], json!([target_ref]), "{round}");
+        assert_eq!(result["uploaded"][0]["digest"], digest, "{round}");
+        assert_eq!(result["uploaded"][0]["changed"], expect_changed, "{round}");
+        for line in log_since(&target, target_mark)
+            .iter()
+            .chain(&log_since(&source, source_mark))
+        {
+            let words: Vec<&str> = line.split(|c: char| !c.is_ascii_alphabetic()).collect();
+            assert!(
+                !["PUT", "POST", "PATCH", "DELETE"]
+                    .iter()
+                    .any(|write| words.contains(write)),
+                "{round}: check mode wrote: {line}"
+            );
+        }
+        let after = digest_of(&target, "org/app", "change_42_latest");
+        assert_eq!(after, before, "{round}: check mode changed the target");
+    };
+    let apply = |round: &str, expect_changed: bool| {
+        let result = succeeded(run_module("upload_docker_image", args.clone(), home.path()));
+        assert_eq!(result["changed"], expect_changed, "{round}: {result:#}");
+        assert_eq!(result["targets"], json!([target_ref]), "{round}");
+        assert_eq!(
+            digest_of(&target, "org/app", "change_42_latest"),
+            Some(digest.clone()),
+            "{round}"
+        );
+    };
+    check("first check", true);
+    apply("first run", true);
+    check("second check", false);
+    apply("second run", false);
 }
 
 #[test]

@@ -159,8 +159,14 @@ fn pushed_artifacts_round_trip_into_a_following_pull() {
     assert_eq!(skipped["changed"], false);
     assert_eq!(skipped["artifacts"], json!([]));
 
+    // Check mode, apply, check, apply (the push and then the pull): each
+    // check predicts the run after it.
+    let check = run_module("push_to_intermediate_registry", push_args(true), true);
+    assert_eq!(check["failed"], false, "{check}");
+    assert_eq!(check["changed"], true, "{check}");
     let pushed = run_module("push_to_intermediate_registry", push_args(true), false);
     assert_eq!(pushed["failed"], false, "{pushed}");
+    assert_eq!(check["artifacts"], pushed["artifacts"]);
     assert_eq!(pushed["changed"], true);
     assert_eq!(
         pushed["artifacts"],
@@ -173,21 +179,35 @@ fn pushed_artifacts_round_trip_into_a_following_pull() {
              "metadata": {"type": "container_image", "repository": "org/app", "tag": "v1"}},
         ])
     );
+    let check = run_module("push_to_intermediate_registry", push_args(true), true);
+    assert_eq!(check["changed"], false, "{check}");
     let again = run_module("push_to_intermediate_registry", push_args(true), false);
     assert_eq!(again["changed"], false, "{again}");
     assert_eq!(again["artifacts"], pushed["artifacts"]);
 
     // The next change's buildset pulls exactly those records.
     let next_buildset = BuildsetServer::start();
-    let pulled = run_module(
-        "pull_from_intermediate_registry",
-        pull_args(&inter, &next_buildset, pushed["artifacts"].clone()),
-        false,
-    );
-    let images = images_of(&pulled);
-    assert_eq!(images.len(), 2, "{pulled}");
-    for image in images {
-        assert_eq!(image["digest"], latest.as_str());
+    let pull = |check_mode| {
+        run_module(
+            "pull_from_intermediate_registry",
+            pull_args(&inter, &next_buildset, pushed["artifacts"].clone()),
+            check_mode,
+        )
+    };
+    for (round, check_mode, changed) in [
+        ("first check", true, true),
+        ("first pull", false, true),
+        ("second check", true, false),
+        ("second pull", false, false),
+    ] {
+        let pulled = pull(check_mode);
+        assert_eq!(pulled["failed"], false, "{round}: {pulled}");
+        assert_eq!(pulled["changed"], changed, "{round}: {pulled}");
+        let images = images_of(&pulled);
+        assert_eq!(images.len(), 2, "{round}: {pulled}");
+        for image in images {
+            assert_eq!(image["digest"], latest.as_str(), "{round}");
+        }
     }
 }
 

@@ -20,7 +20,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -28,6 +27,7 @@ use tokio::task::JoinSet;
 
 use super::error::{Error, ErrorKind};
 use super::registry::Registry;
+use super::transport::RetryPolicy;
 use super::verify::Verified;
 use crate::oci::{
     Children, Descriptor, Digest, Manifest, ManifestReference, Reference, RepositoryName, Tag,
@@ -42,18 +42,17 @@ const MAX_DEPTH: usize = 4;
 pub struct CopyOptions {
     /// Blobs in flight at once.
     pub parallelism: usize,
-    /// Restarts of one blob transfer after a transient failure.
-    pub blob_retries: u32,
-    /// Wait before the first restart; doubled for each further one.
-    pub backoff: Duration,
+    /// Restarts of one blob transfer after a transient failure, and the
+    /// waits between them (the transport's policy, applied to a whole
+    /// transfer; its `max_wait` is not used here).
+    pub blob_retry: RetryPolicy,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
             parallelism: 8,
-            blob_retries: 3,
-            backoff: Duration::from_millis(200),
+            blob_retry: RetryPolicy::default(),
         }
     }
 }
@@ -102,6 +101,39 @@ pub async fn copy_reference<S: Registry, D: Registry>(
     )
     .await
     .map_err(|e| e.during(format_args!("copying {src_ref} to {dst_ref}")))
+}
+
+/// What [`copy_reference`] would report, found with read-only requests (a
+/// manifest HEAD on each side): the source's digest, and `changed` unless
+/// the destination already holds that digest under `dst_ref`. For check
+/// mode; nothing is written and no blob is read. A source that does not
+/// exist fails as the copy would, with [`ErrorKind::NotFound`].
+pub async fn predict_copy<S: Registry, D: Registry>(
+    src: &S,
+    src_ref: &Reference,
+    dst: &D,
+    dst_ref: &Reference,
+) -> Result<CopyReport, Error> {
+    let digest = src
+        .manifest_head(&src_ref.repository, &src_ref.manifest_reference())
+        .await
+        .map_err(|e| e.during(format_args!("checking {src_ref}")))?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                src.name(),
+                format!("checking {src_ref}: the registry holds no such manifest"),
+            )
+        })?;
+    let there = dst
+        .manifest_head(&dst_ref.repository, &dst_ref.manifest_reference())
+        .await
+        .map_err(|e| e.during(format_args!("checking {dst_ref}")))?;
+    Ok(CopyReport {
+        changed: there.as_ref() != Some(&digest),
+        digest: Some(digest),
+        ..CopyReport::default()
+    })
 }
 
 /// Copy the image `src_reference` (tag or digest) of `src_repository` to
@@ -306,8 +338,8 @@ impl<S: Registry, D: Registry> BlobJob<S, D> {
                     self.counts.bytes.fetch_add(self.size, Ordering::Relaxed);
                     return Ok(());
                 }
-                Err(e) if e.is_retryable() && attempt < self.options.blob_retries => {
-                    let wait = self.options.backoff.saturating_mul(1 << attempt.min(16));
+                Err(e) if e.is_retryable() && attempt < self.options.blob_retry.retries => {
+                    let wait = self.options.blob_retry.delay(attempt);
                     tracing::debug!(digest = %self.digest, error = %e, ?wait, "restarting blob");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -339,6 +371,8 @@ mod tests {
     //! The engine's contracts on the in-memory registry: what is read and
     //! written, in which order, and what a transient failure costs.
 
+    use std::time::Duration;
+
     use bytes::Bytes;
     use serde_json::json;
 
@@ -356,7 +390,10 @@ mod tests {
 
     fn options() -> CopyOptions {
         CopyOptions {
-            backoff: Duration::from_millis(1),
+            blob_retry: RetryPolicy {
+                backoff: Duration::from_millis(1),
+                ..RetryPolicy::default()
+            },
             ..CopyOptions::default()
         }
     }

@@ -65,7 +65,7 @@ mod verify;
 /// The documents the client reads and writes are the shared model's.
 pub use crate::oci::{Children, Descriptor, Manifest};
 pub use auth::{parse_challenge, repository_scope, Challenge};
-pub use copy::{copy, copy_reference, CopyOptions, CopyReport};
+pub use copy::{copy, copy_reference, predict_copy, CopyOptions, CopyReport};
 pub use endpoint::{Credentials, Endpoint};
 pub use error::{redact_url, Error, ErrorDetail, ErrorKind, SpecError};
 #[cfg(test)]

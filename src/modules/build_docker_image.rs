@@ -13,7 +13,7 @@ use crate::ansible::{Context, Module, Outcome};
 use crate::builder::plan::{plan_all, ImagePlan, PlanOptions, Push};
 use crate::builder::siblings::SiblingsCopy;
 use crate::builder::{self, RegistryLogin};
-use crate::zuul::results::buildset_registry_from;
+use crate::zuul::results::find_buildset_registry;
 use crate::zuul::{BuildsetRegistry, ContainerImage, ZuulContext};
 
 fn default_dockerfile() -> String {
@@ -75,7 +75,7 @@ impl Module for BuildDockerImage {
 
     fn run(args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
         let builder = builder::for_command(&args.container_command)?;
-        let registry = buildset_registry(&args)?;
+        let registry = find_buildset_registry(args.buildset_registry.as_ref(), &args.zuul)?;
         if let Some(registry) = &registry {
             ctx.secrets.add(registry.password.clone());
         }
@@ -196,18 +196,6 @@ fn report(plan: &ImagePlan, image_id: Option<String>, log: Option<PathBuf>) -> B
         buildset_registry_tags: plan.pushes.iter().map(|p| p.remote.clone()).collect(),
         image_id,
         log,
-    }
-}
-
-/// The registry passed as an argument, or the one an earlier task of this
-/// job returned through `zuul_return`.
-fn buildset_registry(args: &Args) -> anyhow::Result<Option<BuildsetRegistry>> {
-    if let Some(registry) = &args.buildset_registry {
-        return Ok(Some(registry.clone()));
-    }
-    match args.zuul.result_data_file() {
-        Some(path) => buildset_registry_from(Path::new(path)),
-        None => Ok(None),
     }
 }
 

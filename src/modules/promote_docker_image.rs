@@ -65,8 +65,16 @@ impl Module for PromoteDockerImage {
         } else {
             "promoted"
         };
-        Ok(Outcome::new(!promoted.is_empty())
-            .msg(format!("{verb} {} tag(s)", promoted.len()))
+        // The temporary tags are deleted after a promote (check mode reads
+        // them, so it predicts that they will be): a change too.
+        let deletes = if check_mode {
+            !promoted.is_empty()
+        } else {
+            !cleanup.deleted.is_empty()
+        };
+        let moved = promoted.iter().filter(|p| p.changed).count();
+        Ok(Outcome::new(moved > 0 || deletes)
+            .msg(format!("{verb} {} tag(s), {moved} moved", promoted.len()))
             .value("promoted", promoted)
             .value("deleted", cleanup.deleted))
     }
@@ -132,17 +140,7 @@ async fn promote(
     let mut promoted = Vec::new();
     let mut cleanup = Cleanup::default();
     for ((handle, promotions), manifests) in handles.iter().zip(&reads) {
-        if check_mode {
-            promoted.extend(promotions.iter().zip(manifests).map(|(p, m)| Promoted {
-                repository: p.repository.to_string(),
-                tag: p.final_tag.to_string(),
-                temporary_tag: p.temporary.to_string(),
-                digest: m.digest.clone(),
-                media_type: m.media_type.clone(),
-            }));
-        } else {
-            promoted.extend(write_all(handle.as_ref(), promotions, manifests).await?);
-        }
+        promoted.extend(write_all(handle.as_ref(), promotions, manifests, check_mode).await?);
         if !check_mode {
             clean_up(args, handle, promotions, &mut cleanup).await;
         }

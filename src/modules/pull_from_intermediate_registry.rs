@@ -13,9 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::ansible::{Context, Module, Outcome};
-use crate::client::{copy_reference, runtime, CopyOptions, Endpoint, Registry, RemoteRegistry};
-use crate::oci::{ManifestReference, Reference, RepositoryName, Tag};
+use crate::client::{
+    copy_reference, predict_copy, runtime, CopyOptions, Endpoint, Registry, RemoteRegistry,
+};
+use crate::oci::{Reference, RepositoryName, Tag};
 use crate::zuul::records::{read_records, ChangeKey, ChangeRecord};
+use crate::zuul::results::require_buildset_registry;
 use crate::zuul::{
     buildset_repository, BuildsetRegistry, IntermediateRegistry, ZuulContext, ZuulItem,
 };
@@ -220,7 +223,7 @@ impl Module for PullFromIntermediateRegistry {
                 .value("changes_ahead", changes_ahead)
                 .value("speculation_warnings", speculation_warnings));
         }
-        let buildset = buildset_registry(args.buildset_registry, &zuul)?;
+        let buildset = require_buildset_registry(args.buildset_registry.as_ref(), &zuul)?;
         let check_mode = ctx.check_mode;
         for pull in &pulls {
             if pull.source.registry != intermediate.authority() {
@@ -550,29 +553,6 @@ fn parse_url(url: &str) -> anyhow::Result<Reference> {
     Ok(url.parse::<Reference>()?)
 }
 
-/// The buildset registry: as given, or as `run_buildset_registry` left it
-/// in the result data file.
-pub(crate) fn buildset_registry(
-    given: Option<BuildsetRegistry>,
-    zuul: &ZuulContext,
-) -> anyhow::Result<BuildsetRegistry> {
-    if let Some(registry) = given {
-        return Ok(registry);
-    }
-    let Some(path) = zuul.result_data_file() else {
-        anyhow::bail!(
-            "buildset_registry is not given and zuul.executor.result_data_file is unknown: \
-             pass buildset_registry or run run_buildset_registry first"
-        );
-    };
-    crate::zuul::results::buildset_registry_from(std::path::Path::new(path))?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "buildset_registry is not given and the result data file {path} holds none: \
-             pass buildset_registry or run run_buildset_registry first"
-        )
-    })
-}
-
 async fn pull_all(
     pulls: Vec<Pull>,
     buildset: BuildsetRegistry,
@@ -599,26 +579,16 @@ async fn pull_all(
             repository.parse()?,
             Some(pull.tag.clone()),
         );
-        let entry = if check_mode {
-            let source_digest = src
-                .manifest_head(&pull.source.repository, &pull.source.manifest_reference())
-                .await
-                .with_context(|| format!("checking {}", pull.name))?;
-            let present = buildset_client
-                .manifest_head(&destination.repository, &ManifestReference::from(&pull.tag))
-                .await?;
-            Pulled {
-                repository,
-                tag: pull.tag.to_string(),
-                changed: present != source_digest,
-                digest: source_digest.map(|d| d.to_string()),
-                url: format!("docker://{}", pull.source),
-                blobs_copied: 0,
-                bytes_copied: 0,
-                blobs_skipped: 0,
-            }
+        let report = if check_mode {
+            predict_copy(
+                src.as_ref(),
+                &pull.source,
+                buildset_client.as_ref(),
+                &destination,
+            )
+            .await
         } else {
-            let report = copy_reference(
+            copy_reference(
                 &src,
                 &pull.source,
                 &buildset_client,
@@ -626,17 +596,17 @@ async fn pull_all(
                 &CopyOptions::default(),
             )
             .await
-            .with_context(|| format!("pulling artifact {:?}", pull.name))?;
-            Pulled {
-                repository,
-                tag: pull.tag.to_string(),
-                digest: report.digest.map(|d| d.to_string()),
-                url: format!("docker://{}", pull.source),
-                changed: report.changed,
-                blobs_copied: report.blobs_copied,
-                bytes_copied: report.bytes_copied,
-                blobs_skipped: report.blobs_skipped,
-            }
+        }
+        .with_context(|| format!("pulling artifact {:?}", pull.name))?;
+        let entry = Pulled {
+            repository,
+            tag: pull.tag.to_string(),
+            digest: report.digest.map(|d| d.to_string()),
+            url: format!("docker://{}", pull.source),
+            changed: report.changed,
+            blobs_copied: report.blobs_copied,
+            bytes_copied: report.bytes_copied,
+            blobs_skipped: report.blobs_skipped,
         };
         pulled.push(entry);
     }

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::ansible::{Context, Module, Outcome};
-use crate::client::{copy_reference, runtime, CopyOptions, Endpoint, Registry, RemoteRegistry};
-use crate::oci::{ManifestReference, Reference, RepositoryName, Tag};
+use crate::client::{copy_reference, predict_copy, runtime, CopyOptions, Endpoint, RemoteRegistry};
+use crate::oci::{Reference, RepositoryName, Tag};
 use crate::zuul::records::{write_record, ChangeRecord, RecordWritten, RECORDS_REPOSITORY};
 use crate::zuul::{
     buildset_repository, intermediate_tag, BuildsetRegistry, IntermediateRegistry, ZuulContext,
@@ -121,8 +121,8 @@ impl Module for PushToIntermediateRegistry {
                 .value("artifacts", Vec::<Value>::new())
                 .value("images", Vec::<Pushed>::new()));
         }
-        let buildset = super::pull_from_intermediate_registry::buildset_registry(
-            args.buildset_registry,
+        let buildset = crate::zuul::results::require_buildset_registry(
+            args.buildset_registry.as_ref(),
             &args.zuul,
         )?;
         let check_mode = ctx.check_mode;
@@ -294,39 +294,18 @@ async fn push_all(
             Some(push.tag.clone()),
         );
         let url = format!("docker://{}", push.destination);
-        if check_mode {
-            let digest = src
-                .manifest_head(&source.repository, &ManifestReference::from(&push.tag))
-                .await
-                .with_context(|| format!("checking {source}"))?;
-            if digest.is_none() {
-                anyhow::bail!("{source} does not exist in the buildset registry");
-            }
-            let there = dst
-                .manifest_head(
-                    &push.destination.repository,
-                    &push.destination.manifest_reference(),
-                )
-                .await?;
-            pushed.push(Pushed {
-                repository: push.repository.clone(),
-                tag: push.tag.to_string(),
-                url,
-                changed: there != digest,
-                digest: digest.map(|d| d.to_string()),
-                blobs_copied: 0,
-                bytes_copied: 0,
-            });
-            continue;
+        let report = if check_mode {
+            predict_copy(src.as_ref(), &source, dst.as_ref(), &push.destination).await
+        } else {
+            copy_reference(
+                &src,
+                &source,
+                &dst,
+                &push.destination,
+                &CopyOptions::default(),
+            )
+            .await
         }
-        let report = copy_reference(
-            &src,
-            &source,
-            &dst,
-            &push.destination,
-            &CopyOptions::default(),
-        )
-        .await
         .with_context(|| format!("pushing {}:{}", push.repository, push.tag))?;
         pushed.push(Pushed {
             repository: push.repository.clone(),

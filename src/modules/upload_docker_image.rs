@@ -5,7 +5,6 @@
 //! is the client's copy engine.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -15,8 +14,8 @@ use crate::client::runtime::block_on;
 use crate::client::{Endpoint, RemoteRegistry};
 use crate::publish::credentials::DockerCredentials;
 use crate::publish::targets::{uploads, TagUpload};
-use crate::publish::upload::{copy_from_buildset, push_from_daemon};
-use crate::zuul::results::buildset_registry_from;
+use crate::publish::upload::{copy_from_buildset, push_from_daemon, Uploaded};
+use crate::zuul::results::find_buildset_registry;
 use crate::zuul::{BuildsetRegistry, ContainerImage, ZuulContext};
 
 /// Arguments of `upload_docker_image`.
@@ -52,13 +51,7 @@ impl Module for UploadDockerImage {
         // Before anything is sent anywhere.
         args.docker_credentials
             .permit(args.docker_images.iter().map(|i| i.repository.as_str()))?;
-        let buildset = match &args.buildset_registry {
-            Some(registry) => Some(registry.clone()),
-            None => match args.zuul.result_data_file() {
-                Some(path) => buildset_registry_from(Path::new(path))?,
-                None => None,
-            },
-        };
+        let buildset = find_buildset_registry(args.buildset_registry.as_ref(), &args.zuul)?;
         if let Some(registry) = &buildset {
             ctx.secrets.add(registry.password.clone());
         }
@@ -74,12 +67,6 @@ impl Module for UploadDockerImage {
             &pipeline,
         )?;
         let targets: Vec<String> = planned.iter().map(|u| u.target.to_string()).collect();
-        if ctx.check_mode {
-            return Ok(Outcome::new(!planned.is_empty())
-                .msg(format!("would upload {} tag(s)", planned.len()))
-                .value("targets", targets));
-        }
-
         let uploaded = match &buildset {
             Some(registry) => {
                 let source = RemoteRegistry::new(Endpoint::from(registry))?;
@@ -90,9 +77,16 @@ impl Module for UploadDockerImage {
                         handles.insert(upload.target.registry.clone(), handle);
                     }
                 }
-                block_on(copy_from_buildset(&source, &handles, &planned))
-                    .context("starting the async runtime")??
+                block_on(copy_from_buildset(
+                    &source,
+                    &handles,
+                    &planned,
+                    ctx.check_mode,
+                ))
+                .context("starting the async runtime")??
             }
+            // A push from the daemon always writes; nothing to ask first.
+            None if ctx.check_mode => planned.iter().map(Uploaded::predicted_push).collect(),
             None => push_from_daemon(
                 &planned,
                 &args.docker_credentials.username,
@@ -103,9 +97,16 @@ impl Module for UploadDockerImage {
         let changed = uploaded.iter().any(|u| u.changed);
         Ok(Outcome::new(changed)
             .msg(format!(
-                "uploaded {} tag(s) under temporary tags",
-                uploaded.len()
+                "{} {} tag(s) under temporary tags, {} changed",
+                if ctx.check_mode {
+                    "would upload"
+                } else {
+                    "uploaded"
+                },
+                uploaded.len(),
+                uploaded.iter().filter(|u| u.changed).count()
             ))
+            .value("targets", targets)
             .value("uploaded", uploaded))
     }
 }

@@ -41,6 +41,21 @@ pub struct Promoted {
     pub digest: Digest,
     /// The manifest's media type.
     pub media_type: String,
+    /// Whether the final tag moved (false: it already named this digest).
+    pub changed: bool,
+}
+
+impl Promoted {
+    fn new(promotion: &TagPromotion, manifest: &Manifest, changed: bool) -> Promoted {
+        Promoted {
+            repository: promotion.repository.to_string(),
+            tag: promotion.final_tag.to_string(),
+            temporary_tag: promotion.temporary.to_string(),
+            digest: manifest.digest.clone(),
+            media_type: manifest.media_type.clone(),
+            changed,
+        }
+    }
 }
 
 /// Why a promote failed.
@@ -103,18 +118,26 @@ pub async fn read_temporaries<R: Registry>(
     .await
 }
 
-/// Write every promotion's manifest under its final tag, all at once.
+/// Write every promotion's manifest under its final tag, all at once; in
+/// check mode only find out which final tags would move.
 pub async fn write_all<R: Registry>(
     registry: &R,
     promotions: &[TagPromotion],
     manifests: &[Manifest],
+    check_mode: bool,
 ) -> Result<Vec<Promoted>, PromoteError> {
-    try_join_all(
-        promotions
-            .iter()
-            .zip(manifests)
-            .map(|(p, m)| write_final(registry, p, m)),
-    )
+    try_join_all(promotions.iter().zip(manifests).map(|(p, m)| async move {
+        let current = registry
+            .manifest_head(&p.repository, &ManifestReference::from(&p.final_tag))
+            .await?;
+        if current.as_ref() == Some(&m.digest) {
+            return Ok(Promoted::new(p, m, false));
+        }
+        if check_mode {
+            return Ok(Promoted::new(p, m, true));
+        }
+        write_final(registry, p, m).await
+    }))
     .await
 }
 
@@ -140,11 +163,5 @@ pub async fn write_final<R: Registry>(
             actual: resolved.map_or("nothing".to_string(), |d| d.to_string()),
         });
     }
-    Ok(Promoted {
-        repository: repository.to_string(),
-        tag: tag.to_string(),
-        temporary_tag: promotion.temporary.to_string(),
-        digest: manifest.digest.clone(),
-        media_type: manifest.media_type.clone(),
-    })
+    Ok(Promoted::new(promotion, manifest, true))
 }

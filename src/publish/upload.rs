@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use super::targets::TagUpload;
 use crate::builder::{docker::Docker, BuildError, Builder, RegistryLogin};
-use crate::client::{copy_reference, CopyOptions, Error as ClientError, RemoteRegistry};
+use crate::client::{
+    copy_reference, predict_copy, CopyOptions, Error as ClientError, RemoteRegistry,
+};
 use crate::oci::Digest;
 
 /// One tag published.
@@ -28,12 +30,27 @@ pub struct Uploaded {
     pub changed: bool,
 }
 
+impl Uploaded {
+    /// What a push from the daemon of `upload` reports before it runs: a
+    /// push always writes the tag.
+    pub fn predicted_push(upload: &TagUpload) -> Uploaded {
+        Uploaded {
+            tag: upload.tag.clone(),
+            target: upload.target.to_string(),
+            digest: None,
+            changed: true,
+        }
+    }
+}
+
 /// Copy every upload from `source` to the target registry `targets` holds
-/// a handle for (by registry name).
+/// a handle for (by registry name); in check mode, only find out with
+/// read-only requests which tags would change.
 pub async fn copy_from_buildset(
     source: &Arc<RemoteRegistry>,
     targets: &HashMap<String, Arc<RemoteRegistry>>,
     uploads: &[TagUpload],
+    check_mode: bool,
 ) -> Result<Vec<Uploaded>, ClientError> {
     let mut done = Vec::with_capacity(uploads.len());
     for upload in uploads {
@@ -41,14 +58,18 @@ pub async fn copy_from_buildset(
             continue;
         };
         let target = &targets[&upload.target.registry];
-        let report = copy_reference(
-            source,
-            from,
-            target,
-            &upload.target,
-            &CopyOptions::default(),
-        )
-        .await?;
+        let report = if check_mode {
+            predict_copy(source.as_ref(), from, target.as_ref(), &upload.target).await?
+        } else {
+            copy_reference(
+                source,
+                from,
+                target,
+                &upload.target,
+                &CopyOptions::default(),
+            )
+            .await?
+        };
         done.push(Uploaded {
             tag: upload.tag.clone(),
             target: upload.target.to_string(),
@@ -75,14 +96,8 @@ pub fn push_from_daemon(
             password: password.to_string(),
             ca_pem: None,
         };
-        let remote = upload.target.to_string();
-        Docker.push(&upload.local, &remote, &login, &mut log)?;
-        done.push(Uploaded {
-            tag: upload.tag.clone(),
-            target: remote,
-            digest: None,
-            changed: true,
-        });
+        Docker.push(&upload.local, &upload.target.to_string(), &login, &mut log)?;
+        done.push(Uploaded::predicted_push(upload));
     }
     Ok(done)
 }

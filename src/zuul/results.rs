@@ -8,7 +8,44 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::types::BuildsetRegistry;
+use super::types::{BuildsetRegistry, ZuulContext};
+
+/// The buildset registry a task talks to: the one it was given, or the one
+/// an earlier task of this job (`run_buildset_registry`) left in the result
+/// data file; `None` when neither holds one.
+pub fn find_buildset_registry(
+    given: Option<&BuildsetRegistry>,
+    zuul: &ZuulContext,
+) -> anyhow::Result<Option<BuildsetRegistry>> {
+    if let Some(registry) = given {
+        return Ok(Some(registry.clone()));
+    }
+    match zuul.result_data_file() {
+        Some(path) => buildset_registry_from(Path::new(path)),
+        None => Ok(None),
+    }
+}
+
+/// As [`find_buildset_registry`], for a task that cannot go without one:
+/// the error says where it looked and how to give one.
+pub fn require_buildset_registry(
+    given: Option<&BuildsetRegistry>,
+    zuul: &ZuulContext,
+) -> anyhow::Result<BuildsetRegistry> {
+    if let Some(found) = find_buildset_registry(given, zuul)? {
+        return Ok(found);
+    }
+    match zuul.result_data_file() {
+        None => anyhow::bail!(
+            "buildset_registry is not given and zuul.executor.result_data_file is unknown: \
+             pass buildset_registry or run run_buildset_registry first"
+        ),
+        Some(path) => anyhow::bail!(
+            "buildset_registry is not given and the result data file {path} holds none: \
+             pass buildset_registry or run run_buildset_registry first"
+        ),
+    }
+}
 
 /// Read the `buildset_registry` that an earlier task returned as
 /// `secret_data` (or `data`), if the file exists and holds one.
