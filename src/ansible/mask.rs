@@ -13,6 +13,11 @@ use serde_json::{Map, Value};
 /// What replaces a secret in output.
 pub const MASK: &str = "********";
 
+/// Secrets shorter than this are masked only where they stand alone (a
+/// whole word), not inside other words: masking every `p` of a one-letter
+/// password would make every message unreadable and tell its letter.
+const SHORTEST_MASKED_INSIDE_WORDS: usize = 4;
+
 /// Process-wide copy of the secrets, for the panic path.
 static GLOBAL: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -111,8 +116,40 @@ pub fn mask_global(text: &str) -> String {
 
 fn mask_with(values: &[String], text: &str) -> String {
     values.iter().fold(text.to_string(), |acc, secret| {
-        acc.replace(secret.as_str(), MASK)
+        if secret.chars().count() >= SHORTEST_MASKED_INSIDE_WORDS {
+            acc.replace(secret.as_str(), MASK)
+        } else {
+            mask_whole_words(&acc, secret)
+        }
     })
+}
+
+/// `text` with each occurrence of `secret` that no letter, digit or `_`
+/// touches on either side replaced by [`MASK`].
+fn mask_whole_words(text: &str, secret: &str) -> String {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find(secret) {
+        let (head, tail) = rest.split_at(at);
+        let after = tail[secret.len()..].chars().next();
+        let prev = head.chars().next_back().or(before);
+        out.push_str(head);
+        if prev.is_some_and(is_word) || after.is_some_and(is_word) {
+            // Inside a word: keep its first character, look on after it.
+            let first = tail.chars().next().expect("the match is not empty");
+            out.push(first);
+            before = Some(first);
+            rest = &tail[first.len_utf8()..];
+        } else {
+            out.push_str(MASK);
+            before = secret.chars().next_back();
+            rest = &tail[secret.len()..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -146,6 +183,21 @@ mod tests {
             v,
             json!({"msg": "failed with ********", "auths": {"********": 1}, "n": 3})
         );
+    }
+
+    #[test]
+    fn a_short_secret_is_masked_where_it_stands_alone_only() {
+        let mut s = Secrets::default();
+        s.add("p");
+        assert_eq!(
+            s.mask_str("upload_docker_image: login as zuul:p failed (password p)"),
+            "upload_docker_image: login as zuul:******** failed (password ********)"
+        );
+        let mut v = json!({"password": "p", "msg": "pushed app"});
+        s.mask_value(&mut v);
+        assert_eq!(v, json!({"password": "********", "msg": "pushed app"}));
+        s.add("ab1");
+        assert_eq!(s.mask_str("ab1ab1 ab1"), "ab1ab1 ********");
     }
 
     #[test]
