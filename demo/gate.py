@@ -5,7 +5,9 @@ Two changes: A changes ``example/app``; B, queued behind A, changes
 ``example/consumer`` (built ``FROM example/app``). The demo runs the seed's
 jobs for both, through a simulated Zuul (``zuul_sim``), against real
 services: Debian's docker-registry as the intermediate registry (TLS +
-htpasswd, as the seed deploys it), our buildset registry, and our registry
+htpasswd, as the seed deploys it; ``DEMO_INTERMEDIATE=ours`` runs our own
+server there instead, from examples/intermediate-registry/registry.yaml
+as shipped), our buildset registry, and our registry
 server in token mode as the "publication" registry standing in for Docker
 Hub. The publication registry already holds a published ``example/app``
 with other content, and the Docker daemon uses it as its docker.io mirror:
@@ -36,6 +38,10 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO = Path(os.environ.get("DEMO_DIR", "/tmp/speculative-demo"))
 BIN = REPO / "target/x86_64-unknown-linux-gnu/release/speculative-images"
 INTERMEDIATE_PORT = int(os.environ.get("DEMO_INTERMEDIATE_PORT", "5050"))
+# Which server is the site's intermediate registry: Debian's docker-registry
+# (the seed's registry:2) or ours in site mode.
+INTERMEDIATE = os.environ.get("DEMO_INTERMEDIATE", "distribution")
+INTERMEDIATE_KINDS = ("distribution", "ours")
 PUBLICATION = "localhost"  # port 443, so image names need no port
 # The seed's buildset-registry playbooks take the role's default port.
 BUILDSET_PORT = 5000
@@ -100,20 +106,27 @@ class Services:
         self._published_world()
 
     def _intermediate(self) -> None:
-        say("Intermediate registry: Debian docker-registry, TLS + htpasswd (the seed's registry:2)")
         root = DEMO / "intermediate"
         password = secrets.token_hex(16)
         sh(str(REPO / "examples/intermediate-registry/make-credentials.sh"),
            "-d", str(root), "-p", password, "localhost", "127.0.0.1", "::1")
-        config = (REPO / "examples/intermediate-registry/config.yml").read_text()
-        config = config.replace("/var/registry", str(root))
-        config = config.replace('":5000"', f'"127.0.0.1:{INTERMEDIATE_PORT}"')
-        config = config.replace("level: info", "level: warn")
-        (root / "config.yml").write_text(config)
         log = open(root / "registry.log", "w")
+        if INTERMEDIATE == "ours":
+            say("Intermediate registry: our server in site mode, TLS + htpasswd"
+                " (examples/intermediate-registry/registry.yaml)")
+            config = site_config(root, INTERMEDIATE_PORT)
+            (root / "registry.yaml").write_text(config)
+            command = [str(BIN), "serve", "--config", str(root / "registry.yaml")]
+        else:
+            say("Intermediate registry: Debian docker-registry, TLS + htpasswd (the seed's registry:2)")
+            config = (REPO / "examples/intermediate-registry/config.yml").read_text()
+            config = config.replace("/var/registry", str(root))
+            config = config.replace('":5000"', f'"127.0.0.1:{INTERMEDIATE_PORT}"')
+            config = config.replace("level: info", "level: warn")
+            (root / "config.yml").write_text(config)
+            command = ["docker-registry", "serve", str(root / "config.yml")]
         self.procs.append(subprocess.Popen(
-            ["docker-registry", "serve", str(root / "config.yml")],
-            stdout=log, stderr=log, env={"PATH": "/usr/bin:/bin"}))
+            command, stdout=log, stderr=log, env={"PATH": "/usr/bin:/bin"}))
         ca = (root / "certs/ca.crt").read_text()
         self.intermediate = {
             "host": "127.0.0.1", "port": INTERMEDIATE_PORT,
@@ -204,6 +217,24 @@ class Services:
         reload_dockerd()
 
 
+def site_config(root: Path, port: int) -> str:
+    """The shipped site configuration, moved under ``root`` and onto
+    loopback ``port``; fails when the example no longer has a line the demo
+    moves (so the example and the demo cannot drift apart)."""
+    config = (REPO / "examples/intermediate-registry/registry.yaml").read_text()
+    moves = [
+        ('listen: ["0.0.0.0:5000", "[::]:5000"]', f'listen: ["127.0.0.1:{port}"]'),
+        ("https://insecure-ci-registry.example.org:5000", f"https://127.0.0.1:{port}"),
+        ("/var/registry", str(root)),
+        ("/var/lib/speculative-images", str(root / "lib")),
+    ]
+    for old, new in moves:
+        if old not in config:
+            raise SystemExit(f"examples/intermediate-registry/registry.yaml no longer holds {old!r}")
+        config = config.replace(old, new)
+    return config
+
+
 def write_daemon_json(text: str) -> None:
     DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
     tmp = DAEMON_JSON.with_suffix(".demo-tmp")
@@ -291,6 +322,9 @@ def prepare_project(name: str) -> Path:
 def main() -> int:
     if not BIN.exists():
         raise SystemExit(f"{BIN} is missing: run `make collection` first")
+    if INTERMEDIATE not in INTERMEDIATE_KINDS:
+        raise SystemExit(f"DEMO_INTERMEDIATE is {INTERMEDIATE!r}: it must be one of"
+                         f" {', '.join(INTERMEDIATE_KINDS)}")
     check_ports(PORTS)
     if DEMO.exists():
         shutil.rmtree(DEMO)

@@ -59,6 +59,9 @@ step "ansible-lint" with_empty_dir ANSIBLE_HOME ansible-lint
 # collection`, done above): the buildset registry round trip, then the
 # whole gate, which exits non-zero if any hop's digest differs.
 step "the demo (make demo)" scripts/demo.sh
+# The same gate with our server as the site's intermediate registry, from
+# the shipped site configuration (examples/intermediate-registry/).
+step "the gating demo, our server as the intermediate registry" env DEMO_INTERMEDIATE=ours python3 demo/gate.py
 # The gate in a real Zuul (Zuul 14.3.0's harness: scheduler, executor with
 # ansible-playbook in bubblewrap, merger, fake Gerrit), the collection
 # installed into the executor's Ansible environments as docs/zuul-setup.md
