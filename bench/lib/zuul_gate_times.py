@@ -16,7 +16,13 @@ Demo (optional): the JSON lines bench/demo.sh's run leaves (DEMO_TIMINGS),
 read the way bench/lib/demo_times.py reads them, summed per job name over
 its builds.
 
-Usage: zuul_gate_times.py BUILDS [DEMO_TIMINGS.jsonl]
+Several runs: each RUN directory holds the builds a harness run kept
+(RUN/builds/) and, when the demo ran beside it, RUN/timings.jsonl. The
+table gives each figure's median over the runs and its spread (max - min,
+as a share of the median); a job is matched across runs by its name and
+its place among the builds of that name.
+
+Usage: zuul_gate_times.py RUN [RUN...]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import re
 import sys
 from collections import defaultdict
 from datetime import datetime
+from statistics import median
 
 OURS = "speculative.images."
 # The test projects' jobs and the site job each inherits from (the demo
@@ -103,27 +110,60 @@ def share(part: float, whole: float) -> str:
     return f"{100 * part / whole:3.0f}%" if whole else "  -"
 
 
+def spread(values: list[float]) -> str:
+    """max - min over the median, the noise between runs."""
+    mid = median(values)
+    return f"±{100 * (max(values) - min(values)) / mid / 2:2.0f}%" if mid and len(values) > 1 else "  -"
+
+
+def figure(values: list[float]) -> str:
+    return f"{median(values):6.1f}s {spread(values):>5}"
+
+
 def main() -> int:
-    jobs = real_jobs(sys.argv[1])
-    if not jobs:
-        print(f"no kept builds under {sys.argv[1]}", file=sys.stderr)
-        return 1
-    demo = demo_jobs(sys.argv[2]) if len(sys.argv) > 2 else {}
-    print(f"{'job (real Zuul, in start order)':34} {'wall':>7} {'ours':>7} {'share':>5}"
-          f"   {'demo: wall/build':>16} {'ours':>6} {'share':>5}")
-    for job in jobs:
-        line = f"{job['job']:34} {job['wall']:6.1f}s {job['ours']:6.1f}s {share(job['ours'], job['wall']):>5}"
-        sim = demo.get(SITE_JOB.get(job["job"], job["job"]))
+    runs = sys.argv[1:]
+    if not runs:
+        print(__doc__, file=sys.stderr)
+        return 2
+    real: dict[tuple[str, int], dict] = {}
+    demo: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    totals: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        jobs = real_jobs(os.path.join(run, "builds"))
+        if not jobs:
+            print(f"no kept builds under {run}/builds", file=sys.stderr)
+            return 1
+        seen: dict[str, int] = defaultdict(int)
+        for job in jobs:
+            key = (job["job"], seen[job["job"]])
+            seen[job["job"]] += 1
+            entry = real.setdefault(key, {"start": [], "wall": [], "ours": []})
+            for field in entry:
+                entry[field].append(job[field] - (jobs[0]["start"] if field == "start" else 0))
+        totals["wall"].append(sum(j["wall"] for j in jobs))
+        totals["ours"].append(sum(j["ours"] for j in jobs))
+        timings = os.path.join(run, "timings.jsonl")
+        if os.path.exists(timings):
+            for name, sim in demo_jobs(timings).items():
+                demo[name]["wall"].append(sim["wall"] / sim["builds"])
+                demo[name]["ours"].append(sim["ours"] / sim["builds"])
+    print(f"{'job (real Zuul, in start order)':34} {'wall':>6} {'spread':>6} {'ours':>6}"
+          f" {'spread':>6} {'share':>5}   {'demo: wall/build':>16} {'ours':>6} {'share':>5}")
+    for (name, _), job in sorted(real.items(), key=lambda kv: median(kv[1]["start"])):
+        wall, ours = median(job["wall"]), median(job["ours"])
+        line = f"{name:34} {figure(job['wall'])} {figure(job['ours'])} {share(ours, wall):>5}"
+        sim = demo.get(SITE_JOB.get(name, name))
         if sim:
-            wall, ours = sim["wall"] / sim["builds"], sim["ours"] / sim["builds"]
-            line += f"   {wall:15.1f}s {ours:5.1f}s {share(ours, wall):>5}"
+            sim_wall, sim_ours = median(sim["wall"]), median(sim["ours"])
+            line += f"   {sim_wall:15.1f}s {sim_ours:5.1f}s {share(sim_ours, sim_wall):>5}"
         print(line)
-    total_wall = sum(j["wall"] for j in jobs)
-    total_ours = sum(j["ours"] for j in jobs)
-    print(f"{'all jobs':34} {total_wall:6.1f}s {total_ours:6.1f}s {share(total_ours, total_wall):>5}")
+    wall, ours = median(totals["wall"]), median(totals["ours"])
+    print(f"{'all jobs':34} {figure(totals['wall'])} {figure(totals['ours'])} {share(ours, wall):>5}")
+    print(f"runs: {len(runs)} real-Zuul, {len(next(iter(demo.values()), {}).get('wall', []))} demo;"
+          " figures are medians, spread is ±(max - min)/2 of the median")
     if demo:
         print("demo: the site job each one is (or inherits from) in demo/gate.py's"
-              " simulated Zuul, mean per build")
+              " simulated Zuul, median over runs of the mean per build")
     return 0
 
 
