@@ -4,7 +4,9 @@
 //! - [`ansible`]: the binary-module protocol (args in, one JSON out, masking).
 //! - [`oci`]: digests, names, references, media types.
 //! - [`client`]: registry client and copy engine.
-//! - [`registry`]: the buildset registry server.
+//! - [`registry`]: the registry server (buildset or intermediate registry).
+//! - [`instance`]: a buildset registry deployed on this node: its files,
+//!   certificates, process and probe (what `run_buildset_registry` does).
 //! - [`host`]: host configuration files (docker, containers, buildkit, CA).
 //! - [`builder`]: image builders (docker, podman, buildah).
 //! - [`crypto`]: the TLS cryptography provider.
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod client;
 pub mod crypto;
 pub mod host;
+pub mod instance;
 pub mod modules;
 pub mod oci;
 pub mod pki;

@@ -2,7 +2,7 @@
 //! (or is gone, with `state: absent`) and return how clients reach it.
 //!
 //! The decision table lives here; the work (files, certificates, process,
-//! probe) is in [`crate::registry::instance`].
+//! probe) is in [`crate::instance`].
 //!
 //! | on disk          | server            | result                                   |
 //! |------------------|-------------------|------------------------------------------|
@@ -18,9 +18,9 @@ use anyhow::Context as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::ansible::{Context, Module, Outcome};
-use crate::registry::instance::layout::Layout;
-use crate::registry::instance::supervisor::Supervisor;
-use crate::registry::instance::{self, Identity, Instance, Status};
+use crate::instance::layout::Layout;
+use crate::instance::supervisor::Supervisor;
+use crate::instance::{self, Identity, Instance, Status};
 
 /// How long a running but silent server gets before it is restarted.
 const GRACE_FOR_A_STARTING_SERVER: std::time::Duration = std::time::Duration::from_secs(5);

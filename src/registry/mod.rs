@@ -7,7 +7,6 @@
 pub mod auth;
 pub mod config;
 pub mod errors;
-pub mod instance;
 pub mod routes;
 pub mod server;
 pub mod site;

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use self::layout::{install_binary, write_atomic, Layout};
 use self::probe::Probe;
 use self::supervisor::Supervisor;
-use super::config::{Role, ServerConfig, TlsFiles, User, DEFAULT_MAX_TOKEN_LIFETIME_SECS};
+use crate::registry::config::{
+    Role, ServerConfig, TlsFiles, User, DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+};
 use crate::zuul::{BuildsetRegistry, BUILDSET_REGISTRY_ALIAS};
 
 /// The user allowed to push, as in Zuul's own role.
