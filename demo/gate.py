@@ -115,6 +115,8 @@ class Services:
             say("Intermediate registry: our server in site mode, TLS + htpasswd"
                 " (examples/intermediate-registry/registry.yaml)")
             config = site_config(root, INTERMEDIATE_PORT)
+            # What systemd's StateDirectory= makes for the shipped unit.
+            (root / "lib").mkdir(mode=0o700)
             (root / "registry.yaml").write_text(config)
             command = [str(BIN), "serve", "--config", str(root / "registry.yaml")]
         else:
