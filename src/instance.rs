@@ -22,7 +22,7 @@ use rand::distr::{Alphanumeric, SampleString as _};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
-use self::layout::{install_binary, write_atomic, Layout};
+use self::layout::{install_binary, write_atomic, InstanceLayout};
 use self::probe::Probe;
 use self::supervisor::Supervisor;
 use crate::registry::config::{
@@ -48,7 +48,7 @@ const BCRYPT_COST: u32 = 6;
 /// (`instance.json`)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Identity {
+pub struct Address {
     /// Address clients use: hostname or IP literal, IPv6 without brackets.
     pub host: String,
     /// TCP port the server listens on.
@@ -60,7 +60,7 @@ pub struct Identity {
     pub listen: Option<IpAddr>,
 }
 
-impl Identity {
+impl Address {
     /// The socket address the server binds.
     pub fn listen_socket(&self) -> SocketAddr {
         match self.listen {
@@ -93,8 +93,8 @@ pub enum Status {
 /// server).
 #[derive(Debug, Clone)]
 pub struct Instance {
-    layout: Layout,
-    identity: Identity,
+    layout: InstanceLayout,
+    identity: Address,
     password: String,
     token_secret: String,
     ca_pem: String,
@@ -103,7 +103,7 @@ pub struct Instance {
 impl Instance {
     /// The instance under `layout`, or `None` when there is none or its
     /// creation never finished (no `instance.json`).
-    pub fn load(layout: &Layout) -> anyhow::Result<Option<Instance>> {
+    pub fn load(layout: &InstanceLayout) -> anyhow::Result<Option<Instance>> {
         let identity_text = match fs::read_to_string(layout.identity()) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -117,7 +117,7 @@ impl Instance {
                 layout.root().display()
             )
         };
-        let identity: Identity = serde_json::from_str(&identity_text)
+        let identity: Address = serde_json::from_str(&identity_text)
             .with_context(|| format!("parsing {}", layout.identity().display()))
             .with_context(damaged)?;
         let password = fs::read_to_string(layout.password())
@@ -143,8 +143,8 @@ impl Instance {
     /// stored images, and the certificates when the host is the same;
     /// everything else is new.
     pub fn create(
-        layout: &Layout,
-        identity: Identity,
+        layout: &InstanceLayout,
+        identity: Address,
         previous: Option<&Instance>,
     ) -> anyhow::Result<Instance> {
         layout.create_dirs()?;
@@ -206,7 +206,7 @@ impl Instance {
     }
 
     /// Where clients reach it.
-    pub fn identity(&self) -> &Identity {
+    pub fn identity(&self) -> &Address {
         &self.identity
     }
 
@@ -316,7 +316,7 @@ pub struct Removal {
 /// own entries are removed, and only when the root holds an instance
 /// (`instance.json` or `config.json`); the root goes when nothing else is
 /// left in it.
-pub fn remove(layout: &Layout, supervisor: &Supervisor) -> anyhow::Result<Removal> {
+pub fn remove(layout: &InstanceLayout, supervisor: &Supervisor) -> anyhow::Result<Removal> {
     let mut removal = Removal {
         stopped: supervisor.stop(layout)?,
         ..Removal::default()
@@ -342,13 +342,13 @@ pub fn remove(layout: &Layout, supervisor: &Supervisor) -> anyhow::Result<Remova
 }
 
 /// Whether the root holds an instance, complete or not.
-pub fn is_instance(layout: &Layout) -> bool {
+pub fn is_instance(layout: &InstanceLayout) -> bool {
     layout.identity().is_file() || layout.config().is_file()
 }
 
 /// Fail unless the identity's port can be bound on its address (checked
 /// before anything is created, and again before each start).
-pub fn ensure_port_free(identity: &Identity) -> anyhow::Result<()> {
+pub fn ensure_port_free(identity: &Address) -> anyhow::Result<()> {
     let (port, listen) = (identity.port, identity.listen_socket());
     if let Err(e) = TcpListener::bind(listen) {
         anyhow::bail!(
@@ -372,7 +372,7 @@ fn every_address(port: u16) -> SocketAddr {
 /// The names the certificate covers: the host, the address it listens on
 /// (the probe's target), loopback both ways, and the alias
 /// `use_buildset_registry` writes to `/etc/hosts`.
-pub fn certificate_names(identity: &Identity) -> Vec<String> {
+pub fn certificate_names(identity: &Address) -> Vec<String> {
     let mut names = vec![identity.host.clone()];
     let listen = identity.listen.filter(|ip| !ip.is_unspecified());
     let fixed = ["127.0.0.1", "::1", "localhost", BUILDSET_REGISTRY_ALIAS].map(String::from);
@@ -385,7 +385,7 @@ pub fn certificate_names(identity: &Identity) -> Vec<String> {
 }
 
 /// Generate and write the CA, chain and key; returns the CA PEM.
-fn write_certificates(layout: &Layout, identity: &Identity) -> anyhow::Result<String> {
+fn write_certificates(layout: &InstanceLayout, identity: &Address) -> anyhow::Result<String> {
     let pki = crate::pki::generate(&certificate_names(identity))
         .context("generating the registry's certificates")?;
     write_atomic(&layout.server_key(), pki.key_pem.as_bytes(), 0o600)?;
@@ -399,8 +399,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt as _;
 
-    fn identity(host: &str, port: u16) -> Identity {
-        Identity {
+    fn identity(host: &str, port: u16) -> Address {
+        Address {
             host: host.into(),
             port,
             listen: None,
@@ -410,7 +410,7 @@ mod tests {
     #[test]
     fn creates_a_complete_instance_with_private_files() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path().join("reg"));
+        let layout = InstanceLayout::new(dir.path().join("reg"));
         assert!(Instance::load(&layout).unwrap().is_none());
         let made = Instance::create(&layout, identity("10.1.2.3", 5000), None).unwrap();
         let facts = made.facts();
@@ -441,7 +441,7 @@ mod tests {
     #[test]
     fn a_new_port_keeps_credentials_and_certificates() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = InstanceLayout::new(dir.path());
         let first = Instance::create(&layout, identity("reg.example.org", 5000), None).unwrap();
         let moved =
             Instance::create(&layout, identity("reg.example.org", 5001), Some(&first)).unwrap();
@@ -456,7 +456,7 @@ mod tests {
     #[test]
     fn an_unfinished_instance_is_no_instance() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = InstanceLayout::new(dir.path());
         Instance::create(&layout, identity("::1", 5000), None).unwrap();
         fs::remove_file(layout.identity()).unwrap();
         assert!(Instance::load(&layout).unwrap().is_none());
@@ -466,7 +466,7 @@ mod tests {
     #[test]
     fn a_damaged_instance_says_how_to_recover() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = InstanceLayout::new(dir.path());
         Instance::create(&layout, identity("::1", 5000), None).unwrap();
         fs::remove_file(layout.password()).unwrap();
         let err = format!("{:#}", Instance::load(&layout).unwrap_err());
@@ -483,7 +483,7 @@ mod tests {
     #[test]
     fn removal_keeps_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path().join("reg"));
+        let layout = InstanceLayout::new(dir.path().join("reg"));
         Instance::create(&layout, identity("::1", 5000), None).unwrap();
         fs::write(layout.root().join("notes.txt"), "mine").unwrap();
         let removal = remove(&layout, &Supervisor::Detached).unwrap();
@@ -513,7 +513,7 @@ mod tests {
     fn a_directory_without_an_instance_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("bin")).unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = InstanceLayout::new(dir.path());
         assert_eq!(
             remove(&layout, &Supervisor::Detached).unwrap(),
             Removal::default()
@@ -553,7 +553,7 @@ mod tests {
 
     #[test]
     fn identities_written_before_listen_existed_still_load() {
-        let old: Identity = serde_json::from_str(r#"{"host": "10.1.2.3", "port": 5000}"#).unwrap();
+        let old: Address = serde_json::from_str(r#"{"host": "10.1.2.3", "port": 5000}"#).unwrap();
         assert_eq!(old, identity("10.1.2.3", 5000));
         // And the default writes the same file as before.
         assert_eq!(
@@ -565,7 +565,7 @@ mod tests {
     #[test]
     fn a_new_listen_address_gets_new_certificates() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = InstanceLayout::new(dir.path());
         let first = Instance::create(&layout, identity("127.0.0.1", 5000), None).unwrap();
         let mut bound = identity("127.0.0.1", 5000);
         bound.listen = Some(Ipv4Addr::LOCALHOST.into());

@@ -10,7 +10,7 @@ use super::atomic::Ownership;
 use super::ca_store::CaStore;
 use super::edit::{EditError, FileEdit};
 use super::registries_conf::Namespace;
-use super::users::User;
+use super::users::Account;
 use super::{
     buildkitd_toml, certs_d, daemon_json, docker_config, etc_hosts, registries_conf, HostPaths,
 };
@@ -34,7 +34,7 @@ pub struct Settings {
     /// `unqualified-search-registries` for containers tools.
     pub unqualified: Vec<String>,
     /// Whose docker CLI credentials to set.
-    pub docker_user: User,
+    pub docker_user: Account,
 }
 
 impl Settings {

@@ -23,7 +23,7 @@ pub enum UserError {
 
 /// A local account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
+pub struct Account {
     /// Login name.
     pub name: String,
     /// User id.
@@ -35,7 +35,7 @@ pub struct User {
 }
 
 /// Find `name` (or a numeric uid) in the host's `/etc/passwd`.
-pub fn lookup(paths: &HostPaths, name: &str) -> Result<User, UserError> {
+pub fn lookup(paths: &HostPaths, name: &str) -> Result<Account, UserError> {
     let path = paths.etc_passwd();
     let text = std::fs::read_to_string(&path).map_err(|source| UserError::Read {
         path: paths.display(&path),
@@ -48,12 +48,12 @@ pub fn lookup(paths: &HostPaths, name: &str) -> Result<User, UserError> {
         .ok_or_else(|| UserError::Unknown(name.to_string()))
 }
 
-fn parse_line(line: &str) -> Option<User> {
+fn parse_line(line: &str) -> Option<Account> {
     let fields: Vec<&str> = line.split(':').collect();
     if fields.len() < 7 || line.starts_with('#') {
         return None;
     }
-    Some(User {
+    Some(Account {
         name: fields[0].to_string(),
         uid: fields[2].parse().ok()?,
         gid: fields[3].parse().ok()?,

@@ -28,7 +28,7 @@ use anyhow::Context as _;
 
 /// The paths of one instance under its root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
+pub struct InstanceLayout {
     root: PathBuf,
 }
 
@@ -45,10 +45,10 @@ const OWN_ENTRIES: [&str; 8] = [
     "registry.log",
 ];
 
-impl Layout {
+impl InstanceLayout {
     /// The layout under `root` (an absolute path).
-    pub fn new(root: impl Into<PathBuf>) -> Layout {
-        Layout { root: root.into() }
+    pub fn new(root: impl Into<PathBuf>) -> InstanceLayout {
+        InstanceLayout { root: root.into() }
     }
 
     /// The root directory.
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn lists_only_its_own_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = InstanceLayout::new(dir.path());
         layout.create_dirs().unwrap();
         fs::write(dir.path().join("notes.txt"), "mine").unwrap();
         let mut names: Vec<String> = layout

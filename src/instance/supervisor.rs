@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 
-use super::layout::{write_atomic, Layout};
+use super::layout::{write_atomic, InstanceLayout};
 
 /// How the server process is kept running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,7 @@ impl Started {
 impl Supervisor {
     /// systemd when it is the init system (sd_booted's test), detached
     /// otherwise.
-    pub fn for_host(layout: &Layout) -> Supervisor {
+    pub fn for_host(layout: &InstanceLayout) -> Supervisor {
         if Path::new("/run/systemd/system").is_dir() {
             Supervisor::Systemd {
                 unit: unit_name(layout.root()),
@@ -65,7 +65,7 @@ impl Supervisor {
     }
 
     /// Start `<root>/bin/buildset-registry serve --config <root>/config.json`.
-    pub fn start(&self, layout: &Layout) -> anyhow::Result<Started> {
+    pub fn start(&self, layout: &InstanceLayout) -> anyhow::Result<Started> {
         match self {
             Supervisor::Detached => start_detached(layout),
             Supervisor::Systemd { unit } => start_unit(layout, unit),
@@ -73,7 +73,7 @@ impl Supervisor {
     }
 
     /// The pid of this instance's server, if one is running.
-    pub fn running_pid(&self, layout: &Layout) -> Option<u32> {
+    pub fn running_pid(&self, layout: &InstanceLayout) -> Option<u32> {
         if let Supervisor::Systemd { unit } = self {
             if let Some(pid) = unit_main_pid(unit).filter(|&p| is_server_of(p, layout)) {
                 return Some(pid);
@@ -90,7 +90,7 @@ impl Supervisor {
     }
 
     /// Stop this instance's server; returns whether one was running.
-    pub fn stop(&self, layout: &Layout) -> anyhow::Result<bool> {
+    pub fn stop(&self, layout: &InstanceLayout) -> anyhow::Result<bool> {
         let mut stopped = false;
         if let Supervisor::Systemd { unit } = self {
             if unit_main_pid(unit).is_some() {
@@ -110,7 +110,7 @@ impl Supervisor {
     }
 }
 
-fn start_detached(layout: &Layout) -> anyhow::Result<Started> {
+fn start_detached(layout: &InstanceLayout) -> anyhow::Result<Started> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -146,7 +146,7 @@ fn start_detached(layout: &Layout) -> anyhow::Result<Started> {
     })
 }
 
-fn start_unit(layout: &Layout, unit: &str) -> anyhow::Result<Started> {
+fn start_unit(layout: &InstanceLayout, unit: &str) -> anyhow::Result<Started> {
     // A unit left failed by an earlier run keeps its name taken.
     let _ = Command::new("systemctl")
         .args(["reset-failed", unit])
@@ -197,7 +197,7 @@ fn unit_main_pid(unit: &str) -> Option<u32> {
 }
 
 /// Whether `pid` is a live (not zombie) `serve --config <root>/config.json`.
-fn is_server_of(pid: u32, layout: &Layout) -> bool {
+fn is_server_of(pid: u32, layout: &InstanceLayout) -> bool {
     let proc_dir = Path::new("/proc").join(pid.to_string());
     let Ok(cmdline) = fs::read(proc_dir.join("cmdline")) else {
         return false;
@@ -212,7 +212,7 @@ fn is_server_of(pid: u32, layout: &Layout) -> bool {
     ProcessStat::read(pid).is_some_and(|stat| !matches!(stat.state, 'Z' | 'X'))
 }
 
-fn find_server_of(layout: &Layout) -> Option<u32> {
+fn find_server_of(layout: &InstanceLayout) -> Option<u32> {
     fs::read_dir("/proc")
         .ok()?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -226,7 +226,7 @@ fn find_server_of(layout: &Layout) -> Option<u32> {
 /// drops its memory, before it closes its files, so the port can still be
 /// held. The process is told apart from a later one with the same pid by
 /// its start time, and never signalled once that differs.
-fn terminate(pid: u32, layout: &Layout) -> anyhow::Result<()> {
+fn terminate(pid: u32, layout: &InstanceLayout) -> anyhow::Result<()> {
     let pid_t = libc::pid_t::try_from(pid).context("pid out of range")?;
     let Some(started) = ProcessStat::read(pid).map(|stat| stat.start_time) else {
         return Ok(());
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn a_process_with_another_command_line_is_not_ours() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = InstanceLayout::new(dir.path());
         assert!(!is_server_of(std::process::id(), &layout));
         assert_eq!(Supervisor::Detached.running_pid(&layout), None);
         assert!(!Supervisor::Detached.stop(&layout).unwrap());

@@ -18,9 +18,9 @@ use anyhow::Context as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::ansible::{Context, Module, Outcome};
-use crate::instance::layout::Layout;
+use crate::instance::layout::InstanceLayout;
 use crate::instance::supervisor::Supervisor;
-use crate::instance::{self, Identity, Instance, Status};
+use crate::instance::{self, Address, Instance, Status};
 
 /// How long a running but silent server gets before it is restarted.
 const GRACE_FOR_A_STARTING_SERVER: std::time::Duration = std::time::Duration::from_secs(5);
@@ -71,7 +71,7 @@ impl Module for RunBuildsetRegistry {
 
     fn run(args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
         let root = expand_root(args.root.as_deref().unwrap_or(DEFAULT_ROOT))?;
-        let layout = Layout::new(&root);
+        let layout = InstanceLayout::new(&root);
         let supervisor = Supervisor::for_host(&layout);
         match args.state.unwrap_or_default() {
             State::Absent => absent(&layout, &supervisor, ctx),
@@ -88,7 +88,7 @@ impl Module for RunBuildsetRegistry {
                     (None, Some(ip)) if !ip.is_unspecified() => ip.to_string(),
                     (None, _) => primary_address(),
                 };
-                let wanted = Identity { host, port, listen };
+                let wanted = Address { host, port, listen };
                 present(&layout, &supervisor, wanted, ctx)
             }
         }
@@ -96,9 +96,9 @@ impl Module for RunBuildsetRegistry {
 }
 
 fn present(
-    layout: &Layout,
+    layout: &InstanceLayout,
     supervisor: &Supervisor,
-    wanted: Identity,
+    wanted: Address,
     ctx: &mut Context,
 ) -> anyhow::Result<Outcome> {
     let root = layout.root().display().to_string();
@@ -179,7 +179,11 @@ fn present(
     ))
 }
 
-fn absent(layout: &Layout, supervisor: &Supervisor, ctx: &Context) -> anyhow::Result<Outcome> {
+fn absent(
+    layout: &InstanceLayout,
+    supervisor: &Supervisor,
+    ctx: &Context,
+) -> anyhow::Result<Outcome> {
     let root = layout.root().display().to_string();
     let running = supervisor.running_pid(layout).is_some();
     let ours = instance::is_instance(layout);
