@@ -86,6 +86,8 @@ impl Storage {
         let layout = self.layout.clone();
         let (name, reference, digest2) = (repository.clone(), reference.clone(), digest.clone());
         blocking(move || {
+            // A prune does not delete what this checks until it is committed.
+            let _lock = super::lock::shared(&layout)?;
             for need in needed {
                 let present = match &need {
                     Needed::Blob(d) => {
