@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod instance;
+pub mod prune_schedule;
 pub mod routes;
 pub mod server;
 pub mod site;
