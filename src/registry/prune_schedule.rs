@@ -51,12 +51,11 @@ pub async fn run(state: &super::AppState, policy: &PrunePolicy) {
     }
 }
 
-/// Check a schedule's values (site configuration): a period of at least
-/// a minute.
+/// Check a schedule's period (site configuration): at least a second.
 pub fn check_every(every: Duration) -> Result<(), String> {
-    if every < Duration::from_secs(60) {
+    if every < Duration::from_secs(1) {
         return Err(format!(
-            "{} is too often; at least 1m",
+            "{} is too often; at least 1s",
             humantime::format_duration(every)
         ));
     }

@@ -17,7 +17,7 @@
 //! token_secret_file: token.secret  # required; made (0600) when absent
 //! max_token_lifetime: 12h      # default 12h: longest delegated token
 //! prune:                       # optional: prune on a schedule
-//!   every: 1h                  #   time between prunes (at least 1m)
+//!   every: 1h                  #   time between prunes (at least 1s)
 //!   older_than: 7d             #   matching tags pushed longer ago go
 //!   tags: ["*_*"]              #   tag patterns, `REPO_GLOB:TAG_GLOB` per repository
 //!   grace: 1h                  #   default 1h: unreferenced content younger stays
@@ -449,8 +449,8 @@ zuul = "read-write"
                 "tags[0]: prune.tags: \"[x\": tag pattern: a [ is not closed by ]",
             ),
             (
-                "{every: 10s, older_than: 7d, tags: ['*_*']}",
-                "prune.every: 10s is too often",
+                "{every: 0s, older_than: 7d, tags: ['*_*']}",
+                "prune.every: 0s is too often",
             ),
             (
                 "{every: 1h, older_than: a week, tags: ['*_*']}",
