@@ -557,19 +557,20 @@ fn bad_patterns_and_ages_are_refused_naming_the_flag_and_nothing_changes() {
 fn prune_under_concurrent_pushes_loses_nothing_that_was_pushed() {
     let server = BuildsetServer::start();
     let client = Client::new(&server);
-    // Garbage for the prunes to remove: old tags, and old blobs nothing
-    // references, which the pushers reuse after a HEAD as docker does.
+    // Garbage for the prunes to remove: old tags, and many old blobs
+    // nothing references (so that the first prune deletes for a while),
+    // which the pushers name in their manifests: after a HEAD, as docker
+    // does, or blindly, as a client that saw them in an earlier push.
     let mut garbage = Vec::new();
     for i in 0..6 {
         let p = push_image(&client, "org/img", &format!("{i}_old"), b"old base");
         age_tag(&server.storage, "org/img", &p.tag, 9 * DAY);
         garbage.push(p);
     }
-    let reusable: Vec<Vec<u8>> = (0..8)
-        .map(|i| format!("reusable {i}").into_bytes())
-        .collect();
-    for bytes in &reusable {
-        let digest = client.blob("org/img", bytes);
+    let old_blob = |i: usize| format!("old unreferenced blob {i}").into_bytes();
+    const OLD: usize = 400;
+    for i in 0..OLD {
+        let digest = client.blob("org/img", &old_blob(i));
         let path = server
             .storage
             .join("blobs/sha256")
@@ -582,21 +583,28 @@ fn prune_under_concurrent_pushes_loses_nothing_that_was_pushed() {
     std::thread::sleep(Duration::from_secs(3));
     let args = ["--tags", "*_*", "--older-than", "1d", "--grace", "2s"];
     let done = std::sync::atomic::AtomicBool::new(false);
-    let (pushed, prunes) = std::thread::scope(|scope| {
+    let (pushed, blind, prunes) = std::thread::scope(|scope| {
+        let pruner = scope.spawn(|| {
+            let mut runs = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                succeeds(prune(&server.storage, &args));
+                runs += 1;
+            }
+            runs
+        });
         let pushers: Vec<_> = (0..3)
             .map(|t| {
                 let server = &server;
-                let reusable = &reusable;
                 scope.spawn(move || {
                     let client = Client::new(server);
                     let mut pushed = Vec::new();
-                    for i in 0..12 {
-                        let shared = &reusable[(t * 3 + i) % reusable.len()];
+                    for i in 0..15 {
+                        let shared = old_blob(t * 100 + i * 3);
                         pushed.push(push_image(
                             &client,
                             "org/img",
                             &format!("{t}{i}_new"),
-                            shared,
+                            &shared,
                         ));
                         if i % 4 == 0 {
                             pushed.push(push_index(&client, "org/multi", &format!("{t}{i}_new")));
@@ -606,24 +614,53 @@ fn prune_under_concurrent_pushes_loses_nothing_that_was_pushed() {
                 })
             })
             .collect();
-        let pruner = scope.spawn(|| {
-            let mut runs = 0;
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                succeeds(prune(&server.storage, &args));
-                runs += 1;
+        // Manifests naming old blobs with no HEAD first: either refused
+        // (the blob went first) or stored with the blob kept.
+        let blind = scope.spawn(|| {
+            let client = Client::new(&server);
+            let config = client.blob("org/blind", b"{}");
+            let mut stored = Vec::new();
+            for i in 0..60 {
+                let bytes = old_blob(300 + i);
+                let doc = image(
+                    (&config, 2),
+                    &[(&Digest::sha256(&bytes), bytes.len())],
+                    None,
+                );
+                let reply = client
+                    .send("PUT", &format!("org/blind/manifests/{i}_blind"))
+                    .header("content-type", OCI_MANIFEST)
+                    .body(doc.clone())
+                    .send()
+                    .unwrap();
+                match reply.status().as_u16() {
+                    201 => stored.push(Pushed {
+                        repo: "org/blind".into(),
+                        tag: format!("{i}_blind"),
+                        manifest: Digest::sha256(&doc),
+                        children: vec![],
+                        blobs: vec![config.clone(), Digest::sha256(&bytes)],
+                    }),
+                    400 => {
+                        let text = reply.text().unwrap();
+                        assert!(text.contains("MANIFEST_BLOB_UNKNOWN"), "{text}");
+                    }
+                    other => panic!("{other}: {}", reply.text().unwrap()),
+                }
             }
-            runs
+            stored
         });
         let pushed: Vec<Pushed> = pushers
             .into_iter()
             .flat_map(|p| p.join().unwrap())
             .collect();
+        let blind = blind.join().unwrap();
         done.store(true, std::sync::atomic::Ordering::SeqCst);
-        (pushed, pruner.join().unwrap())
+        (pushed, blind, pruner.join().unwrap())
     });
-    assert!(prunes >= 2, "only {prunes} prunes ran during the pushes");
+    assert!(prunes >= 1, "no prune ran during the pushes");
     succeeds(prune(&server.storage, &args));
-    for p in &pushed {
+    for p in pushed.iter().chain(&blind) {
         assert!(p.answers(&client), "lost {p:?}");
     }
     for g in &garbage {
@@ -632,6 +669,12 @@ fn prune_under_concurrent_pushes_loses_nothing_that_was_pushed() {
             "kept {g:?}"
         );
     }
+    // The old blobs no manifest took are gone.
+    let unused = Digest::sha256(&old_blob(299));
+    assert_eq!(
+        client.status("HEAD", &format!("org/img/blobs/{unused}")),
+        404
+    );
 }
 
 #[test]
@@ -700,4 +743,43 @@ fn sigkill_at_any_point_of_a_prune_leaves_every_tag_on_a_complete_manifest() {
     for p in &doomed {
         assert!(p.gone(&client, &[Digest::sha256(b"base")]), "kept {p:?}");
     }
+}
+
+#[test]
+fn the_server_prunes_on_its_schedule() {
+    let mut server = BuildsetServer::start();
+    let old = push_image(&Client::new(&server), "org/img", "1_latest", b"base");
+    let young = push_image(&Client::new(&server), "org/img", "2_latest", b"base");
+    age_tag(&server.storage, "org/img", "1_latest", 8 * DAY);
+    // The JSON form of a site's `prune:` section.
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&server.config_path).unwrap()).unwrap();
+    config["prune"] = serde_json::json!({
+        "every": {"secs": 1, "nanos": 0},
+        "policy": {
+            "tags": ["*_*"],
+            "older_than": {"secs": 7 * 86400, "nanos": 0},
+            "grace": {"secs": 0, "nanos": 0},
+            "dry_run": false,
+        },
+    });
+    std::fs::write(&server.config_path, config.to_string()).unwrap();
+    server.restart();
+    let client = Client::new(&server);
+    crate::support::wait_until("the scheduled prune", Duration::from_secs(30), || {
+        old.gone(&client, &[Digest::sha256(b"base")])
+    });
+    assert!(young.answers(&client));
+    let log = server.log();
+    assert!(
+        log.contains(&format!(
+            "prune: removed tag       org/img:1_latest -> {} (8d old)",
+            old.manifest
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("prune: removed 1 tag, 1 manifest, 3 blobs ("),
+        "{log}"
+    );
 }
