@@ -115,6 +115,7 @@ impl Storage {
     /// run left half-written in `tmp/`.
     pub fn open(root: &Path) -> Result<Storage> {
         let layout = Layout::new(root);
+        prune::restore_trash(&layout);
         let _ = std::fs::remove_dir_all(layout.tmp());
         for dir in [
             layout.blobs(),

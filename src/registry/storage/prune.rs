@@ -25,7 +25,9 @@
 //! use it for at least the grace period. Deletion goes tags, then
 //! manifests (indexes before their children), then blobs, each an atomic
 //! unlink, so that a prune killed at any point leaves every tag pointing
-//! at a complete manifest and every manifest with all it names.
+//! at a complete manifest and every manifest with all it names (a blob
+//! moved aside when the prune died is put back by the next prune or the
+//! next start of the server, and decided again).
 //!
 //! The `speculative-images/changes` record repository is an ordinary
 //! repository: its tags go when a pattern matches them.
@@ -52,7 +54,8 @@ const IDLE_UPLOAD: Duration = Duration::from_secs(600);
 /// The grace period when none is given.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 
-/// Files under `tmp/` holding a blob being deleted.
+/// Files under `tmp/` holding a blob being deleted:
+/// `prune-<algorithm>-<hex>-<random id>`.
 const TRASH_PREFIX: &str = "prune-";
 
 /// Which tags a prune removes, by name: `TAG_GLOB` for every repository
@@ -388,7 +391,7 @@ struct Plan {
 fn prune_store(layout: &Layout, policy: &PrunePolicy) -> Result<PruneReport> {
     let start = SystemTime::now();
     let mut cache: HashMap<Digest, Parsed> = HashMap::new();
-    clear_trash(layout);
+    restore_trash(layout);
     if policy.dry_run {
         let plan = plan(layout, policy, start, &mut cache)?;
         return Ok(report_of(&plan, true));
@@ -635,9 +638,12 @@ fn delete_blob(
     fresh_since: SystemTime,
 ) -> Result<bool> {
     let path = layout.blob(digest);
-    let aside = layout
-        .tmp()
-        .join(format!("{TRASH_PREFIX}{}", super::files::random_id()));
+    let aside = layout.tmp().join(format!(
+        "{TRASH_PREFIX}{}-{}-{}",
+        digest.algorithm().as_str(),
+        digest.hex(),
+        super::files::random_id()
+    ));
     let context = || format!("deleting blob {digest}");
     match std::fs::rename(&path, &aside) {
         Ok(()) => {}
@@ -698,20 +704,30 @@ fn remove_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Remove what a prune killed between moving a blob aside and unlinking
-/// it left behind.
-fn clear_trash(layout: &Layout) {
+/// Put back what a prune killed between moving a blob aside and
+/// unlinking it left in `tmp/` (the next prune decides again), where no
+/// copy has taken its place; remove the rest. [`Storage::open`] calls
+/// this before it empties `tmp/`.
+pub(super) fn restore_trash(layout: &Layout) {
     let Ok(entries) = std::fs::read_dir(layout.tmp()) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(TRASH_PREFIX)
-        {
-            let _ = std::fs::remove_file(entry.path());
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix(TRASH_PREFIX) else {
+            continue;
+        };
+        let digest = rest
+            .rsplit_once('-')
+            .and_then(|(named, _)| named.split_once('-'))
+            .and_then(|(algorithm, hex)| format!("{algorithm}:{hex}").parse::<Digest>().ok());
+        if let Some(digest) = digest {
+            let path = layout.blob(&digest);
+            if !path.exists() && super::files::rename_into_place(&entry.path(), &path).is_ok() {
+                continue;
+            }
         }
+        let _ = std::fs::remove_file(entry.path());
     }
 }
 
@@ -887,6 +903,32 @@ mod tests {
             let error = bad.parse::<TagPattern>().unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn a_blob_a_killed_prune_left_aside_is_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let layout = storage.layout().clone();
+        let (kept, copied) = (b"aside".to_vec(), b"copied".to_vec());
+        let (kept_digest, copied_digest) = (Digest::sha256(&kept), Digest::sha256(&copied));
+        for (digest, bytes) in [(&kept_digest, &kept), (&copied_digest, &copied)] {
+            let aside = layout.tmp().join(format!(
+                "{TRASH_PREFIX}{}-{}-{}",
+                digest.algorithm().as_str(),
+                digest.hex(),
+                super::super::files::random_id()
+            ));
+            std::fs::write(aside, bytes).unwrap();
+        }
+        // A copy of the second was uploaded again meanwhile.
+        std::fs::create_dir_all(layout.blob(&copied_digest).parent().unwrap()).unwrap();
+        std::fs::write(layout.blob(&copied_digest), &copied).unwrap();
+        drop(storage);
+        Storage::open(dir.path()).unwrap();
+        assert_eq!(std::fs::read(layout.blob(&kept_digest)).unwrap(), kept);
+        assert_eq!(std::fs::read(layout.blob(&copied_digest)).unwrap(), copied);
+        assert_eq!(std::fs::read_dir(layout.tmp()).unwrap().count(), 0);
     }
 
     #[test]
