@@ -767,7 +767,9 @@ fn the_server_prunes_on_its_schedule() {
     server.restart();
     let client = Client::new(&server);
     crate::support::wait_until("the scheduled prune", Duration::from_secs(30), || {
-        old.gone(&client, &[Digest::sha256(b"base")])
+        // Logged once the prune is over.
+        server.log().contains("prune: removed 1 tag")
+            && old.gone(&client, &[Digest::sha256(b"base")])
     });
     assert!(young.answers(&client));
     let log = server.log();
