@@ -16,6 +16,7 @@ mod registry_crash;
 mod registry_docker;
 mod registry_inprocess;
 mod registry_protocol;
+mod registry_prune;
 mod registry_server;
 mod registry_site;
 mod registry_spec;

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// when false every such DELETE answers 405 UNSUPPORTED.
     #[serde(default = "yes")]
     pub delete_enabled: bool,
+    /// Prune the storage on a schedule (a site's `prune:` section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<super::prune_schedule::PruneSchedule>,
 }
 
 /// PEM files for TLS.

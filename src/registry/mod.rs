@@ -2,11 +2,13 @@
 //! registry: the OCI distribution API routes ([`routes`]), who may do
 //! what ([`auth`]), content-addressed filesystem storage ([`storage`]),
 //! the spec's errors ([`errors`]), the listener with TLS ([`server`]),
-//! and its configuration ([`config`], [`site`]).
+//! pruning on a schedule ([`prune_schedule`]; the prune itself is
+//! [`storage::prune`]), and its configuration ([`config`], [`site`]).
 
 pub mod auth;
 pub mod config;
 pub mod errors;
+pub mod prune_schedule;
 pub mod routes;
 pub mod server;
 pub mod site;

@@ -67,6 +67,7 @@ async fn run(config: &ServerConfig) -> anyhow::Result<()> {
         tokio::spawn(accept_loop(listener, tls.clone(), app.clone()));
     }
     tokio::spawn(tidy_uploads(state.clone()));
+    super::prune_schedule::start(&state, config.prune.as_ref());
     shutdown_signal().await;
     tracing::info!("stopping");
     Ok(())

@@ -16,6 +16,12 @@
 //! deletes: true                # default true
 //! token_secret_file: token.secret  # required; made (0600) when absent
 //! max_token_lifetime: 12h      # default 12h: longest delegated token
+//! prune:                       # optional: prune on a schedule
+//!   every: 1h                  #   time between prunes (at least 1s)
+//!   older_than: 7d             #   matching tags pushed longer ago go
+//!   tags: ["*_*"]              #   tag patterns, `REPO_GLOB:TAG_GLOB` per repository
+//!   grace: 1h                  #   default 1h: unreferenced content younger stays
+//!   dry_run: false             #   default false: only log what would go
 //! ```
 //!
 //! Relative paths are taken from the directory of the file. htpasswd
@@ -65,6 +71,35 @@ pub struct SiteConfig {
     /// Longest lifetime of a delegated token: `12h`, `90m`, or seconds.
     #[serde(default = "twelve_hours", deserialize_with = "duration")]
     pub max_token_lifetime: Duration,
+    /// Prune on a schedule (see [`PruneSection`]).
+    #[serde(default)]
+    pub prune: Option<PruneSection>,
+}
+
+/// The `prune:` section: prune the storage every `every`, removing tags
+/// matching `tags` older than `older_than` and what nothing then
+/// references (see `speculative-images prune`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneSection {
+    /// Time between prunes.
+    #[serde(deserialize_with = "duration")]
+    pub every: Duration,
+    /// Matching tags pushed longer ago than this go.
+    #[serde(deserialize_with = "duration")]
+    pub older_than: Duration,
+    /// Tag patterns (`*_*`, `org/*:change_*`).
+    pub tags: Vec<crate::registry::storage::TagPattern>,
+    /// Unreferenced content younger than this stays (default 1h).
+    #[serde(default = "prune_grace", deserialize_with = "duration")]
+    pub grace: Duration,
+    /// Only log what would go.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn prune_grace() -> Duration {
+    crate::registry::storage::prune::DEFAULT_GRACE
 }
 
 fn yes() -> bool {
@@ -152,6 +187,25 @@ impl SiteConfig {
         }
         let token_secret =
             token_secret(&base.join(&self.token_secret_file)).context("token_secret_file")?;
+        let prune = match self.prune {
+            Some(p) => {
+                super::prune_schedule::check_every(p.every)
+                    .map_err(|e| anyhow::anyhow!("prune.every: {e}"))?;
+                if p.tags.is_empty() {
+                    bail!("prune.tags: name at least one pattern, like \"*_*\"");
+                }
+                Some(super::prune_schedule::PruneSchedule {
+                    every: p.every,
+                    policy: crate::registry::storage::PrunePolicy {
+                        tags: p.tags,
+                        older_than: p.older_than,
+                        grace: p.grace,
+                        dry_run: p.dry_run,
+                    },
+                })
+            }
+            None => None,
+        };
         Ok(ServerConfig {
             listen: self.listen,
             tls: self.tls.map(|tls| TlsFiles {
@@ -165,6 +219,7 @@ impl SiteConfig {
             token_secret,
             anonymous_pull: self.anonymous_pull,
             delete_enabled: self.deletes,
+            prune,
         })
     }
 }
@@ -308,6 +363,29 @@ max_token_lifetime: 2h
     }
 
     #[test]
+    fn a_prune_section_becomes_the_servers_schedule() {
+        let dir = site_dir();
+        let text = format!(
+            "{YAML}prune:\n  every: 6h\n  older_than: 7d\n  tags: ['*_*', 'speculative-images/changes:*']\n"
+        );
+        let schedule = load_text(dir.path(), "site.yaml", &text)
+            .unwrap()
+            .prune
+            .unwrap();
+        assert_eq!(schedule.every, Duration::from_secs(6 * 3600));
+        assert_eq!(schedule.policy.older_than, Duration::from_secs(7 * 86400));
+        assert_eq!(schedule.policy.grace, Duration::from_secs(3600));
+        assert!(!schedule.policy.dry_run);
+        let tags: Vec<String> = schedule.policy.tags.iter().map(|t| t.to_string()).collect();
+        assert_eq!(tags, ["*_*", "speculative-images/changes:*"]);
+        assert!(schedule.policy.tags[0].matches("org/img", "1234_latest"));
+        assert!(load_text(dir.path(), "site.yaml", YAML)
+            .unwrap()
+            .prune
+            .is_none());
+    }
+
+    #[test]
     fn toml_takes_the_same_keys() {
         let dir = site_dir();
         let toml = r#"
@@ -361,6 +439,36 @@ zuul = "read-write"
             let error = format!(
                 "{:#}",
                 load_text(dir.path(), "site.yaml", &text).unwrap_err()
+            );
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+        let prune = |section: &str| format!("{YAML}prune: {section}\n");
+        for (section, expected) in [
+            (
+                "{every: 1h, older_than: 7d, tags: ['[x']}",
+                "tags[0]: prune.tags: \"[x\": tag pattern: a [ is not closed by ]",
+            ),
+            (
+                "{every: 0s, older_than: 7d, tags: ['*_*']}",
+                "prune.every: 0s is too often",
+            ),
+            (
+                "{every: 1h, older_than: a week, tags: ['*_*']}",
+                "prune.older_than",
+            ),
+            (
+                "{every: 1h, older_than: 7d, tags: []}",
+                "prune.tags: name at least one",
+            ),
+            ("{every: 1h, older_than: 7d}", "prune: missing field `tags`"),
+            (
+                "{every: 1h, older_than: 7d, tags: ['*_*'], dryrun: true}",
+                "prune: unknown field `dryrun`",
+            ),
+        ] {
+            let error = format!(
+                "{:#}",
+                load_text(dir.path(), "site.yaml", &prune(section)).unwrap_err()
             );
             assert!(error.contains(expected), "{expected}: {error}");
         }

@@ -13,6 +13,9 @@ use super::paths::Layout;
 use super::{blocking, io_context, Result, Storage, StorageError};
 use crate::oci::{Digest, RepositoryName};
 
+/// How old a blob may be before reading its size refreshes its time.
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// An open blob positioned at the start of the requested bytes.
 pub struct BlobReader {
     /// The file, positioned at `start`.
@@ -31,11 +34,44 @@ impl Storage {
             return Err(StorageError::BlobUnknown(digest.clone()));
         }
         match tokio::fs::metadata(self.layout.blob(digest)).await {
-            Ok(meta) => Ok(meta.len()),
+            Ok(meta) => {
+                self.refresh(digest, &meta).await?;
+                Ok(meta.len())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(StorageError::BlobUnknown(digest.clone()))
             }
             Err(e) => Err(io_context(format!("reading blob {digest}"))(e)),
+        }
+    }
+
+    /// A client told that a blob exists (HEAD, a mount) may name it in a
+    /// manifest next: set its time to now when it is older than
+    /// [`REFRESH`], so that a prune's grace period covers it (see
+    /// [`prune`](super::prune)). A blob a prune removed meanwhile is unknown.
+    async fn refresh(&self, digest: &Digest, meta: &std::fs::Metadata) -> Result<()> {
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > REFRESH);
+        if !old {
+            return Ok(());
+        }
+        let path = self.layout.blob(digest);
+        let touched = blocking(move || {
+            Ok(std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now())))
+        })
+        .await?;
+        match touched {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StorageError::BlobUnknown(digest.clone()))
+            }
+            // A store this process may not write (read-only): nothing to refresh.
+            _ => Ok(()),
         }
     }
 

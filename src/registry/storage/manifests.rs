@@ -5,14 +5,14 @@
 //! known kind and everything it names is already stored.
 
 use bytes::Bytes;
-use serde_json::Value;
 
 use super::files::write_atomic;
 use super::paths::Layout;
 use super::referrers::{self, Referrer};
 use super::{blocking, io_context, Result, Storage, StorageError};
 use crate::oci::{
-    media_type, Algorithm, Digest, DigestError, ManifestReference, RepositoryName, Tag,
+    media_type, Algorithm, Descriptor, Digest, ImageIndex, ImageManifest, ManifestReference,
+    RepositoryName, Tag,
 };
 
 /// The largest manifest accepted (distribution's limit).
@@ -86,6 +86,8 @@ impl Storage {
         let layout = self.layout.clone();
         let (name, reference, digest2) = (repository.clone(), reference.clone(), digest.clone());
         blocking(move || {
+            // A prune does not delete what this checks until it is committed.
+            let _lock = super::lock::shared(&layout)?;
             for need in needed {
                 let present = match &need {
                     Needed::Blob(d) => {
@@ -291,28 +293,43 @@ fn walk_repositories(dir: &std::path::Path, prefix: &str, found: &mut Vec<String
     Ok(())
 }
 
-/// Check a manifest's shape; return its media type, what it names and
-/// the subject it refers to.
+/// The fields read before the kind of document is known.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    #[serde(default)]
+    schema_version: Option<u32>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<serde::de::IgnoredAny>,
+}
+
+/// Check a manifest's shape against the image spec, reading it as the
+/// shared model ([`ImageManifest`] or [`ImageIndex`]); return its media
+/// type, what it names and the subject it refers to. Errors name the
+/// field (`layers[0]: size must be a non-negative integer`).
 fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<Examined> {
     let invalid = |why: &str| StorageError::ManifestInvalid(why.to_string());
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(invalid("larger than 4 MiB"));
     }
-    let doc: Value =
-        serde_json::from_slice(bytes).map_err(|e| invalid(&format!("not valid JSON: {e}")))?;
-    let obj = doc
-        .as_object()
-        .ok_or_else(|| invalid("not a JSON object"))?;
-    if obj.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
+    // serde would take a struct from a JSON array too.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => invalid("not a JSON object"),
+                Err(e) => invalid(&format!("not valid JSON: {e}")),
+            },
+        );
+    }
+    let head: Head = parse(bytes)?;
+    if head.schema_version != Some(2) {
         return Err(invalid("schemaVersion must be 2"));
     }
-    let declared = match obj.get("mediaType") {
-        None => None,
-        Some(Value::String(declared)) => Some(declared.as_str()),
-        Some(_) => return Err(invalid("mediaType must be a string")),
-    };
+    let declared = head.media_type.as_deref();
     let content_type = content_type
-        .map(|c| c.split(';').next().unwrap_or("").trim())
+        .map(media_type::essence)
         .filter(|c| !matches!(*c, "" | "application/octet-stream" | "application/json"));
     let media_type = match (content_type, declared) {
         (Some(sent), Some(declared)) if sent != declared => {
@@ -321,47 +338,46 @@ fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<Examined> {
             )))
         }
         (Some(sent), _) => sent.to_string(),
-        (None, Some(declared)) => declared.to_string(),
-        (None, None) if obj.contains_key("manifests") => media_type::OCI_INDEX.to_string(),
-        (None, None) => media_type::OCI_MANIFEST.to_string(),
+        (None, declared) => media_type::implied_by(declared, head.manifests.is_some()).to_string(),
     };
     if !media_type::is_manifest_type(&media_type) {
         return Err(invalid(&format!("unsupported media type {media_type}")));
     }
     let mut needed = Vec::new();
-    if media_type::is_index(&media_type) {
-        let manifests = obj
-            .get("manifests")
-            .and_then(Value::as_array)
-            .ok_or_else(|| invalid("an index needs a manifests array"))?;
-        for (i, m) in manifests.iter().enumerate() {
-            needed.push(Needed::Manifest(descriptor(m, &format!("manifests[{i}]"))?));
+    let (subject, artifact_type, config_type, annotations) = if media_type::is_index(&media_type) {
+        let index: ImageIndex = parse(bytes)?;
+        for (i, m) in index.manifests.iter().enumerate() {
+            check_descriptor(m, &format!("manifests[{i}]"))?;
+            needed.push(Needed::Manifest(m.digest.clone()));
         }
+        (index.subject, index.artifact_type, None, index.annotations)
     } else {
-        let config = obj
-            .get("config")
-            .ok_or_else(|| invalid("a manifest needs a config"))?;
-        needed.push(Needed::Blob(descriptor(config, "config")?));
-        let layers = obj
-            .get("layers")
-            .and_then(Value::as_array)
-            .ok_or_else(|| invalid("a manifest needs a layers array"))?;
-        for (i, layer) in layers.iter().enumerate() {
-            let digest = descriptor(layer, &format!("layers[{i}]"))?;
+        let image: ImageManifest = parse(bytes)?;
+        check_descriptor(&image.config, "config")?;
+        needed.push(Needed::Blob(image.config.digest.clone()));
+        for (i, layer) in image.layers.iter().enumerate() {
+            check_descriptor(layer, &format!("layers[{i}]"))?;
             // Foreign (non-distributable) layers live at their URLs.
-            let foreign = layer
-                .get("urls")
-                .and_then(Value::as_array)
-                .is_some_and(|u| !u.is_empty());
-            if !foreign {
-                needed.push(Needed::Blob(digest));
+            if !layer.is_foreign() {
+                needed.push(Needed::Blob(layer.digest.clone()));
             }
         }
-    }
-    if let Some(subject) = obj.get("subject") {
-        descriptor(subject, "subject")?;
-    }
-    let referrer = Referrer::of(obj, &media_type)?;
+        let config_type = Some(image.config.media_type);
+        (
+            image.subject,
+            image.artifact_type,
+            config_type,
+            image.annotations,
+        )
+    };
+    let referrer = match subject {
+        Some(subject) => {
+            check_descriptor(&subject, "subject")?;
+            let artifact_type = artifact_type.filter(|t| !t.is_empty()).or(config_type);
+            Some(Referrer::new(subject.digest, artifact_type, annotations))
+        }
+        None => None,
+    };
     Ok(Examined {
         media_type,
         needed,
@@ -369,31 +385,95 @@ fn examine(bytes: &[u8], content_type: Option<&str>) -> Result<Examined> {
     })
 }
 
-/// Check a descriptor (`field` names it in errors): a `mediaType` of the
-/// form type/subtype, a non-negative integer `size` and a valid `digest`,
-/// as the image-spec requires; returns the digest.
-fn descriptor(d: &Value, field: &str) -> Result<Digest> {
-    let invalid = |why: String| StorageError::ManifestInvalid(format!("{field}: {why}"));
-    let d = d
-        .as_object()
-        .ok_or_else(|| invalid("must be a descriptor object".into()))?;
-    let media_type = d
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("mediaType is missing or not a string".into()))?;
-    if !is_media_type(media_type) {
-        return Err(invalid(format!(
-            "mediaType {media_type:?} is not type/subtype"
+/// `bytes` as a `T` of the shared model, or `ManifestInvalid` naming
+/// the field and what the spec wants of it.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let mut document = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut document)
+        .map_err(|e| StorageError::ManifestInvalid(explain(&e)))
+}
+
+/// What is wrong, in the words of the image spec, at the place
+/// `serde_path_to_error` found it.
+fn explain(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    use serde_path_to_error::Segment;
+    let inner = error.inner();
+    if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+        return format!("not valid JSON: {inner}");
+    }
+    // serde_json's message without " at line L column C".
+    let shown = inner.to_string();
+    let message = match shown.rsplit_once(" at line ") {
+        Some((message, _)) if inner.line() > 0 => message.to_string(),
+        _ => shown,
+    };
+    let mut path: Vec<String> = Vec::new();
+    for segment in error.path().iter() {
+        match segment {
+            Segment::Seq { index } => match path.last_mut() {
+                Some(last) => last.push_str(&format!("[{index}]")),
+                None => path.push(format!("[{index}]")),
+            },
+            Segment::Map { key } => path.push(key.clone()),
+            Segment::Enum { variant } => path.push(variant.clone()),
+            Segment::Unknown => path.push("?".into()),
+        }
+    }
+    // A missing field is reported at the object that lacks it.
+    let (object, field) = match message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        Some(field) => (path.clone(), Some(field.to_string())),
+        None => {
+            let field = path.last().cloned();
+            (path[..path.len().saturating_sub(1)].to_vec(), field)
+        }
+    };
+    let is_descriptor = |p: &[String]| {
+        matches!(p, [one] if one == "config" || one == "subject"
+            || one.starts_with("layers[") || one.starts_with("manifests["))
+    };
+    match (object.as_slice(), field.as_deref()) {
+        ([], None) => "not a JSON object".into(),
+        ([], Some("schemaVersion")) => "schemaVersion must be 2".into(),
+        ([], Some("mediaType")) => "mediaType must be a string".into(),
+        ([], Some("config")) if field_missing(&message) => "a manifest needs a config".into(),
+        ([], Some("layers")) => "a manifest needs a layers array".into(),
+        ([], Some("manifests")) => "an index needs a manifests array".into(),
+        ([], Some(f)) if is_descriptor(&[f.to_string()]) => {
+            format!("{f}: must be a descriptor object")
+        }
+        (d, Some(f)) if is_descriptor(d) => {
+            let d = &d[0];
+            match f {
+                "mediaType" => format!("{d}: mediaType is missing or not a string"),
+                "size" => format!("{d}: size must be a non-negative integer"),
+                "digest" if message.starts_with("invalid type") || field_missing(&message) => {
+                    format!("{d}: digest is missing or not a string")
+                }
+                "digest" => format!("{d}: digest: {message}"),
+                f => format!("{d}: {f}: {message}"),
+            }
+        }
+        _ => format!("{}: {message}", error.path()),
+    }
+}
+
+fn field_missing(message: &str) -> bool {
+    message.starts_with("missing field `")
+}
+
+/// Check what serde does not: a descriptor's `mediaType` is of the form
+/// type/subtype, as the image spec requires (`field` names it in errors).
+fn check_descriptor(d: &Descriptor, field: &str) -> Result<()> {
+    if !is_media_type(&d.media_type) {
+        return Err(StorageError::ManifestInvalid(format!(
+            "{field}: mediaType {:?} is not type/subtype",
+            d.media_type
         )));
     }
-    if d.get("size").and_then(Value::as_u64).is_none() {
-        return Err(invalid("size must be a non-negative integer".into()));
-    }
-    d.get("digest")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("digest is missing or not a string".into()))?
-        .parse()
-        .map_err(|e: DigestError| invalid(format!("digest: {e}")))
+    Ok(())
 }
 
 /// The image-spec's media type grammar (RFC 6838 names).
@@ -405,4 +485,65 @@ fn is_media_type(text: &str) -> bool {
         .expect("a valid pattern")
     });
     GRAMMAR.is_match(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn says(doc: &str, content_type: Option<&str>) -> String {
+        match examine(doc.as_bytes(), content_type) {
+            Err(StorageError::ManifestInvalid(why)) => why,
+            Err(other) => panic!("{doc}: {other}"),
+            Ok(_) => panic!("{doc}: accepted"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_and_what_the_spec_wants() {
+        let d = Digest::sha256(b"x");
+        let layer = format!(r#"{{"mediaType": "a/b", "digest": "{d}", "size": 1}}"#);
+        for (doc, expected) in [
+            ("{not json".to_string(), "not valid JSON: "),
+            ("[1,2]".into(), "not a JSON object"),
+            (r#"{"schemaVersion": 1}"#.into(), "schemaVersion must be 2"),
+            (r#"{"schemaVersion": "2"}"#.into(), "schemaVersion must be 2"),
+            (r#"{"schemaVersion": 2, "layers": []}"#.into(), "a manifest needs a config"),
+            (
+                format!(r#"{{"schemaVersion": 2, "config": {layer}}}"#),
+                "a manifest needs a layers array",
+            ),
+            (
+                format!(r#"{{"schemaVersion": 2, "config": {layer}, "layers": {{}}}}"#),
+                "a manifest needs a layers array",
+            ),
+            (
+                r#"{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json"}"#
+                    .into(),
+                "an index needs a manifests array",
+            ),
+            (
+                format!(r#"{{"schemaVersion": 2, "config": 5, "layers": [{layer}]}}"#),
+                "config: must be a descriptor object",
+            ),
+            (
+                r#"{"schemaVersion": 2, "config": {"mediaType": "a/b", "digest": "sha256:zz", "size": 1}, "layers": []}"#.into(),
+                "config: digest: ",
+            ),
+            (
+                format!(r#"{{"schemaVersion": 2, "manifests": [{{"mediaType": "a/b", "digest": "{d}", "size": 1, "platform": {{"os": "linux"}}}}]}}"#),
+                "manifests[0].platform: missing field `architecture`",
+            ),
+        ] {
+            let shown = says(&doc, None);
+            assert!(shown.starts_with(expected), "{doc}: {shown}");
+        }
+        assert_eq!(
+            says(
+                r#"{"schemaVersion": 2, "manifests": []}"#,
+                Some("text/plain")
+            ),
+            "unsupported media type text/plain"
+        );
+    }
 }

@@ -9,8 +9,10 @@
 
 mod blobs;
 pub mod files;
+mod lock;
 mod manifests;
 pub mod paths;
+pub mod prune;
 mod referrers;
 mod uploads;
 
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 pub use blobs::BlobReader;
 pub use manifests::{PutManifest, StoredManifest, MAX_MANIFEST_BYTES};
+pub use prune::{PrunePolicy, PruneReport, Pruned, TagPattern};
 pub use uploads::UploadState;
 
 use crate::oci::Digest;
@@ -112,6 +115,7 @@ impl Storage {
     /// run left half-written in `tmp/`.
     pub fn open(root: &Path) -> Result<Storage> {
         let layout = Layout::new(root);
+        prune::restore_trash(&layout);
         let _ = std::fs::remove_dir_all(layout.tmp());
         for dir in [
             layout.blobs(),
@@ -122,6 +126,30 @@ impl Storage {
             std::fs::create_dir_all(&dir)
                 .map_err(io_context(format!("creating {}", dir.display())))?;
         }
+        lock::ensure(&layout)?;
+        Ok(Storage {
+            layout,
+            uploads: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The storage at `root` as another process sees it while a server
+    /// runs on it (`speculative-images prune`): nothing is created or
+    /// discarded; `root` must be a store [`Storage::open`] made.
+    pub fn attach(root: &Path) -> Result<Storage> {
+        let layout = Layout::new(root);
+        for dir in [layout.blobs(), layout.repositories()] {
+            if !dir.is_dir() {
+                return Err(StorageError::Io {
+                    context: format!("{} is not a registry's storage", root.display()),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("{} is missing", dir.display()),
+                    ),
+                });
+            }
+        }
+        lock::ensure(&layout)?;
         Ok(Storage {
             layout,
             uploads: Mutex::new(HashMap::new()),

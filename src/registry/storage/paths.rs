@@ -19,8 +19,10 @@
 //! │   └── <32 hex id>/
 //! │       ├── repository                      name of the repository it is for
 //! │       └── data                            bytes received so far
-//! └── tmp/                                    files being written, renamed into
-//!                                             place when complete; emptied at start
+//! ├── tmp/                                    files being written, renamed into
+//! │                                           place when complete; emptied at start
+//! └── prune.lock                              held shared by manifest PUTs, exclusive
+//!                                             by a prune (see `storage::lock`)
 //! ```
 //!
 //! Content enters `blobs/` only by `rename` of a complete, fsynced, verified
@@ -152,6 +154,11 @@ impl Layout {
     /// The repository an upload is for.
     pub fn upload_repository(&self, id: &str) -> PathBuf {
         self.upload(id).join("repository")
+    }
+
+    /// The prune lock's file.
+    pub fn prune_lock(&self) -> PathBuf {
+        self.root.join("prune.lock")
     }
 
     /// Directory of files being written.

@@ -4,12 +4,14 @@
 //! manifest is put, removed when it is deleted), so a listing reads one
 //! directory instead of every manifest.
 
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 use super::files::{fsync_dir, write_atomic};
 use super::paths::Layout;
-use super::{blocking, io_context, Result, Storage, StorageError};
-use crate::oci::{media_type, Digest, DigestError, RepositoryName};
+use super::{blocking, io_context, Result, Storage};
+use crate::oci::{Descriptor, Digest, RepositoryName};
 
 /// What a manifest with a `subject` contributes to its subject's
 /// referrers list.
@@ -21,36 +23,23 @@ pub(super) struct Referrer {
     /// media type.
     artifact_type: Option<String>,
     /// The manifest's annotations.
-    annotations: Option<Value>,
+    annotations: BTreeMap<String, String>,
 }
 
 impl Referrer {
-    /// The referrer a manifest document makes, if it names a subject.
-    pub fn of(manifest: &Map<String, Value>, media_type: &str) -> Result<Option<Referrer>> {
-        let invalid = |why: String| StorageError::ManifestInvalid(why);
-        let Some(subject) = manifest.get("subject") else {
-            return Ok(None);
-        };
-        let subject = subject
-            .get("digest")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("the subject has no digest".into()))?
-            .parse()
-            .map_err(|e: DigestError| invalid(format!("the subject's digest: {e}")))?;
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
-        let artifact_type = text(manifest.get("artifactType")).filter(|t| !t.is_empty());
-        let artifact_type = match artifact_type {
-            None if !media_type::is_index(media_type) => {
-                text(manifest.get("config").and_then(|c| c.get("mediaType")))
-            }
-            other => other,
-        };
-        let annotations = manifest.get("annotations").filter(|a| a.is_object());
-        Ok(Some(Referrer {
+    /// The referrer a manifest naming `subject` makes: its `artifactType`
+    /// (else, for an image manifest, its config's media type) and its
+    /// annotations.
+    pub fn new(
+        subject: Digest,
+        artifact_type: Option<String>,
+        annotations: BTreeMap<String, String>,
+    ) -> Referrer {
+        Referrer {
             subject,
             artifact_type,
-            annotations: annotations.cloned(),
-        }))
+            annotations,
+        }
     }
 
     /// The descriptor the referrers API lists for the manifest.
@@ -63,8 +52,8 @@ impl Referrer {
         if let Some(artifact_type) = &self.artifact_type {
             descriptor["artifactType"] = Value::String(artifact_type.clone());
         }
-        if let Some(annotations) = &self.annotations {
-            descriptor["annotations"] = annotations.clone();
+        if !self.annotations.is_empty() {
+            descriptor["annotations"] = serde_json::json!(self.annotations);
         }
         descriptor
     }
@@ -100,10 +89,7 @@ pub(super) fn forget(
     digest: &Digest,
     bytes: &[u8],
 ) -> Result<()> {
-    let subject = serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .and_then(|doc| doc.get("subject")?.get("digest")?.as_str()?.parse().ok());
-    let Some(subject) = subject else {
+    let Some(subject) = subject_of(bytes) else {
         return Ok(());
     };
     let entry = layout.referrer(name, &subject, digest);
@@ -115,6 +101,18 @@ pub(super) fn forget(
     .map_err(io_context(format!(
         "removing {digest} from the referrers of {subject} in {name}"
     )))
+}
+
+/// The digest of the `subject` a stored manifest names, if it names one.
+pub(super) fn subject_of(bytes: &[u8]) -> Option<Digest> {
+    #[derive(serde::Deserialize)]
+    struct WithSubject {
+        subject: Option<Descriptor>,
+    }
+    serde_json::from_slice::<WithSubject>(bytes)
+        .ok()?
+        .subject
+        .map(|s| s.digest)
 }
 
 impl Storage {
