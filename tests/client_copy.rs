@@ -395,6 +395,7 @@ impl PlainServer {
             token_secret: crate::support::random_password(),
             anonymous_pull: true,
             delete_enabled: true,
+            limits: Default::default(),
         };
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();

@@ -84,6 +84,7 @@ impl InProcess {
             token_secret: TOKEN_SECRET.into(),
             anonymous_pull: true,
             delete_enabled: true,
+            limits: Default::default(),
         };
         adjust(&mut config);
         let state = speculative_images::registry::state(&config).expect("registry state");

@@ -68,6 +68,7 @@ fn an_ipv6_wildcard_listener_takes_ipv4_too() {
         token_secret: "secret".into(),
         anonymous_pull: true,
         delete_enabled: true,
+        limits: Default::default(),
     };
     let path = dir.path().join("config.json");
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();

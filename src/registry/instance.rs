@@ -183,6 +183,7 @@ impl Instance {
             token_secret: token_secret.clone(),
             anonymous_pull: true,
             delete_enabled: true,
+            limits: Default::default(),
         };
         let config_json = serde_json::to_vec_pretty(&config).context("rendering the config")?;
         write_atomic(

@@ -82,6 +82,7 @@ impl BuildsetServer {
             token_secret: token_secret.clone(),
             anonymous_pull: true,
             delete_enabled: true,
+            limits: Default::default(),
         };
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap())

@@ -463,6 +463,7 @@ mod tests {
             token_secret: "secret".into(),
             anonymous_pull,
             delete_enabled: true,
+            limits: Default::default(),
         })
     }
 

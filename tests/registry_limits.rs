@@ -1,0 +1,316 @@
+//! The server under load, faults and bad input (issue 12): deadlines and
+//! caps per connection, HTTP/2 memory, capped upload sessions, stalled
+//! uploads, a full disk, uploads nobody can name, and a request log that
+//! names the user but never a credential. Each test runs the real
+//! `speculative-images serve` with its limits shortened.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use speculative_images::oci::Digest;
+use speculative_images::registry::config::{Limits, Role, ServerConfig, User};
+
+use crate::support::{free_port, random_password, wait_until};
+
+/// A registry over plain HTTP on 127.0.0.1 with two read-write users,
+/// `zuul` and `other`, and the given limits.
+struct Server {
+    port: u16,
+    password: String,
+    storage: PathBuf,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(limits: Limits) -> Server {
+        Server::start_with_storage(limits, None)
+    }
+
+    fn start_with_storage(limits: Limits, storage: Option<PathBuf>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let password = random_password();
+        let storage = storage.unwrap_or_else(|| dir.path().join("storage"));
+        let user = |name: &str| User {
+            username: name.into(),
+            password_bcrypt: bcrypt::hash(&password, 4).unwrap(),
+            role: Role::ReadWrite,
+        };
+        let config = ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+            tls: None,
+            storage: storage.clone(),
+            users: vec![user("zuul"), user("other")],
+            public_url: None,
+            max_token_lifetime_secs: 3600,
+            token_secret: hex::encode([7u8; 32]),
+            anonymous_pull: true,
+            delete_enabled: true,
+            limits,
+        };
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_speculative-images"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = Server {
+            port,
+            password,
+            storage,
+            child,
+            dir,
+        };
+        wait_until("the registry", Duration::from_secs(30), || {
+            TcpStream::connect(server.addr()).is_ok()
+        });
+        server
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Authorization` for `user`.
+    fn basic(&self, user: &str) -> String {
+        let creds = format!("{user}:{}", self.password);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+    }
+
+    /// Upload directories left in the storage.
+    fn upload_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(self.storage.join("uploads"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client whose connections come from `127.0.0.2`: another client
+/// address than the tests' floods, which come from `127.0.0.1`.
+fn other_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// `GET /v2/` answers 200, and quickly.
+fn assert_base_answers(client: &reqwest::blocking::Client, server: &Server) {
+    let started = Instant::now();
+    let reply = client
+        .get(server.url("/v2/"))
+        .header("authorization", server.basic("zuul"))
+        .send()
+        .unwrap_or_else(|e| panic!("GET /v2/ got no answer: {e}\n{}", server.log()));
+    assert_eq!(reply.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "GET /v2/ took {:?}",
+        started.elapsed()
+    );
+}
+
+/// The test process may open as many files as it is allowed.
+fn raise_own_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+/// Whether the server closed `stream` (EOF or reset), without waiting.
+fn closed(mut stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
+}
+
+fn count_closed(streams: &mut [TcpStream]) -> usize {
+    streams.iter().filter(|s| closed(s)).count()
+}
+
+/// Wait until `ready` holds, up to `timeout`; whether it did.
+fn within(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn error_code(body: &str) -> String {
+    let value: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    value["errors"][0]["code"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn error_message(body: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap();
+    value["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn idle_connections_from_one_client_cannot_starve_another_and_are_closed() {
+    raise_own_fd_limit();
+    let server = Server::start(Limits {
+        max_connections_per_client: 100,
+        request_head_secs: 3,
+        ..Limits::default()
+    });
+    // 1,100 connections that never send a byte (never start TLS, never
+    // send a request).
+    let mut idle: Vec<TcpStream> = (0..1100)
+        .map(|_| TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    assert_base_answers(&other_client(), &server);
+    // All above the per-client cap are closed at once; the first 100
+    // stay open until the deadline.
+    assert!(
+        within(Duration::from_secs(2), || count_closed(&mut idle) >= 1000),
+        "only {} of 1100 were refused",
+        count_closed(&mut idle)
+    );
+    let open = idle.len() - count_closed(&mut idle);
+    assert!(open > 0 && open <= 100, "{open} idle connections open");
+    assert!(
+        within(Duration::from_secs(8), || count_closed(&mut idle) == 1100),
+        "{} idle connections still open after the head deadline",
+        1100 - count_closed(&mut idle)
+    );
+    // Their places are free again.
+    let again = TcpStream::connect(server.addr()).unwrap();
+    let mut again = [again];
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count_closed(&mut again), 0);
+}
+
+#[test]
+fn the_total_cap_closes_connections_above_it_at_once() {
+    let server = Server::start(Limits {
+        max_connections: 20,
+        request_head_secs: 2,
+        ..Limits::default()
+    });
+    let mut held: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count_closed(&mut held), 0);
+    let mut above = [TcpStream::connect(server.addr()).unwrap()];
+    assert!(
+        within(Duration::from_secs(1), || count_closed(&mut above) == 1),
+        "a connection above the cap was kept"
+    );
+    // Once the held ones time out, others are served.
+    assert!(within(Duration::from_secs(6), || count_closed(&mut held) == 20));
+    assert_base_answers(&other_client(), &server);
+}
+
+#[test]
+fn slowloris_connections_are_closed_at_the_request_head_deadline() {
+    raise_own_fd_limit();
+    let server = Server::start(Limits {
+        max_connections_per_client: 300,
+        request_head_secs: 2,
+        ..Limits::default()
+    });
+    let mut slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr()).unwrap();
+            s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    let mut closed_at = vec![None; slow.len()];
+    // A header byte from each every 250 ms, for 6 s.
+    while started.elapsed() < Duration::from_secs(6) {
+        for (i, stream) in slow.iter_mut().enumerate() {
+            if closed_at[i].is_none() && (closed(stream) || stream.write_all(b"X").is_err()) {
+                closed_at[i] = Some(started.elapsed());
+            }
+        }
+        if started.elapsed() > Duration::from_secs(1) && started.elapsed() < Duration::from_secs(2)
+        {
+            assert_base_answers(&other_client(), &server);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let early = closed_at
+        .iter()
+        .filter(|t| t.is_some_and(|t| t < Duration::from_millis(1500)))
+        .count();
+    assert_eq!(early, 0, "slow clients closed before the deadline");
+    let open = closed_at.iter().filter(|t| t.is_none()).count();
+    assert_eq!(open, 0, "{open} slowloris connections still open after 6 s");
+    assert_base_answers(&other_client(), &server);
+}
+
