@@ -314,3 +314,65 @@ fn slowloris_connections_are_closed_at_the_request_head_deadline() {
     assert_base_answers(&other_client(), &server);
 }
 
+#[test]
+fn the_request_log_names_the_user_and_never_a_credential() {
+    let server = Server::start(Limits::default());
+    let http = client();
+    let reply = http
+        .get(server.url("/v2/"))
+        .header("authorization", server.basic("zuul"))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let token: serde_json::Value = http
+        .get(server.url("/auth/token?service=registry&scope=repository:org/img:pull"))
+        .header("authorization", server.basic("zuul"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    let reply = http
+        .get(server.url("/v2/org/img/tags/list"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 404);
+    let reply = http
+        .get(server.url("/v2/_catalog?n=5&access_token=s3cr3tq&last=a"))
+        .header(
+            "authorization",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("zuul:wrong-pw-123")
+            ),
+        )
+        .send()
+        .unwrap();
+    // Anonymous pulls are allowed: refused credentials read as anonymous.
+    assert_eq!(reply.status(), 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log();
+    let line = |prefix: &str| {
+        log.lines()
+            .find(|l| l.contains(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in\n{log}"))
+            .to_string()
+    };
+    let base = line("GET /v2/ 200 ");
+    assert!(base.ends_with(" user=zuul"), "{base}");
+    assert!(base.contains(" in=0 out=2 "), "{base}");
+    let tags = line("GET /v2/org/img/tags/list 404 ");
+    assert!(tags.ends_with(" user=zuul"), "{tags}");
+    let catalog = line("GET /v2/_catalog?n=5&access_token=***&last=a 200 ");
+    assert!(catalog.ends_with(" user=-"), "{catalog}");
+    for secret in [
+        server.password.as_str(),
+        token.as_str(),
+        "s3cr3tq",
+        "wrong-pw-123",
+        &server.basic("zuul")[6..],
+    ] {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
+}
