@@ -315,6 +315,367 @@ fn slowloris_connections_are_closed_at_the_request_head_deadline() {
 }
 
 #[test]
+fn upload_sessions_are_capped_per_user_and_in_total_with_429() {
+    let server = Server::start(Limits {
+        max_uploads: 5,
+        max_uploads_per_user: 3,
+        ..Limits::default()
+    });
+    let http = client();
+    let start = |user: &str| {
+        http.post(server.url("/v2/org/img/blobs/uploads/"))
+            .header("authorization", server.basic(user))
+            .send()
+            .unwrap()
+    };
+    let mut mine = vec![];
+    for _ in 0..3 {
+        let reply = start("zuul");
+        assert_eq!(reply.status(), 202);
+        mine.push(reply.headers()["location"].to_str().unwrap().to_string());
+    }
+    let refused = start("zuul");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "10");
+    assert_eq!(refused.headers()["content-type"], "application/json");
+    assert_eq!(error_code(&refused.text().unwrap()), "TOOMANYREQUESTS");
+    // Another user has room until the total is reached.
+    assert_eq!(start("other").status(), 202);
+    assert_eq!(start("other").status(), 202);
+    let refused = start("other");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(error_code(&refused.text().unwrap()), "TOOMANYREQUESTS");
+    // A cancel frees a place.
+    let cancel = http
+        .delete(server.url(&mine[0]))
+        .header("authorization", server.basic("zuul"))
+        .send()
+        .unwrap();
+    assert_eq!(cancel.status(), 204);
+    assert_eq!(start("other").status(), 202);
+}
+
+#[test]
+fn idle_upload_sessions_hold_no_file_descriptor() {
+    let server = Server::start(Limits::default());
+    let http = client();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .unwrap()
+            .count()
+    };
+    assert_base_answers(&http, &server);
+    let before = fds();
+    for _ in 0..100 {
+        let reply = http
+            .post(server.url("/v2/org/img/blobs/uploads/"))
+            .header("authorization", server.basic("zuul"))
+            .send()
+            .unwrap();
+        assert_eq!(reply.status(), 202);
+        let location = reply.headers()["location"].to_str().unwrap().to_string();
+        let patch = http
+            .patch(server.url(&location))
+            .header("authorization", server.basic("zuul"))
+            .body(vec![1u8; 1000])
+            .send()
+            .unwrap();
+        assert_eq!(patch.status(), 202);
+    }
+    let after = fds();
+    assert!(
+        after < before + 10,
+        "100 idle uploads hold {} descriptors",
+        after - before
+    );
+}
+
+/// A raw HTTP/1.1 PATCH that declares `declared` bytes and sends `sent`.
+fn stalled_patch(server: &Server, location: &str, declared: u64, sent: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n",
+        server.basic("zuul")
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&vec![7u8; sent]).unwrap();
+    stream
+}
+
+fn start_upload(server: &Server) -> String {
+    let reply = client()
+        .post(server.url("/v2/org/img/blobs/uploads/"))
+        .header("authorization", server.basic("zuul"))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 202);
+    reply.headers()["location"].to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_stalled_patch_blocks_neither_status_nor_cancel_and_times_out() {
+    let server = Server::start(Limits {
+        stall_secs: 2,
+        ..Limits::default()
+    });
+    let http = client();
+    let status = |location: &str| {
+        let started = Instant::now();
+        let reply = http
+            .get(server.url(location))
+            .header("authorization", server.basic("zuul"))
+            .send()
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "status took {:?}",
+            started.elapsed()
+        );
+        reply
+    };
+
+    // 4 GiB declared, 1 MiB sent, then nothing.
+    let first = start_upload(&server);
+    let _stalled = stalled_patch(&server, &first, 4 << 30, 1 << 20);
+    assert!(
+        within(Duration::from_secs(3), || {
+            let reply = status(&first);
+            assert_eq!(reply.status(), 204);
+            reply.headers()["range"] == "0-1048575"
+        }),
+        "the status never showed the first MiB"
+    );
+    let started = Instant::now();
+    let cancel = http
+        .delete(server.url(&first))
+        .header("authorization", server.basic("zuul"))
+        .send()
+        .unwrap();
+    assert_eq!(cancel.status(), 204);
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    let gone = status(&first);
+    assert_eq!(gone.status(), 404);
+    assert_eq!(error_code(&gone.text().unwrap()), "BLOB_UPLOAD_UNKNOWN");
+
+    // A stalled body ends after the stall deadline with what arrived
+    // written, and the upload goes on from there.
+    let second = start_upload(&server);
+    let sent = (1 << 20) + 1000;
+    let mut stalled = stalled_patch(&server, &second, 4 << 30, sent);
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = stalled.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let reply = status(&second);
+    assert_eq!(reply.status(), 204);
+    assert_eq!(reply.headers()["range"], format!("0-{}", sent - 1));
+    let more = http
+        .patch(server.url(&second))
+        .header("authorization", server.basic("zuul"))
+        .header("content-range", format!("{sent}-{}", sent + 9))
+        .body(vec![7u8; 10])
+        .send()
+        .unwrap();
+    assert_eq!(more.status(), 202);
+    assert_eq!(more.headers()["range"], format!("0-{}", sent + 9));
+    let digest = Digest::sha256(&vec![7u8; sent + 10]);
+    let done = http
+        .put(format!("{}?digest={digest}", server.url(&second)))
+        .header("authorization", server.basic("zuul"))
+        .send()
+        .unwrap();
+    assert_eq!(done.status(), 201, "{}", server.log());
+}
+
+#[test]
+fn a_client_that_disconnects_mid_body_of_a_monolithic_post_leaves_no_upload() {
+    let server = Server::start(Limits::default());
+    let digest = Digest::sha256(b"never sent whole");
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    let head = format!(
+        "POST /v2/org/img/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Authorization: {}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\n\r\n",
+        server.basic("zuul"),
+        10 << 20
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&vec![1u8; 2 << 20]).unwrap();
+    assert!(
+        within(Duration::from_secs(3), || !server.upload_dirs().is_empty()),
+        "the upload never started"
+    );
+    drop(stream);
+    assert!(
+        within(Duration::from_secs(5), || server.upload_dirs().is_empty()),
+        "left behind: {:?}",
+        server.upload_dirs()
+    );
+}
+
+/// A tmpfs of `size` mounted on a fresh directory; unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs (needs root)");
+        Tmpfs(dir)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_answers_507_storage_is_full_and_recovers() {
+    let disk = Tmpfs::mount("4m");
+    let server = Server::start_with_storage(Limits::default(), Some(disk.path().join("storage")));
+    let http = client();
+    let auth = server.basic("zuul");
+    let full = |reply: reqwest::blocking::Response| {
+        assert_eq!(reply.status(), 507);
+        let body = reply.text().unwrap();
+        assert_eq!(error_code(&body), "UNKNOWN");
+        assert_eq!(error_message(&body), "storage is full");
+    };
+
+    // A monolithic upload larger than the disk: refused, nothing left.
+    let big = vec![3u8; 6 << 20];
+    let reply = http
+        .post(format!(
+            "{}?digest={}",
+            server.url("/v2/org/img/blobs/uploads/"),
+            Digest::sha256(&big)
+        ))
+        .header("authorization", &auth)
+        .body(big.clone())
+        .send()
+        .unwrap();
+    full(reply);
+    assert!(
+        within(Duration::from_secs(3), || server.upload_dirs().is_empty()),
+        "left behind: {:?}",
+        server.upload_dirs()
+    );
+
+    // A chunk larger than the disk: refused, the upload is dropped.
+    let location = start_upload(&server);
+    let reply = http
+        .patch(server.url(&location))
+        .header("authorization", &auth)
+        .body(big)
+        .send()
+        .unwrap();
+    full(reply);
+    let status = http
+        .get(server.url(&location))
+        .header("authorization", &auth)
+        .send()
+        .unwrap();
+    assert_eq!(status.status(), 404);
+
+    // Blobs of a manifest, then a full disk for the manifest itself.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let layer = vec![5u8; 1000];
+    for blob in [&config, &layer] {
+        let reply = http
+            .post(format!(
+                "{}?digest={}",
+                server.url("/v2/org/img/blobs/uploads/"),
+                Digest::sha256(blob)
+            ))
+            .header("authorization", &auth)
+            .body(blob.clone())
+            .send()
+            .unwrap();
+        assert_eq!(reply.status(), 201, "{}", server.log());
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::sha256(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": Digest::sha256(&layer).to_string(), "size": layer.len()}],
+    })
+    .to_string();
+    let filler = disk.path().join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.write_all(&[0u8; 512]);
+    while file.write_all(&[0u8]).is_ok() {}
+    drop(file);
+    let put = |http: &reqwest::blocking::Client| {
+        http.put(server.url("/v2/org/img/manifests/latest"))
+            .header("authorization", &auth)
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .unwrap()
+    };
+    full(put(&http));
+    let missing = http
+        .get(server.url("/v2/org/img/manifests/latest"))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Space again: everything works.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(put(&http).status(), 201);
+    let got = http
+        .get(server.url("/v2/org/img/manifests/latest"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.text().unwrap(), manifest);
+    let blob = vec![9u8; 1 << 20];
+    let reply = http
+        .post(format!(
+            "{}?digest={}",
+            server.url("/v2/org/img/blobs/uploads/"),
+            Digest::sha256(&blob)
+        ))
+        .header("authorization", &auth)
+        .body(blob)
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 201);
+    assert!(
+        server.upload_dirs().is_empty(),
+        "{:?}",
+        server.upload_dirs()
+    );
+    drop(server);
+}
+
+#[test]
 fn the_request_log_names_the_user_and_never_a_credential() {
     let server = Server::start(Limits::default());
     let http = client();
