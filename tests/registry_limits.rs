@@ -737,3 +737,163 @@ fn the_request_log_names_the_user_and_never_a_credential() {
         assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
     }
 }
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Push a manifest of about 4 MiB (padded with an annotation) as
+/// `org/big:latest`.
+fn push_big_manifest(server: &Server) {
+    let http = client();
+    let auth = server.basic("zuul");
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let layer = vec![5u8; 1000];
+    for blob in [&config, &layer] {
+        let reply = http
+            .post(format!(
+                "{}?digest={}",
+                server.url("/v2/org/big/blobs/uploads/"),
+                Digest::sha256(blob)
+            ))
+            .header("authorization", &auth)
+            .body(blob.clone())
+            .send()
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::sha256(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": Digest::sha256(&layer).to_string(), "size": layer.len()}],
+        "annotations": {"pad": "x".repeat((4 << 20) - 4096)},
+    })
+    .to_string();
+    let reply = http
+        .put(server.url("/v2/org/big/manifests/latest"))
+        .header("authorization", &auth)
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 201, "{}", server.log());
+}
+
+#[test]
+fn http2_streams_that_never_read_keep_memory_bounded_and_are_closed() {
+    const CONNECTIONS: usize = 8;
+    const STREAMS: usize = 200;
+    let server = Server::start(Limits {
+        stall_secs: 4,
+        idle_secs: 2,
+        ..Limits::default()
+    });
+    push_big_manifest(&server);
+    let before = peak_rss_kib(server.pid());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr = server.addr();
+    let auth = server.basic("zuul");
+    let (answered, closed_in) = runtime.block_on(async move {
+        let mut connections = vec![];
+        let mut responses = vec![];
+        for _ in 0..CONNECTIONS {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // A zero window: the server may send headers, never data.
+            let (client, connection) = h2::client::Builder::new()
+                .initial_window_size(0)
+                .handshake::<_, bytes::Bytes>(tcp)
+                .await
+                .unwrap();
+            connections.push(tokio::spawn(connection));
+            let mut client = client;
+            for _ in 0..STREAMS {
+                let ready =
+                    tokio::time::timeout(Duration::from_millis(500), client.clone().ready()).await;
+                let Ok(Ok(ready)) = ready else {
+                    break; // the server's stream limit
+                };
+                client = ready;
+                let request = axum::http::Request::get(format!(
+                    "http://127.0.0.1:{}/v2/org/big/manifests/latest",
+                    addr.port()
+                ))
+                .header("authorization", &auth)
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .body(())
+                .unwrap();
+                match client.send_request(request, true) {
+                    Ok((response, _)) => responses.push(response),
+                    Err(_) => break,
+                }
+            }
+        }
+        eprintln!("{} streams opened", responses.len());
+        // Keep every answer unread (dropping one would reset its stream).
+        let mut answers = vec![];
+        for response in responses {
+            if let Ok(Ok(response)) = tokio::time::timeout(Duration::from_secs(2), response).await {
+                if response.status() == 200 {
+                    answers.push(response);
+                }
+            }
+        }
+        let answered = answers.len();
+        // The server closes the stalled connections.
+        let started = Instant::now();
+        for connection in connections {
+            let _ = tokio::time::timeout(Duration::from_secs(15), connection).await;
+        }
+        drop(answers);
+        (answered, started.elapsed())
+    });
+    let after = peak_rss_kib(server.pid());
+    eprintln!(
+        "{answered} streams answered on {CONNECTIONS} connections; peak RSS {before} KiB \
+         before, {after} KiB after"
+    );
+    assert!(
+        answered >= CONNECTIONS * 16,
+        "only {answered} streams were answered"
+    );
+    assert!(
+        answered <= CONNECTIONS * 32,
+        "{answered} streams at once: more than 32 per connection"
+    );
+    assert!(after < 64 << 10, "peak RSS {after} KiB");
+    assert!(
+        closed_in < Duration::from_secs(10),
+        "stalled connections closed after {closed_in:?}"
+    );
+    // Idle HTTP/2 connections are closed too.
+    let closed_idle = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let request = axum::http::Request::get(format!("http://127.0.0.1:{}/v2/", addr.port()))
+            .header("authorization", server.basic("zuul"))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        assert_eq!(response.await.unwrap().status(), 200);
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), connection)
+            .await
+            .is_ok()
+            .then(|| started.elapsed())
+    });
+    let closed_idle = closed_idle.expect("an idle HTTP/2 connection stayed open");
+    assert!(
+        closed_idle >= Duration::from_millis(1500),
+        "{closed_idle:?}"
+    );
+}

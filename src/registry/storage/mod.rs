@@ -17,7 +17,9 @@ mod uploads;
 use std::path::Path;
 
 pub use blobs::BlobReader;
-pub use manifests::{PutManifest, StoredManifest, MAX_MANIFEST_BYTES};
+pub use manifests::{
+    ManifestBody, PutManifest, ServedManifest, StoredManifest, MAX_MANIFEST_BYTES,
+};
 pub use uploads::{UploadLimits, UploadState};
 
 use crate::oci::Digest;
