@@ -32,7 +32,23 @@ impl Server {
     }
 
     fn start_with_storage(limits: Limits, storage: Option<PathBuf>) -> Server {
+        Server::start_full(limits, storage, false)
+    }
+
+    /// The same over TLS (a certificate for 127.0.0.1).
+    fn start_tls(limits: Limits) -> Server {
+        Server::start_full(limits, None, true)
+    }
+
+    fn start_full(limits: Limits, storage: Option<PathBuf>, tls: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let tls = tls.then(|| {
+            let pair = crate::support::tls::server_pki(dir.path(), &["127.0.0.1"]);
+            speculative_images::registry::config::TlsFiles {
+                cert: pair.cert_path,
+                key: pair.key_path,
+            }
+        });
         let port = free_port();
         let password = random_password();
         let storage = storage.unwrap_or_else(|| dir.path().join("storage"));
@@ -43,7 +59,7 @@ impl Server {
         };
         let config = ServerConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], port))],
-            tls: None,
+            tls,
             storage: storage.clone(),
             users: vec![user("zuul"), user("other")],
             public_url: None,
@@ -250,6 +266,32 @@ fn idle_connections_from_one_client_cannot_starve_another_and_are_closed() {
     let mut again = [again];
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count_closed(&mut again), 0);
+}
+
+#[test]
+fn a_tls_handshake_that_never_starts_or_stalls_is_closed_at_its_deadline() {
+    let server = Server::start_tls(Limits {
+        tls_handshake_secs: 2,
+        request_head_secs: 30,
+        ..Limits::default()
+    });
+    let started = Instant::now();
+    // One sends nothing; one sends half a ClientHello.
+    let mut silent = [
+        TcpStream::connect(server.addr()).unwrap(),
+        TcpStream::connect(server.addr()).unwrap(),
+    ];
+    silent[1]
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(count_closed(&mut silent), 0, "closed before the deadline");
+    assert!(
+        within(Duration::from_secs(5), || count_closed(&mut silent) == 2),
+        "handshakes still open after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1800));
 }
 
 #[test]
