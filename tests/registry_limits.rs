@@ -301,6 +301,8 @@ fn the_total_cap_closes_connections_above_it_at_once() {
         request_head_secs: 2,
         ..Limits::default()
     });
+    // The readiness probe's connection must be gone first.
+    std::thread::sleep(Duration::from_millis(1000));
     let mut held: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(server.addr()).unwrap())
         .collect();
@@ -564,6 +566,61 @@ fn a_client_that_disconnects_mid_body_of_a_monolithic_post_leaves_no_upload() {
         "left behind: {:?}",
         server.upload_dirs()
     );
+}
+
+/// A raw HTTP/1.1 PUT `?digest=` of `location` that declares 10 MiB and
+/// sends 2 MiB; returns the connection, still open.
+fn cut_short_put(server: &Server, location: &str) -> TcpStream {
+    let digest = Digest::sha256(b"never sent whole");
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    let head = format!(
+        "PUT {location}?digest={digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Authorization: {}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\n\r\n",
+        server.basic("zuul"),
+        10 << 20
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&vec![1u8; 2 << 20]).unwrap();
+    stream
+}
+
+#[test]
+fn a_whole_blob_put_cut_short_leaves_no_upload_and_a_chunked_one_keeps_its_bytes() {
+    let server = Server::start(Limits::default());
+    let http = client();
+    // POST, then the whole blob in one PUT, cut short.
+    let whole = start_upload(&server);
+    let stream = cut_short_put(&server, &whole);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.upload_dirs().len(), 1, "the upload is not there");
+    drop(stream);
+    assert!(
+        within(Duration::from_secs(5), || server.upload_dirs().is_empty()),
+        "left behind: {:?}",
+        server.upload_dirs()
+    );
+    // After a PATCH the client may resume: the upload and its bytes stay.
+    let chunked = start_upload(&server);
+    let patch = http
+        .patch(server.url(&chunked))
+        .header("authorization", server.basic("zuul"))
+        .body(vec![1u8; 1000])
+        .send()
+        .unwrap();
+    assert_eq!(patch.status(), 202);
+    drop(cut_short_put(&server, &chunked));
+    std::thread::sleep(Duration::from_millis(1000));
+    let status = http
+        .get(server.url(&chunked))
+        .header("authorization", server.basic("zuul"))
+        .send()
+        .unwrap();
+    assert_eq!(status.status(), 204);
+    let range = status.headers()["range"].to_str().unwrap().to_string();
+    assert!(range.starts_with("0-"), "{range}");
+    let held: u64 = range[2..].parse::<u64>().unwrap() + 1;
+    assert!(held >= 1000, "{range}");
 }
 
 /// A tmpfs of `size` mounted on a fresh directory; unmounted on drop.

@@ -125,10 +125,20 @@ pub async fn put(request: &Req<'_>, name: RepositoryName, id: &str, body: Body) 
     })?;
     let digest = parse_digest(&digest)?;
     let start = chunk_start(request)?;
+    // A PUT that carries the whole blob (the upload holds nothing yet) and
+    // fails mid-body leaves nothing to resume: remove the upload then,
+    // also when the request is dropped.
+    let whole = request.storage().upload_size(&name, id).await.ok() == Some(0);
+    let unfinished = whole.then(|| Unfinished::new(request, id));
     let finished = request
         .storage()
         .finish_upload(&name, id, start, &digest, body.into_data_stream())
         .await;
+    if let Some(unfinished) = unfinished {
+        if !matches!(finished, Err(StorageError::Body(_))) {
+            unfinished.done();
+        }
+    }
     match finished {
         Ok(()) => Ok(created(&name, &digest)),
         Err(e) => out_of_order(&name, id, e),
