@@ -996,3 +996,39 @@ fn http2_streams_that_never_read_keep_memory_bounded_and_are_closed() {
         "{closed_idle:?}"
     );
 }
+
+#[test]
+fn a_site_file_sets_limits_by_key_and_the_example_shows_the_defaults() {
+    use speculative_images::registry::site;
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/intermediate-registry/registry.yaml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let parsed = site::parse(&example, &text).unwrap();
+    assert_eq!(parsed.limits, Limits::default());
+    let base = "listen: [\"127.0.0.1:1\"]\nstorage: data\nhtpasswd: h\n\
+                token_secret_file: t\nusers: {zuul: read-write}\n";
+    let path = Path::new("registry.yaml");
+    let some = site::parse(path, &format!("{base}limits: {{idle_secs: 5}}\n")).unwrap();
+    assert_eq!(
+        some.limits,
+        Limits {
+            idle_secs: 5,
+            ..Limits::default()
+        }
+    );
+    assert_eq!(site::parse(path, base).unwrap().limits, Limits::default());
+    let error = site::parse(path, &format!("{base}limits: {{idle_sec: 5}}\n")).unwrap_err();
+    let error = format!("{error:#}");
+    assert!(
+        error.contains("limits: unknown field `idle_sec`"),
+        "{error}"
+    );
+    let toml = site::parse(
+        Path::new("registry.toml"),
+        "listen = [\"127.0.0.1:1\"]\nstorage = \"d\"\nhtpasswd = \"h\"\n\
+         token_secret_file = \"t\"\n[users]\nzuul = \"read-write\"\n\
+         [limits]\nmax_uploads = 7\n",
+    )
+    .unwrap();
+    assert_eq!(toml.limits.max_uploads, 7);
+}
