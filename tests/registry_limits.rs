@@ -32,15 +32,25 @@ impl Server {
     }
 
     fn start_with_storage(limits: Limits, storage: Option<PathBuf>) -> Server {
-        Server::start_full(limits, storage, false)
+        Server::start_full(limits, storage, false, None)
+    }
+
+    /// The same with the open-file limits set to `soft` and `hard` first.
+    fn start_with_fd_limits(limits: Limits, soft: u64, hard: u64) -> Server {
+        Server::start_full(limits, None, false, Some((soft, hard)))
     }
 
     /// The same over TLS (a certificate for 127.0.0.1).
     fn start_tls(limits: Limits) -> Server {
-        Server::start_full(limits, None, true)
+        Server::start_full(limits, None, true, None)
     }
 
-    fn start_full(limits: Limits, storage: Option<PathBuf>, tls: bool) -> Server {
+    fn start_full(
+        limits: Limits,
+        storage: Option<PathBuf>,
+        tls: bool,
+        fd_limits: Option<(u64, u64)>,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let tls = tls.then(|| {
             let pair = crate::support::tls::server_pki(dir.path(), &["127.0.0.1"]);
@@ -72,7 +82,20 @@ impl Server {
         let path = dir.path().join("config.json");
         std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_speculative-images"))
+        let binary = env!("CARGO_BIN_EXE_speculative-images");
+        let mut command = match fd_limits {
+            None => Command::new(binary),
+            Some((soft, hard)) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!(
+                        "ulimit -S -n {soft} && ulimit -H -n {hard} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(binary);
+                sh
+            }
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(&path)
             .stdin(Stdio::null())
@@ -1031,4 +1054,26 @@ fn a_site_file_sets_limits_by_key_and_the_example_shows_the_defaults() {
     )
     .unwrap();
     assert_eq!(toml.limits.max_uploads, 7);
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_one_and_bounds_connections() {
+    let server = Server::start_with_fd_limits(Limits::default(), 64, 400);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(open_files, ["400", "400"], "{limits}");
+    let log = server.log();
+    assert!(
+        log.contains(
+            "serving at most 300 connections (not 4096): the file descriptor limit is 400"
+        ),
+        "{log}"
+    );
 }
