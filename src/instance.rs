@@ -186,6 +186,7 @@ impl Instance {
             anonymous_pull: true,
             delete_enabled: true,
             prune: None,
+            limits: Default::default(),
         };
         let config_json = serde_json::to_vec_pretty(&config).context("rendering the config")?;
         write_atomic(

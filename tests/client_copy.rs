@@ -396,6 +396,7 @@ impl PlainServer {
             anonymous_pull: true,
             delete_enabled: true,
             prune: None,
+            limits: Default::default(),
         };
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();

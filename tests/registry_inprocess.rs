@@ -85,6 +85,7 @@ impl InProcess {
             anonymous_pull: true,
             delete_enabled: true,
             prune: None,
+            limits: Default::default(),
         };
         adjust(&mut config);
         let state = speculative_images::registry::state(&config).expect("registry state");

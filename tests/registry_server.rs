@@ -69,6 +69,7 @@ fn an_ipv6_wildcard_listener_takes_ipv4_too() {
         anonymous_pull: true,
         delete_enabled: true,
         prune: None,
+        limits: Default::default(),
     };
     let path = dir.path().join("config.json");
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();

@@ -46,6 +46,55 @@ pub struct ServerConfig {
     /// Prune the storage on a schedule (a site's `prune:` section).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<super::prune_schedule::PruneSchedule>,
+    /// Deadlines and caps that keep one client from starving the others.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Deadlines and caps per connection, per HTTP/2 stream and on upload
+/// sessions (the `limits:` section of a site's file). Every field has a
+/// default fit for a site; a file names only what it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Seconds a client has to finish the TLS handshake.
+    pub tls_handshake_secs: u64,
+    /// Seconds a client has to send a whole request head (HTTP/1.1; also
+    /// the first request of an HTTP/2 connection).
+    pub request_head_secs: u64,
+    /// Seconds a connection may stay open with no request in flight.
+    pub idle_secs: u64,
+    /// Seconds a request may go without a byte of its body arriving or
+    /// of its response leaving (a stalled upload, a zero window).
+    pub stall_secs: u64,
+    /// Connections open at once, in total (also held under the process's
+    /// file descriptor limit).
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_client: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub http2_max_streams: u32,
+    /// Upload sessions open at once, in total.
+    pub max_uploads: usize,
+    /// Upload sessions open at once per user (and for tokens without a
+    /// user, all anonymous clients together).
+    pub max_uploads_per_user: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            tls_handshake_secs: 10,
+            request_head_secs: 30,
+            idle_secs: 90,
+            stall_secs: 60,
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            http2_max_streams: 32,
+            max_uploads: 1024,
+            max_uploads_per_user: 128,
+        }
+    }
 }
 
 /// PEM files for TLS.

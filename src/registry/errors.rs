@@ -44,6 +44,13 @@ pub enum ErrorCode {
     Denied,
     /// The operation is unsupported.
     Unsupported,
+    /// Too many requests (429): above a cap on open upload sessions; the
+    /// response carries `Retry-After`.
+    TooManyRequests,
+    /// The storage is full (507 Insufficient Storage, code `UNKNOWN`: the
+    /// spec has no code for it; a 5xx clients do not take for a passing
+    /// glitch of the server, and a message that says what to fix).
+    StorageFull,
     /// The server failed; details are in its log.
     Unknown,
 }
@@ -104,6 +111,8 @@ impl ErrorCode {
             Unauthorized => ("UNAUTHORIZED", "authentication required", 401),
             Denied => ("DENIED", "requested access to the resource is denied", 403),
             Unsupported => ("UNSUPPORTED", "the operation is unsupported", 405),
+            TooManyRequests => ("TOOMANYREQUESTS", "too many requests", 429),
+            StorageFull => ("UNKNOWN", "storage is full", 507),
             Unknown => ("UNKNOWN", "unknown error", 500),
         };
         Spec {
@@ -113,6 +122,9 @@ impl ErrorCode {
         }
     }
 }
+
+/// Seconds a client refused with `TOOMANYREQUESTS` is asked to wait.
+pub const RETRY_AFTER_SECS: u64 = 10;
 
 /// An error response: a code, an optional detail safe to show, and extra
 /// headers (the auth challenge).
@@ -172,6 +184,12 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
+        if self.code == ErrorCode::TooManyRequests {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER_SECS),
+            );
+        }
         if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response
                 .headers_mut()
@@ -196,14 +214,29 @@ impl From<StorageError> for ApiError {
             StorageError::RangeMismatch { .. } => C::RangeNotSatisfiable,
             StorageError::ManifestInvalid(_) => C::ManifestInvalid,
             StorageError::ManifestBlobUnknown(_) => C::ManifestBlobUnknown,
+            StorageError::TooManyUploads(_) => C::TooManyRequests,
             StorageError::Body(_) => {
                 tracing::warn!("{detail}");
                 return ApiError::new(C::BlobUploadInvalid);
+            }
+            StorageError::Io { ref source, .. } if is_storage_full(source) => {
+                tracing::error!("storage: {detail}");
+                return ApiError::new(C::StorageFull);
             }
             StorageError::Io { .. } => return ApiError::internal("storage", &detail),
         };
         ApiError::with_detail(code, detail)
     }
+}
+
+/// Whether an I/O error says the disk (or the user's quota) is full.
+fn is_storage_full(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::StorageFull
+        || matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+            .is_some_and(is_storage_full)
 }
 
 #[cfg(test)]
@@ -214,5 +247,25 @@ mod tests {
     fn every_code_renders_the_spec_json() {
         let response = ApiError::with_detail(ErrorCode::DigestInvalid, "sha256:x").into_response();
         assert_eq!(response.status(), 400);
+    }
+
+    #[test]
+    fn a_full_disk_is_507_storage_is_full() {
+        let full = StorageError::Io {
+            context: "writing an upload".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        let error = ApiError::from(full);
+        assert_eq!(error.code, ErrorCode::StorageFull);
+        let response = error.into_response();
+        assert_eq!(response.status(), 507);
+    }
+
+    #[test]
+    fn too_many_requests_asks_to_retry_later() {
+        let error = ApiError::from(StorageError::TooManyUploads("x".into()));
+        let response = error.into_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "10");
     }
 }

@@ -29,8 +29,13 @@ pub fn app(state: AppState) -> axum::Router {
 /// the users. `scheme` is `https` when serving TLS.
 pub fn state(config: &ServerConfig) -> anyhow::Result<AppState> {
     use anyhow::Context as _;
-    let storage = storage::Storage::open(&config.storage)
+    let mut storage = storage::Storage::open(&config.storage)
         .with_context(|| format!("opening storage {}", config.storage.display()))?;
+    storage.set_upload_limits(storage::UploadLimits {
+        total: config.limits.max_uploads,
+        per_user: config.limits.max_uploads_per_user,
+        stall: std::time::Duration::from_secs(config.limits.stall_secs),
+    });
     Ok(Arc::new(Registry {
         storage,
         auth: auth::Authenticator::new(config),

@@ -22,6 +22,16 @@
 //!   tags: ["*_*"]              #   tag patterns, `REPO_GLOB:TAG_GLOB` per repository
 //!   grace: 1h                  #   default 1h: unreferenced content younger stays
 //!   dry_run: false             #   default false: only log what would go
+//! limits:                      # each key optional; the defaults shown
+//!   tls_handshake_secs: 10     # to finish the TLS handshake
+//!   request_head_secs: 30      # to send a request head (and the first request)
+//!   idle_secs: 90              # open with no request in flight
+//!   stall_secs: 60             # a request whose body and response move no byte
+//!   max_connections: 4096      # in total (kept under the fd limit)
+//!   max_connections_per_client: 256  # from one address
+//!   http2_max_streams: 32      # concurrent streams per HTTP/2 connection
+//!   max_uploads: 1024          # open upload sessions in total
+//!   max_uploads_per_user: 128  # open upload sessions per user
 //! ```
 //!
 //! Relative paths are taken from the directory of the file. htpasswd
@@ -39,7 +49,7 @@ use anyhow::{bail, Context as _};
 use serde::Deserialize;
 
 use super::auth::htpasswd;
-use super::config::{Role, ServerConfig, TlsFiles, User};
+use super::config::{Limits, Role, ServerConfig, TlsFiles, User};
 
 /// The file as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -71,6 +81,9 @@ pub struct SiteConfig {
     /// Longest lifetime of a delegated token: `12h`, `90m`, or seconds.
     #[serde(default = "twelve_hours", deserialize_with = "duration")]
     pub max_token_lifetime: Duration,
+    /// Deadlines and caps (see [`Limits`]); each key has a default.
+    #[serde(default)]
+    pub limits: Limits,
     /// Prune on a schedule (see [`PruneSection`]).
     #[serde(default)]
     pub prune: Option<PruneSection>,
@@ -220,6 +233,7 @@ impl SiteConfig {
             anonymous_pull: self.anonymous_pull,
             delete_enabled: self.deletes,
             prune,
+            limits: self.limits,
         })
     }
 }

@@ -83,6 +83,7 @@ impl BuildsetServer {
             anonymous_pull: true,
             delete_enabled: true,
             prune: None,
+            limits: Default::default(),
         };
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap())

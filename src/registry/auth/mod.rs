@@ -464,6 +464,7 @@ mod tests {
             anonymous_pull,
             delete_enabled: true,
             prune: None,
+            limits: Default::default(),
         })
     }
 

@@ -4,12 +4,14 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use tokio::io::AsyncReadExt as _;
+use tokio_util::io::ReaderStream;
 
 use super::{empty, set, Reply, Req};
 use crate::oci::ManifestReference;
 use crate::oci::{media_type, RepositoryName};
 use crate::registry::errors::{ApiError, ErrorCode};
-use crate::registry::storage::MAX_MANIFEST_BYTES;
+use crate::registry::storage::{ManifestBody, MAX_MANIFEST_BYTES};
 
 fn parse_reference(text: &str) -> Result<ManifestReference, ApiError> {
     text.parse().map_err(|e| {
@@ -21,10 +23,19 @@ fn parse_reference(text: &str) -> Result<ManifestReference, ApiError> {
     })
 }
 
+/// Manifests up to this size are read whole; larger ones stream from
+/// their file in chunks of this size, so a stream whose client does not
+/// read holds at most one chunk.
+const INLINE_MANIFEST: usize = 64 << 10;
+
 /// GET or HEAD a manifest.
 pub async fn get(request: &Req<'_>, name: RepositoryName, reference: &str, head: bool) -> Reply {
     let reference = parse_reference(reference)?;
-    let manifest = request.storage().get_manifest(&name, &reference).await?;
+    let inline = if head { 0 } else { INLINE_MANIFEST as u64 };
+    let manifest = request
+        .storage()
+        .serve_manifest(&name, &reference, inline)
+        .await?;
     if !accepts(request.headers, &manifest.media_type) {
         return Err(ApiError::with_detail(
             ErrorCode::ManifestUnknown,
@@ -34,14 +45,15 @@ pub async fn get(request: &Req<'_>, name: RepositoryName, reference: &str, head:
             ),
         ));
     }
-    let len = manifest.bytes.len();
-    let mut response = if head {
-        empty(StatusCode::OK)
-    } else {
-        Response::new(Body::from(manifest.bytes))
+    let mut response = match (head, manifest.body) {
+        (true, _) => empty(StatusCode::OK),
+        (false, ManifestBody::Bytes(bytes)) => Response::new(Body::from(bytes)),
+        (false, ManifestBody::File(file)) => Response::new(Body::from_stream(
+            ReaderStream::with_capacity(file.take(manifest.size), INLINE_MANIFEST),
+        )),
     };
     set(&mut response, "content-type", &manifest.media_type);
-    set(&mut response, "content-length", len.to_string());
+    set(&mut response, "content-length", manifest.size.to_string());
     set(
         &mut response,
         "docker-content-digest",

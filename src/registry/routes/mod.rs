@@ -87,6 +87,7 @@ async fn dispatch(
         Ok(identity) => request.identity = identity,
         Err(refused) => return refused.into_response(),
     }
+    let user = log::User::of(&request.identity);
     let result = match operation {
         Operation::Base => base().await,
         Operation::Catalog => listing::catalog(&request).await,
@@ -109,7 +110,9 @@ async fn dispatch(
         Operation::CancelUpload(name, id) => uploads::cancel(&request, name, &id).await,
         Operation::ListReferrers(name, digest) => referrers::list(&request, name, &digest).await,
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(user);
+    response
 }
 
 /// The parts of a request handlers read.

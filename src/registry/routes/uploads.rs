@@ -30,14 +30,53 @@ pub async fn start(request: &Req<'_>, name: RepositoryName, body: Body) -> Reply
         .query("digest")
         .map(|d| parse_digest(&d))
         .transpose()?;
-    let id = storage.start_upload(&name).await?;
+    let owner = super::log::User::of(&request.identity).0;
+    let id = storage.start_upload(&name, &owner).await?;
     if let Some(digest) = monolithic {
+        // The client never learns this upload's id: whatever ends the
+        // request early (a body cut short, a full disk, the connection
+        // dropped) must not leave the upload behind.
+        let unfinished = Unfinished::new(request, &id);
         storage
             .finish_upload(&name, &id, None, &digest, body.into_data_stream())
             .await?;
+        unfinished.done();
         return Ok(created(&name, &digest));
     }
     Ok(accepted(&name, &id, 0))
+}
+
+/// An upload whose id the client does not know: removed when dropped
+/// before [`Unfinished::done`], also when the request's future is
+/// dropped mid-body.
+struct Unfinished {
+    state: Option<super::AppState>,
+    id: String,
+}
+
+impl Unfinished {
+    fn new(request: &Req<'_>, id: &str) -> Unfinished {
+        Unfinished {
+            state: Some(request.state.clone()),
+            id: id.to_string(),
+        }
+    }
+
+    fn done(mut self) {
+        self.state = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        let id = std::mem::take(&mut self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { state.storage.abandon_upload(&id).await });
+        }
+    }
 }
 
 /// The repository a mount into `name` may take a blob from: `from` when
@@ -86,10 +125,20 @@ pub async fn put(request: &Req<'_>, name: RepositoryName, id: &str, body: Body) 
     })?;
     let digest = parse_digest(&digest)?;
     let start = chunk_start(request)?;
+    // A PUT that carries the whole blob (the upload holds nothing yet) and
+    // fails mid-body leaves nothing to resume: remove the upload then,
+    // also when the request is dropped.
+    let whole = request.storage().upload_size(&name, id).await.ok() == Some(0);
+    let unfinished = whole.then(|| Unfinished::new(request, id));
     let finished = request
         .storage()
         .finish_upload(&name, id, start, &digest, body.into_data_stream())
         .await;
+    if let Some(unfinished) = unfinished {
+        if !matches!(finished, Err(StorageError::Body(_))) {
+            unfinished.done();
+        }
+    }
     match finished {
         Ok(()) => Ok(created(&name, &digest)),
         Err(e) => out_of_order(&name, id, e),

@@ -29,6 +29,26 @@ pub struct StoredManifest {
     pub bytes: Bytes,
 }
 
+/// A manifest as [`Storage::serve_manifest`] hands it out.
+pub struct ServedManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// The media type it was pushed with.
+    pub media_type: String,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Its bytes, or the open file holding them.
+    pub body: ManifestBody,
+}
+
+/// A manifest's bytes, in memory or to stream from its file.
+pub enum ManifestBody {
+    /// Read whole (small manifests).
+    Bytes(Bytes),
+    /// Open at its start (large ones).
+    File(tokio::fs::File),
+}
+
 /// Something a manifest names that must already be stored.
 enum Needed {
     Blob(Digest),
@@ -152,6 +172,45 @@ impl Storage {
                 digest,
                 media_type,
                 bytes: Bytes::from(bytes),
+            })
+        })
+        .await
+    }
+
+    /// A manifest to send: read whole when at most `inline` bytes, else
+    /// opened, to be streamed (so a client that does not read its
+    /// responses holds a file, not the manifest, per stream).
+    pub async fn serve_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &ManifestReference,
+        inline: u64,
+    ) -> Result<ServedManifest> {
+        let layout = self.layout.clone();
+        let (name, reference) = (repository.clone(), reference.clone());
+        blocking(move || {
+            let unknown = || StorageError::ManifestUnknown(format!("{name}:{reference}"));
+            let digest = resolve(&layout, &name, &reference)?.ok_or_else(unknown)?;
+            let media_type = match std::fs::read_to_string(layout.revision(&name, &digest)) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
+                Err(e) => return Err(io_context(format!("reading manifest {digest}"))(e)),
+            };
+            let context = || io_context(format!("reading manifest {digest}"));
+            let mut file = std::fs::File::open(layout.blob(&digest)).map_err(context())?;
+            let size = file.metadata().map_err(context())?.len();
+            let body = if size <= inline {
+                let mut bytes = Vec::with_capacity(size as usize);
+                std::io::Read::read_to_end(&mut file, &mut bytes).map_err(context())?;
+                ManifestBody::Bytes(Bytes::from(bytes))
+            } else {
+                ManifestBody::File(tokio::fs::File::from_std(file))
+            };
+            Ok(ServedManifest {
+                digest,
+                media_type,
+                size,
+                body,
             })
         })
         .await

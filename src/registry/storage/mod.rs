@@ -16,14 +16,14 @@ pub mod prune;
 mod referrers;
 mod uploads;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 pub use blobs::BlobReader;
-pub use manifests::{PutManifest, StoredManifest, MAX_MANIFEST_BYTES};
+pub use manifests::{
+    ManifestBody, PutManifest, ServedManifest, StoredManifest, MAX_MANIFEST_BYTES,
+};
 pub use prune::{PrunePolicy, PruneReport, Pruned, TagPattern};
-pub use uploads::UploadState;
+pub use uploads::{UploadLimits, UploadState};
 
 use crate::oci::Digest;
 use paths::Layout;
@@ -65,6 +65,9 @@ pub enum StorageError {
     /// The manifest names content the registry does not hold.
     #[error("manifest references unknown {0}")]
     ManifestBlobUnknown(Digest),
+    /// Too many upload sessions are open (in total or for this user).
+    #[error("too many uploads: {0}")]
+    TooManyUploads(String),
     /// The client stopped sending the body.
     #[error("reading the request body: {0}")]
     Body(String),
@@ -104,10 +107,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// The registry's storage under one root directory.
 pub struct Storage {
     layout: Layout,
-    /// Uploads in progress: hash state and open file per upload id, kept
-    /// between PATCH requests. Rebuilt from `uploads/<id>/data` after a
-    /// restart by hashing the partial file again.
-    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadState>>>>,
+    /// Uploads in progress: hash state per upload id, kept between PATCH
+    /// requests, and their limits. Rebuilt from `uploads/<id>/data` after
+    /// a restart by hashing the partial file again.
+    uploads: uploads::Uploads,
 }
 
 impl Storage {
@@ -129,7 +132,7 @@ impl Storage {
         lock::ensure(&layout)?;
         Ok(Storage {
             layout,
-            uploads: Mutex::new(HashMap::new()),
+            uploads: uploads::Uploads::default(),
         })
     }
 
@@ -152,7 +155,7 @@ impl Storage {
         lock::ensure(&layout)?;
         Ok(Storage {
             layout,
-            uploads: Mutex::new(HashMap::new()),
+            uploads: uploads::Uploads::default(),
         })
     }
 

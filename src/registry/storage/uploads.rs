@@ -4,15 +4,24 @@
 //! partial file again. A finished upload is fsynced, verified against the
 //! digest the client names, and only then renamed into `blobs/`; on a
 //! mismatch nothing is kept.
+//!
+//! Sessions are capped ([`UploadLimits`]: in total and per user) and hold
+//! no file between requests: each PATCH or PUT opens the data file. Only
+//! the writing side is locked, so the status and the cancel of an upload
+//! whose PATCH waits for bytes answer at once; a body that sends nothing
+//! for [`UploadLimits::stall`] ends with what arrived written.
 
+use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 
 use super::files::{is_id, random_id, rename_into_place};
+use super::paths::Layout;
 use super::{blocking, io_context, Result, Storage, StorageError};
 use crate::oci::{Algorithm, Digest, Hasher, RepositoryName};
 
@@ -22,59 +31,147 @@ const WRITE_BATCH: usize = 1 << 20;
 /// Batches queued for the writer while it works on one.
 const BATCHES_IN_FLIGHT: usize = 2;
 
+/// How many upload sessions may be open, and how long a body may stall.
+#[derive(Debug, Clone)]
+pub struct UploadLimits {
+    /// Sessions open at once, in total.
+    pub total: usize,
+    /// Sessions open at once per user.
+    pub per_user: usize,
+    /// Longest wait for the next bytes of a body.
+    pub stall: Duration,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        UploadLimits {
+            total: 1024,
+            per_user: 128,
+            stall: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The uploads in progress and their limits.
+#[derive(Default)]
+pub struct Uploads {
+    sessions: Mutex<HashMap<String, Session>>,
+    limits: UploadLimits,
+}
+
 /// An upload in progress.
-pub struct UploadState {
+pub struct Upload {
     repository: RepositoryName,
-    /// File and running hash; `None` once a write failed (the upload is
-    /// then dropped).
-    writer: Option<Writer>,
-    /// Bytes written so far.
-    size: u64,
+    /// Who started it; `None` when rebuilt from disk after a restart.
+    owner: Option<String>,
+    /// Bytes written so far (readable while a request writes).
+    size: AtomicU64,
+    /// Set by a cancel; a write in progress then ends with nothing kept.
+    cancelled: AtomicBool,
     /// Last request that used it.
-    touched: Instant,
+    touched: Mutex<Instant>,
+    /// The writing side, held by one PATCH or PUT at a time.
+    writing: tokio::sync::Mutex<UploadState>,
 }
 
-struct Writer {
-    file: std::fs::File,
-    hasher: Hasher,
+/// The running hash of an upload; `None` once a write failed (the upload
+/// is then dropped).
+pub struct UploadState {
+    hasher: Option<Hasher>,
 }
 
-type Session = Arc<tokio::sync::Mutex<UploadState>>;
+type Session = Arc<Upload>;
+
+impl Upload {
+    fn new(repository: RepositoryName, owner: Option<String>, hasher: Hasher, size: u64) -> Upload {
+        Upload {
+            repository,
+            owner,
+            size: AtomicU64::new(size),
+            cancelled: AtomicBool::new(false),
+            touched: Mutex::new(Instant::now()),
+            writing: tokio::sync::Mutex::new(UploadState {
+                hasher: Some(hasher),
+            }),
+        }
+    }
+
+    fn idle(&self) -> Duration {
+        self.touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    fn unknown_if_cancelled(&self, id: &str) -> Result<()> {
+        if self.cancelled.load(Ordering::Acquire) {
+            return Err(StorageError::UploadUnknown(id.to_string()));
+        }
+        Ok(())
+    }
+}
 
 impl Storage {
-    /// Start an upload for `repository`; returns its id.
-    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<String> {
+    /// Limit upload sessions (before the storage is shared).
+    pub fn set_upload_limits(&mut self, limits: UploadLimits) {
+        self.uploads.limits = limits;
+    }
+
+    /// Start an upload for `repository` on behalf of `owner` (a user
+    /// name); returns its id. Refused with [`StorageError::TooManyUploads`]
+    /// above the limits.
+    pub async fn start_upload(&self, repository: &RepositoryName, owner: &str) -> Result<String> {
         let id = random_id();
+        {
+            let mut sessions = self.uploads_map();
+            let limits = &self.uploads.limits;
+            if sessions.len() >= limits.total {
+                return Err(StorageError::TooManyUploads(format!(
+                    "{} uploads are open on this registry",
+                    limits.total
+                )));
+            }
+            let mine = sessions
+                .values()
+                .filter(|u| u.owner.as_deref() == Some(owner))
+                .count();
+            if mine >= limits.per_user {
+                return Err(StorageError::TooManyUploads(format!(
+                    "{mine} uploads of yours are open; finish or cancel some"
+                )));
+            }
+            let upload = Upload::new(
+                repository.clone(),
+                Some(owner.to_string()),
+                Algorithm::Sha256.hasher(),
+                0,
+            );
+            sessions.insert(id.clone(), Arc::new(upload));
+        }
         let layout = self.layout.clone();
         let (id2, name) = (id.clone(), repository.to_string());
-        let file = blocking(move || {
+        let made = blocking(move || {
             let dir = layout.upload(&id2);
             std::fs::create_dir_all(&dir).map_err(io_context("creating an upload"))?;
             std::fs::write(layout.upload_repository(&id2), name.as_bytes())
                 .map_err(io_context("recording an upload's repository"))?;
             std::fs::File::create(layout.upload_data(&id2))
-                .map_err(io_context("creating an upload's data file"))
+                .map_err(io_context("creating an upload's data file"))?;
+            Ok(())
         })
-        .await?;
-        let state = UploadState {
-            repository: repository.clone(),
-            writer: Some(Writer {
-                file,
-                hasher: Algorithm::Sha256.hasher(),
-            }),
-            size: 0,
-            touched: Instant::now(),
-        };
-        self.uploads_map()
-            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(state)));
+        .await;
+        if let Err(e) = made {
+            // A full disk, say: leave nothing of it behind.
+            self.discard_upload(&id).await;
+            return Err(e);
+        }
         Ok(id)
     }
 
-    /// Bytes an upload holds so far.
+    /// Bytes an upload holds so far (at once, also while a PATCH writes).
     pub async fn upload_size(&self, repository: &RepositoryName, id: &str) -> Result<u64> {
         let session = self.session(repository, id).await?;
-        let state = session.lock().await;
-        Ok(state.size)
+        Ok(session.size.load(Ordering::Acquire))
     }
 
     /// Append a chunk; `start` is where the client says it begins (from
@@ -91,13 +188,14 @@ impl Storage {
         E: std::fmt::Display,
     {
         let session = self.session(repository, id).await?;
-        let mut state = session.lock().await;
-        check_start(&state, start)?;
-        let result = write_stream(&mut state, body).await;
-        if state.writer.is_none() {
+        let mut state = session.writing.lock().await;
+        session.unknown_if_cancelled(id)?;
+        check_start(&session, start)?;
+        let result = self.write_stream(id, &session, &mut state, body).await;
+        if state.hasher.is_none() {
             self.discard_upload(id).await;
         }
-        result.map(|()| state.size)
+        result.map(|()| session.size.load(Ordering::Acquire))
     }
 
     /// Append the last bytes (which begin at `start` when the client says
@@ -117,26 +215,26 @@ impl Storage {
         E: std::fmt::Display,
     {
         let session = self.session(repository, id).await?;
-        let mut state = session.lock().await;
-        check_start(&state, start)?;
-        let written = write_stream(&mut state, body).await;
-        let Some(writer) = state.writer.take() else {
+        let mut state = session.writing.lock().await;
+        session.unknown_if_cancelled(id)?;
+        check_start(&session, start)?;
+        let written = self.write_stream(id, &session, &mut state, body).await;
+        let Some(hasher) = state.hasher.take() else {
             self.discard_upload(id).await;
             return written;
         };
         if let Err(e) = written {
             // The client went away mid-body: keep the upload as it is.
-            state.writer = Some(writer);
+            state.hasher = Some(hasher);
             return Err(e);
         }
         let layout = self.layout.clone();
         let (id2, expected, name) = (id.to_string(), digest.clone(), repository.clone());
         let verdict = blocking(move || {
-            let Writer { file, hasher } = writer;
-            file.sync_all()
-                .map_err(io_context("flushing an upload to disk"))?;
-            drop(file);
             let data = layout.upload_data(&id2);
+            std::fs::File::open(&data)
+                .and_then(|file| file.sync_all())
+                .map_err(io_context("flushing an upload to disk"))?;
             let actual = if expected.algorithm() == Algorithm::Sha256 {
                 hasher.finish()
             } else {
@@ -154,16 +252,31 @@ impl Storage {
         verdict
     }
 
-    /// Cancel an upload, removing what it received.
+    /// Cancel an upload, removing what it received. Answers at once: a
+    /// PATCH still writing to it ends without keeping anything.
     pub async fn cancel_upload(&self, repository: &RepositoryName, id: &str) -> Result<()> {
         let session = self.session(repository, id).await?;
-        let _state = session.lock().await;
+        session.cancelled.store(true, Ordering::Release);
         self.discard_upload(id).await;
         Ok(())
     }
 
-    fn uploads_map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Session>> {
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    /// Remove an upload whose id its client never received (the request
+    /// that started it failed), if it is still there.
+    pub async fn abandon_upload(&self, id: &str) {
+        if let Some(session) = self.uploads_map().get(id) {
+            session.cancelled.store(true, Ordering::Release);
+        }
+        if is_id(id) {
+            self.discard_upload(id).await;
+        }
+    }
+
+    fn uploads_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.uploads
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Forget an upload and remove its directory.
@@ -186,7 +299,7 @@ impl Storage {
             None => {
                 let layout = self.layout.clone();
                 let id2 = id.to_string();
-                let state = blocking(move || {
+                let upload = blocking(move || {
                     let Ok(name) = std::fs::read_to_string(layout.upload_repository(&id2)) else {
                         return Ok(None);
                     };
@@ -197,40 +310,28 @@ impl Storage {
                     let Ok((hasher, size)) = hash_file_state(&data) else {
                         return Ok(None);
                     };
-                    let file = std::fs::OpenOptions::new()
-                        .append(true)
-                        .open(&data)
-                        .map_err(io_context("reopening an upload"))?;
-                    Ok(Some(UploadState {
-                        repository,
-                        writer: Some(Writer { file, hasher }),
-                        size,
-                        touched: Instant::now(),
-                    }))
+                    Ok(Some(Upload::new(repository, None, hasher, size)))
                 })
                 .await?
                 .ok_or_else(unknown)?;
-                let session = Arc::new(tokio::sync::Mutex::new(state));
                 self.uploads_map()
                     .entry(id.to_string())
-                    .or_insert(session)
+                    .or_insert_with(|| Arc::new(upload))
                     .clone()
             }
         };
-        let mut state = session.lock().await;
-        if state.repository != *repository {
+        if session.repository != *repository {
             return Err(unknown());
         }
-        state.touched = Instant::now();
-        drop(state);
+        *session.touched.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Ok(session)
     }
 
     /// Housekeeping for abandoned uploads (clients that start an upload
-    /// and never finish it, e.g. a failed mount attempt): close the files
-    /// of uploads idle longer than `idle` (their hash state is rebuilt
-    /// from disk if they come back), and remove uploads untouched on disk
-    /// for longer than `stale`.
+    /// and never finish it, e.g. a failed mount attempt): forget the hash
+    /// state of uploads idle longer than `idle` (rebuilt from disk if
+    /// they come back; they no longer count toward the limits), and
+    /// remove uploads untouched on disk for longer than `stale`.
     pub async fn tidy_uploads(&self, idle: Duration, stale: Duration) {
         let sessions: Vec<(String, Session)> = self
             .uploads_map()
@@ -238,10 +339,10 @@ impl Storage {
             .map(|(id, s)| (id.clone(), s.clone()))
             .collect();
         for (id, session) in sessions {
-            let Ok(state) = session.try_lock() else {
+            let Ok(_writing) = session.writing.try_lock() else {
                 continue; // in use
             };
-            if state.touched.elapsed() > idle {
+            if session.idle() > idle {
                 self.uploads_map().remove(&id);
             }
         }
@@ -274,83 +375,123 @@ impl Storage {
         })
         .await;
     }
+
+    /// Stream `body` into the upload. Batches of [`WRITE_BATCH`] bytes go
+    /// to a blocking task that hashes and writes them while the next batch
+    /// arrives (at most [`BATCHES_IN_FLIGHT`] wait, so memory stays
+    /// bounded); the upload's size grows as each batch is written.
+    /// Everything received is written, also when the client stops early
+    /// or stalls longer than the limit; a failed write marks the upload
+    /// broken (`hasher: None`). A cancel during the write makes it
+    /// [`StorageError::UploadUnknown`].
+    async fn write_stream<S, E>(
+        &self,
+        id: &str,
+        session: &Session,
+        state: &mut UploadState,
+        mut body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let Some(hasher) = state.hasher.take() else {
+            return Err(StorageError::Io {
+                context: "writing an upload".into(),
+                source: std::io::Error::other("an earlier write failed"),
+            });
+        };
+        let (batches, incoming) = tokio::sync::mpsc::channel::<Vec<u8>>(BATCHES_IN_FLIGHT);
+        let task = tokio::task::spawn_blocking({
+            let (layout, id, session) = (self.layout.clone(), id.to_string(), session.clone());
+            move || write_batches(&layout, &id, &session, hasher, incoming)
+        });
+        let stall = self.uploads.limits.stall;
+        let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+        let mut outcome = Ok(());
+        loop {
+            let chunk = match tokio::time::timeout(stall, body.next()).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) => {
+                    outcome = Err(StorageError::Body(format!(
+                        "no bytes for {} s",
+                        stall.as_secs_f64()
+                    )));
+                    break;
+                }
+            };
+            match chunk {
+                Ok(_) if session.cancelled.load(Ordering::Acquire) => break,
+                Ok(chunk) => {
+                    batch.extend_from_slice(&chunk);
+                    if batch.len() >= WRITE_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BATCH));
+                        if batches.send(full).await.is_err() {
+                            break; // the writer failed; its error is reported below
+                        }
+                    }
+                }
+                Err(e) => {
+                    outcome = Err(StorageError::Body(e.to_string()));
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = batches.send(batch).await;
+        }
+        drop(batches);
+        let (hasher, result) = task.await.map_err(|e| StorageError::Io {
+            context: "writing an upload".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        state.hasher = hasher;
+        session.unknown_if_cancelled(id)?;
+        result.map_err(io_context("writing an upload"))?;
+        outcome
+    }
+}
+
+/// The blocking side of [`Storage::write_stream`]: open the data file,
+/// write and hash each batch, grow the session's size. Returns the hash
+/// state (`None` when a write failed) and the outcome.
+fn write_batches(
+    layout: &Layout,
+    id: &str,
+    session: &Upload,
+    mut hasher: Hasher,
+    mut incoming: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> (Option<Hasher>, std::io::Result<()>) {
+    let opened = std::fs::OpenOptions::new()
+        .append(true)
+        .open(layout.upload_data(id));
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) => return (Some(hasher), Err(e)),
+    };
+    let mut offset = session.size.load(Ordering::Acquire);
+    while let Some(batch) = incoming.blocking_recv() {
+        if let Err(e) = file.write_all(&batch) {
+            return (None, Err(e));
+        }
+        hasher.update(&batch);
+        // Let the kernel start writing now, so the fsync that
+        // finishes the upload has little left to wait for.
+        start_writeback(&file, offset, batch.len() as u64);
+        offset += batch.len() as u64;
+        session.size.store(offset, Ordering::Release);
+    }
+    (Some(hasher), Ok(()))
 }
 
 /// Refuse a chunk that does not begin where the upload ends.
-fn check_start(state: &UploadState, start: Option<u64>) -> Result<()> {
+fn check_start(session: &Upload, start: Option<u64>) -> Result<()> {
+    let size = session.size.load(Ordering::Acquire);
     match start {
-        Some(start) if start != state.size => Err(StorageError::RangeMismatch {
-            start,
-            size: state.size,
-        }),
+        Some(start) if start != size => Err(StorageError::RangeMismatch { start, size }),
         _ => Ok(()),
     }
-}
-
-/// Stream `body` into the upload. Batches of [`WRITE_BATCH`] bytes go to
-/// a blocking task that hashes and writes them while the next batch
-/// arrives (at most [`BATCHES_IN_FLIGHT`] wait, so memory stays bounded).
-/// Everything received is written, also when the client stops early; a
-/// failed write marks the upload broken (`writer: None`).
-async fn write_stream<S, E>(state: &mut UploadState, mut body: S) -> Result<()>
-where
-    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let Some(writer) = state.writer.take() else {
-        return Err(StorageError::Io {
-            context: "writing an upload".into(),
-            source: std::io::Error::other("an earlier write failed"),
-        });
-    };
-    let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<u8>>(BATCHES_IN_FLIGHT);
-    let offset = state.size;
-    let task = tokio::task::spawn_blocking(move || {
-        let mut writer = writer;
-        let mut written = 0u64;
-        while let Some(batch) = incoming.blocking_recv() {
-            writer.hasher.update(&batch);
-            if let Err(e) = writer.file.write_all(&batch) {
-                return (None, written, Err(e));
-            }
-            // Let the kernel start writing now, so the fsync that
-            // finishes the upload has little left to wait for.
-            start_writeback(&writer.file, offset + written, batch.len() as u64);
-            written += batch.len() as u64;
-        }
-        (Some(writer), written, Ok(()))
-    });
-    let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
-    let mut outcome = Ok(());
-    while let Some(chunk) = body.next().await {
-        match chunk {
-            Ok(chunk) => {
-                batch.extend_from_slice(&chunk);
-                if batch.len() >= WRITE_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BATCH));
-                    if batches.send(full).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-            }
-            Err(e) => {
-                outcome = Err(StorageError::Body(e.to_string()));
-                break;
-            }
-        }
-    }
-    if !batch.is_empty() {
-        let _ = batches.send(batch).await;
-    }
-    drop(batches);
-    let (writer, written, result) = task.await.map_err(|e| StorageError::Io {
-        context: "writing an upload".into(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    state.writer = writer;
-    state.size += written;
-    result.map_err(io_context("writing an upload"))?;
-    outcome
 }
 
 /// Ask the kernel to start writing a range of `file` back to disk,
