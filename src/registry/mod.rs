@@ -17,7 +17,7 @@ pub mod storage;
 use std::sync::Arc;
 
 pub use config::ServerConfig;
-pub use routes::{AppState, Registry};
+pub use routes::{AppState, ServerState};
 pub use server::serve;
 
 /// The registry's router over `state` (for in-process tests and [`serve`]).
@@ -36,9 +36,9 @@ pub fn state(config: &ServerConfig) -> anyhow::Result<AppState> {
         per_user: config.limits.max_uploads_per_user,
         stall: std::time::Duration::from_secs(config.limits.stall_secs),
     });
-    Ok(Arc::new(Registry {
+    Ok(Arc::new(ServerState {
         storage,
-        auth: auth::Authenticator::new(config),
+        auth: auth::AccessControl::new(config),
         delete_enabled: config.delete_enabled,
         scheme: if config.tls.is_some() {
             "https"

@@ -4,7 +4,7 @@
 //! authenticate with `Basic` directly or with a bearer token from
 //! `/auth/token` (see [`token`]), which a user can also ask for on
 //! someone else's behalf: a delegated token pulls only the repositories
-//! it names, until the time it was asked for (see [`Authenticator::issue`]).
+//! it names, until the time it was asked for (see [`AccessControl::issue`]).
 //! Such a token also works as the password of Basic credentials, for
 //! clients that only take a user and a password.
 //!
@@ -160,7 +160,7 @@ pub enum TokenRefusal {
 
 /// Decides who may do what; holds the users' roles, their password
 /// check, the token secret and where the token realm is.
-pub struct Authenticator {
+pub struct AccessControl {
     roles: HashMap<String, Role>,
     passwords: PasswordCheck,
     secret: Vec<u8>,
@@ -169,10 +169,10 @@ pub struct Authenticator {
     max_token_lifetime: u64,
 }
 
-impl Authenticator {
+impl AccessControl {
     /// From the server's configuration.
-    pub fn new(config: &ServerConfig) -> Authenticator {
-        Authenticator {
+    pub fn new(config: &ServerConfig) -> AccessControl {
+        AccessControl {
             roles: config
                 .users
                 .iter()
@@ -302,7 +302,7 @@ impl Authenticator {
 
     /// Issue a token for the scopes a client asked for, granting what
     /// `identity` may have. `None` when the credentials must be refused.
-    /// (The token endpoint uses [`Authenticator::issue`].)
+    /// (The token endpoint uses [`AccessControl::issue`].)
     pub fn grant(&self, identity: &Identity, scopes: &[String]) -> Option<String> {
         let request = TokenRequest {
             scopes: scopes.to_vec(),
@@ -444,13 +444,13 @@ mod tests {
     use super::*;
     use crate::registry::config::{ServerConfig, User, DEFAULT_MAX_TOKEN_LIFETIME_SECS};
 
-    fn authenticator(anonymous_pull: bool) -> Authenticator {
+    fn authenticator(anonymous_pull: bool) -> AccessControl {
         let user = |name: &str, role| User {
             username: name.into(),
             password_bcrypt: bcrypt::hash("pw", 4).unwrap(),
             role,
         };
-        Authenticator::new(&ServerConfig {
+        AccessControl::new(&ServerConfig {
             listen: vec![],
             tls: None,
             storage: "/nonexistent".into(),
@@ -473,7 +473,7 @@ mod tests {
     }
 
     fn delegate(
-        auth: &Authenticator,
+        auth: &AccessControl,
         identity: &Identity,
         scopes: &[&str],
         expires_in: u64,
@@ -489,7 +489,7 @@ mod tests {
         ))
     }
 
-    fn granted(auth: &Authenticator, identity: &Identity, scope: &str) -> Vec<Access> {
+    fn granted(auth: &AccessControl, identity: &Identity, scope: &str) -> Vec<Access> {
         let token = auth.grant(identity, &[scope.to_string()]).expect("a token");
         token::verify(b"secret", &token).unwrap().access
     }

@@ -24,17 +24,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::registry::auth::{Authenticator, Identity, Need};
+use crate::registry::auth::{AccessControl, Identity, Need};
 use crate::registry::errors::{ApiError, ErrorCode};
 use crate::registry::storage::Storage;
 use operation::Operation;
 
 /// What every handler shares.
-pub struct Registry {
+pub struct ServerState {
     /// The content store.
     pub storage: Storage,
     /// Who may do what.
-    pub auth: Authenticator,
+    pub auth: AccessControl,
     /// `https` or `http`, for the token realm.
     pub scheme: &'static str,
     /// Whether manifests, tags and blobs may be deleted.
@@ -42,7 +42,7 @@ pub struct Registry {
 }
 
 /// Shared state of the router.
-pub type AppState = Arc<Registry>;
+pub type AppState = Arc<ServerState>;
 
 /// The registry's router: `/v2/...`, `/auth/token`, request logging.
 pub fn app(state: AppState) -> Router {
