@@ -369,6 +369,22 @@ async fn a_chunk_out_of_order_is_416_with_the_uploads_range_and_nothing_stored()
         assert_eq!(reply.error_code(), code, "{range}");
         assert_eq!(registry.snapshot(), before, "{range} changed the store");
     }
+    // A Content-Range whose length is not the Content-Length.
+    let reply = registry
+        .send(
+            "PATCH",
+            &location,
+            &[("content-range", "10-19"), ("content-length", "5")],
+            data[10..15].to_vec(),
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
+    assert_eq!(reply.error_code(), "SIZE_INVALID");
+    assert_eq!(
+        registry.snapshot(),
+        before,
+        "a wrong size changed the store"
+    );
     let status = registry.send("GET", &location, &[], vec![]).await;
     assert_eq!(status.status, 204);
     assert_eq!(status.header("range"), Some("0-9"));

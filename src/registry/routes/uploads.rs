@@ -152,7 +152,8 @@ pub async fn cancel(request: &Req<'_>, name: RepositoryName, id: &str) -> Reply 
 }
 
 /// Where the request's chunk begins, from its `Content-Range`: 400
-/// BLOB_UPLOAD_INVALID when malformed, 416 when it ends before it starts.
+/// BLOB_UPLOAD_INVALID when malformed, 416 when it ends before it starts,
+/// 400 SIZE_INVALID when its length is not the request's `Content-Length`.
 fn chunk_start(request: &Req<'_>) -> Result<Option<u64>, ApiError> {
     let Some(text) = request.header(header::CONTENT_RANGE) else {
         return Ok(None);
@@ -167,6 +168,18 @@ fn chunk_start(request: &Req<'_>) -> Result<Option<u64>, ApiError> {
         return Err(ApiError::with_detail(
             ErrorCode::RangeNotSatisfiable,
             format!("Content-Range {start}-{end} ends before it starts"),
+        ));
+    }
+    let length = request
+        .header(header::CONTENT_LENGTH)
+        .and_then(|value| value.parse::<u64>().ok());
+    if let Some(length) = length.filter(|&length| length != end - start + 1) {
+        return Err(ApiError::with_detail(
+            ErrorCode::SizeInvalid,
+            format!(
+                "Content-Range {start}-{end} is {} bytes, Content-Length says {length}",
+                end - start + 1
+            ),
         ));
     }
     Ok(Some(start))
