@@ -269,6 +269,9 @@ def check_ports(ports: dict[int, str]) -> None:
     taken = []
     for port, purpose in ports.items():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the servers bind: connections of an earlier run still in
+            # TIME_WAIT on the port do not keep a new listener out.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("0.0.0.0", port))
             except OSError:

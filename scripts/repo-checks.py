@@ -165,5 +165,41 @@ check(
     refusal,
 )
 
+
+
+def demo_takes_a_port_left_in_time_wait() -> str:
+    """What the demo says of a port whose listener (with SO_REUSEADDR, as
+    every server of the demo binds) is gone, its connections in TIME_WAIT:
+    what a second demo run right after a first finds."""
+    import socket
+    import time
+
+    sys.path.insert(0, str(REPO / "demo"))
+    import gate
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server closes first: its side waits in TIME_WAIT
+        time.sleep(0.1)
+        client.close()
+    try:
+        gate.check_ports({port: "a registry of an earlier run"})
+    except SystemExit as refusal:
+        return str(refusal)
+    return "free"
+
+
+left = demo_takes_a_port_left_in_time_wait()
+check(
+    "the demo starts on a port an earlier run left with connections in TIME_WAIT",
+    left == "free",
+    left,
+)
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
