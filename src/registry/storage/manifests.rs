@@ -159,13 +159,7 @@ impl Storage {
         let layout = self.layout.clone();
         let (name, reference) = (repository.clone(), reference.clone());
         blocking(move || {
-            let unknown = || StorageError::ManifestUnknown(format!("{name}:{reference}"));
-            let digest = resolve(&layout, &name, &reference)?.ok_or_else(unknown)?;
-            let media_type = match std::fs::read_to_string(layout.revision(&name, &digest)) {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
-                Err(e) => return Err(io_context(format!("reading manifest {digest}"))(e)),
-            };
+            let (digest, media_type) = locate(&layout, &name, &reference)?;
             let bytes = std::fs::read(layout.blob(&digest))
                 .map_err(io_context(format!("reading manifest {digest}")))?;
             Ok(StoredManifest {
@@ -189,13 +183,7 @@ impl Storage {
         let layout = self.layout.clone();
         let (name, reference) = (repository.clone(), reference.clone());
         blocking(move || {
-            let unknown = || StorageError::ManifestUnknown(format!("{name}:{reference}"));
-            let digest = resolve(&layout, &name, &reference)?.ok_or_else(unknown)?;
-            let media_type = match std::fs::read_to_string(layout.revision(&name, &digest)) {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
-                Err(e) => return Err(io_context(format!("reading manifest {digest}"))(e)),
-            };
+            let (digest, media_type) = locate(&layout, &name, &reference)?;
             let context = || io_context(format!("reading manifest {digest}"));
             let mut file = std::fs::File::open(layout.blob(&digest)).map_err(context())?;
             let size = file.metadata().map_err(context())?.len();
@@ -362,6 +350,22 @@ struct Head {
     media_type: Option<String>,
     #[serde(default)]
     manifests: Option<serde::de::IgnoredAny>,
+}
+
+/// The digest `reference` names in `repository` and the media type it was
+/// stored with; MANIFEST_UNKNOWN when either is missing.
+fn locate(
+    layout: &Layout,
+    name: &RepositoryName,
+    reference: &ManifestReference,
+) -> Result<(Digest, String)> {
+    let unknown = || StorageError::ManifestUnknown(format!("{name}:{reference}"));
+    let digest = resolve(layout, name, reference)?.ok_or_else(unknown)?;
+    match std::fs::read_to_string(layout.revision(name, &digest)) {
+        Ok(media_type) => Ok((digest, media_type)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(unknown()),
+        Err(e) => Err(io_context(format!("reading manifest {digest}"))(e)),
+    }
 }
 
 /// Check a manifest's shape against the image spec, reading it as the
