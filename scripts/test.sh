@@ -13,10 +13,12 @@ export COLLECTIONS_PATH="$HOME/.ansible/collections"
 export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS_PATH"
 
 failures=()
+timings=()
 step() {
-  local name=$1; shift
+  local name=$1 start=$SECONDS; shift
   printf '\n\033[1m==> %s\033[0m\n' "$name"
   "$@" || failures+=("$name")
+  timings+=("$(printf '%5ds  %s' $((SECONDS - start)) "$name")")
 }
 
 # Run a command with environment variable $1 naming a fresh empty
@@ -73,6 +75,9 @@ for scenario in molecule/*/; do
   step "molecule $name" molecule test -s "$name"
 done
 
+# Where the time went: the test command must stay well inside CI's limit.
+echo
+printf '%s\n' "time per step (total ${SECONDS}s):" "${timings[@]}"
 echo
 if ((${#failures[@]})); then
   echo "FAILED steps: ${failures[*]}"
