@@ -22,7 +22,7 @@ use speculative_images::host::{docker_daemon, HostPaths};
 use speculative_images::zuul::BUILDSET_REGISTRY_ALIAS as REGISTRY_ALIAS;
 
 use crate::support::buildset::BuildsetServer;
-use crate::support::{random_password, run, wait_until};
+use crate::support::{busybox_context, random_password, run, wait_until};
 
 /// Serializes the tests of this file across processes (nextest runs each
 /// test in its own).
@@ -255,13 +255,11 @@ fn push_image(
     targets: &[&str],
 ) -> String {
     let ctx = tempfile::tempdir().unwrap();
-    fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
-    fs::write(ctx.path().join("marker"), marker).unwrap();
-    fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY marker /marker\nCMD [\"/bin/busybox\", \"cat\", \"/marker\"]\n",
-    )
-    .unwrap();
+    busybox_context(
+        ctx.path(),
+        &[("marker", marker)],
+        "CMD [\"/bin/busybox\", \"cat\", \"/marker\"]\n",
+    );
     let local = format!("speculative-host-test/{}:latest", marker.to_lowercase());
     run(Command::new("docker")
         .args(["build", "-q", "-t", &local])
@@ -353,12 +351,7 @@ fn every_client_gets_the_speculative_images_and_running_containers_survive() {
         marker.to_lowercase()
     );
     let ctx = tempfile::tempdir().unwrap();
-    fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
-    fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\n",
-    )
-    .unwrap();
+    busybox_context(ctx.path(), &[], "");
     run(Command::new("docker")
         .args(["build", "-q", "-t", &sleeper_image])
         .arg(ctx.path()));

@@ -14,7 +14,7 @@ use crate::publish_support::{
 };
 use crate::registry_clients::OciLayout;
 use crate::support::buildset::BuildsetServer;
-use crate::support::{docker_trust, run};
+use crate::support::{busybox_context, docker_trust, run};
 
 fn args(target: &BuildsetServer, pattern: &str, images: Value) -> Value {
     json!({
@@ -115,13 +115,7 @@ fn without_a_buildset_registry_the_daemon_pushes() {
     // Built by build_docker_image with docker_registry set, as a job would.
     let home = tempfile::tempdir().unwrap();
     let work = home.path().join("src/project");
-    std::fs::create_dir_all(&work).unwrap();
-    std::fs::copy("/bin/busybox", work.join("busybox")).unwrap();
-    std::fs::write(
-        work.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\n",
-    )
-    .unwrap();
+    busybox_context(&work, &[], "");
     let images = json!([{"repository": format!("{prefix}/app")}]);
     succeeded(run_module(
         "build_docker_image",

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::buildset::BuildsetServer;
-use crate::support::{docker_trust, random_password, run};
+use crate::support::{busybox_context, docker_trust, random_password, run};
 
 /// A docker CLI with its own config dir, so `docker login` never touches
 /// the user's `~/.docker/config.json`.
@@ -34,13 +34,11 @@ impl Docker {
 /// Build a tiny image FROM scratch holding a static busybox, tagged `tag`.
 pub fn build_busybox_image(docker: &Docker, tag: &str, marker: &str) {
     let ctx = tempfile::tempdir().expect("tempdir");
-    std::fs::copy("/bin/busybox", ctx.path().join("busybox")).expect("copy busybox");
-    std::fs::write(ctx.path().join("marker"), marker).expect("marker");
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY marker /marker\nCMD [\"/bin/busybox\", \"cat\", \"/marker\"]\n",
-    )
-    .expect("Dockerfile");
+    busybox_context(
+        ctx.path(),
+        &[("marker", marker)],
+        "CMD [\"/bin/busybox\", \"cat\", \"/marker\"]\n",
+    );
     docker.run(&["build", "-q", "-t", tag, path_str(ctx.path())]);
 }
 

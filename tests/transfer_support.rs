@@ -191,13 +191,11 @@ impl DockerImage {
     /// Build one.
     pub fn build(label: &str) -> DockerImage {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::copy("/bin/busybox", dir.path().join("busybox")).expect("busybox-static");
-        std::fs::write(dir.path().join("id"), crate::support::random_password()).unwrap();
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nCOPY id /id\nCMD [\"/bin/busybox\", \"cat\", \"/id\"]\n",
-        )
-        .unwrap();
+        crate::support::busybox_context(
+            dir.path(),
+            &[("id", &crate::support::random_password())],
+            "CMD [\"/bin/busybox\", \"cat\", \"/id\"]\n",
+        );
         let name = format!(
             "speculative-test/{label}:{}",
             crate::support::random_password().to_lowercase()

@@ -61,3 +61,25 @@ pub fn docker_trust(authority: &str, cert_pem: &str) {
     std::fs::create_dir_all(&dir).expect("create certs.d dir");
     std::fs::write(dir.join("ca.crt"), cert_pem).expect("write ca.crt");
 }
+
+/// Write a docker build context into `dir`: `FROM scratch`, a `build-id`
+/// file unique to this call, a static busybox at `/bin/busybox`, each of
+/// `files` (name, content) copied to `/<name>`, then the `tail` lines.
+///
+/// The unique first layer is there because the tests share one daemon:
+/// contexts that began with the same `COPY busybox` shared a build cache
+/// chain, and a test removing its image while another built on that chain
+/// failed the other's build with "unknown parent image ID".
+pub fn busybox_context(dir: &std::path::Path, files: &[(&str, &str)], tail: &str) {
+    std::fs::create_dir_all(dir).expect("create the build context");
+    std::fs::write(dir.join("build-id"), random_password()).expect("write build-id");
+    std::fs::copy("/bin/busybox", dir.join("busybox")).expect("copy busybox (busybox-static)");
+    let mut dockerfile =
+        String::from("FROM scratch\nCOPY build-id /build-id\nCOPY busybox /bin/busybox\n");
+    for (name, content) in files {
+        std::fs::write(dir.join(name), content).expect("write a context file");
+        dockerfile.push_str(&format!("COPY {name} /{name}\n"));
+    }
+    dockerfile.push_str(tail);
+    std::fs::write(dir.join("Dockerfile"), dockerfile).expect("write the Dockerfile");
+}
