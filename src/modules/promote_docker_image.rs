@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::runtime::block_on;
-use crate::client::{Endpoint, RemoteRegistry, HUB_API_URL};
+use crate::client::{RemoteRegistry, HUB_API_URL};
 use crate::oci::{Reference, Tag};
 use crate::publish::cleanup::{after_promote, Cleanup};
 use crate::publish::credentials::DockerCredentials;
@@ -120,15 +120,7 @@ async fn promote(
     let creds = &args.docker_credentials;
     let mut handles = Vec::new();
     for (registry, promotions) in by_registry {
-        let mut endpoint =
-            Endpoint::new(&registry).with_credentials(&creds.username, &creds.password);
-        if let Some(pem) = args
-            .docker_registry_cert
-            .as_ref()
-            .filter(|p| !p.trim().is_empty())
-        {
-            endpoint = endpoint.with_ca_pem(pem);
-        }
+        let endpoint = creds.endpoint(&registry, args.docker_registry_cert.as_deref());
         handles.push((RemoteRegistry::new(endpoint)?, promotions));
     }
 

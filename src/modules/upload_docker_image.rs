@@ -112,12 +112,8 @@ impl Module for UploadDockerImage {
 }
 
 fn target_endpoint(args: &Args, upload: &TagUpload) -> Endpoint {
-    let endpoint = Endpoint::new(&upload.target.registry).with_credentials(
-        &args.docker_credentials.username,
-        &args.docker_credentials.password,
-    );
-    match &args.docker_registry_cert {
-        Some(pem) if !pem.trim().is_empty() => endpoint.with_ca_pem(pem),
-        _ => endpoint,
-    }
+    args.docker_credentials.endpoint(
+        &upload.target.registry,
+        args.docker_registry_cert.as_deref(),
+    )
 }

@@ -319,6 +319,7 @@ mod tests {
             username: "zuul".into(),
             password: password.into(),
             repository: None,
+            token_hosts: Vec::new(),
         }
     }
 

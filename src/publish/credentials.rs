@@ -4,6 +4,8 @@
 use regex_lite::Regex;
 use serde::Deserialize;
 
+use crate::client::Endpoint;
+
 /// `docker_credentials`, from a Zuul secret.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +18,11 @@ pub struct DockerCredentials {
     /// anchored, as zuul-jobs does); absent means any.
     #[serde(default)]
     pub repository: Option<String>,
+    /// Hosts (`host` or `host:port`) other than the registry's own that
+    /// may receive these credentials as its token realm, e.g. `gitlab.com`
+    /// for `registry.gitlab.com`. Any other realm host gets no password.
+    #[serde(default)]
+    pub token_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for DockerCredentials {
@@ -24,6 +31,7 @@ impl std::fmt::Debug for DockerCredentials {
             .field("username", &self.username)
             .field("password", &"********")
             .field("repository", &self.repository)
+            .field("token_hosts", &self.token_hosts)
             .finish()
     }
 }
@@ -55,6 +63,19 @@ pub enum PermitError {
 }
 
 impl DockerCredentials {
+    /// The endpoint of `registry` logged in with these credentials, trusting
+    /// `ca_pem` (when given and not blank) besides the system's roots.
+    pub fn endpoint(&self, registry: &str, ca_pem: Option<&str>) -> Endpoint {
+        let mut endpoint = Endpoint::new(registry).with_credentials(&self.username, &self.password);
+        for host in &self.token_hosts {
+            endpoint = endpoint.allow_token_host(host);
+        }
+        match ca_pem {
+            Some(pem) if !pem.trim().is_empty() => endpoint.with_ca_pem(pem),
+            _ => endpoint,
+        }
+    }
+
     /// Check every repository, in order, against the pattern.
     pub fn permit<'a>(
         &self,
@@ -89,7 +110,24 @@ mod tests {
             username: "u".into(),
             password: "secret-pw".into(),
             repository: pattern.map(str::to_string),
+            token_hosts: Vec::new(),
         }
+    }
+
+    #[test]
+    fn token_hosts_from_the_secret_may_receive_the_login_and_no_others() {
+        let secret: DockerCredentials = serde_json::from_value(serde_json::json!({
+            "username": "u", "password": "secret-pw", "token_hosts": ["gitlab.com"]
+        }))
+        .unwrap();
+        let gitlab = secret.endpoint("registry.gitlab.com", Some("  "));
+        assert!(gitlab.is_token_host("gitlab.com", 443));
+        assert!(gitlab.is_token_host("registry.gitlab.com", 443));
+        assert!(!gitlab.is_token_host("evil.example.org", 443));
+        assert!(gitlab.ca_pem.is_none(), "a blank CA is no CA");
+        let plain = creds(None).endpoint("registry.gitlab.com", None);
+        assert!(!plain.is_token_host("gitlab.com", 443));
+        assert!(!format!("{secret:?}").contains("secret-pw"));
     }
 
     #[test]
