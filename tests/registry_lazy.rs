@@ -1,0 +1,832 @@
+//! Pull-through: the buildset registry as a live view of the
+//! intermediate registry. Real processes: our server in site mode (TLS,
+//! htpasswd, delegated tokens) as the intermediate registry, our
+//! buildset registry in front of it. The test plays the executor: it
+//! asks the site for a pull-only token, records where the layers live
+//! (`PUT /v2/<name>/_speculative/sources`), copies the config and the
+//! manifest, and then reads the layers from the buildset registry as a
+//! consumer would. Upstream fetches are counted in the site's request log.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use speculative_images::oci::{Digest, RepositoryName};
+use speculative_images::registry::storage::{PrunePolicy, SourcedBlob, Storage, Upstream};
+
+use crate::registry_site::{Options, Site};
+use crate::support::buildset::BuildsetServer;
+use crate::support::wait_until;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// An image's parts: a config, layers, and the manifest naming them.
+struct Image {
+    config: Vec<u8>,
+    layers: Vec<Vec<u8>>,
+    manifest: Vec<u8>,
+    digest: Digest,
+}
+
+/// `len` bytes that differ for each `seed` (xorshift).
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn image(seed: u64, sizes: &[usize]) -> Image {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
+    let layers: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| content(seed * 100 + i as u64, n))
+        .collect();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::sha256(&config).to_string(), "size": config.len()},
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": LAYER, "digest": Digest::sha256(l).to_string(), "size": l.len()})).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    Image {
+        digest: Digest::sha256(&manifest),
+        config,
+        layers,
+        manifest,
+    }
+}
+
+impl Image {
+    fn layer_digests(&self) -> Vec<Digest> {
+        self.layers.iter().map(|l| Digest::sha256(l)).collect()
+    }
+}
+
+/// Push `image` to the site as its read-write user.
+fn push_to_site(site: &Site, repo: &str, tag: &str, image: &Image) {
+    for blob in std::iter::once(&image.config).chain(&image.layers) {
+        let digest = Digest::sha256(blob);
+        let url = site.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}"));
+        let reply = site
+            .as_writer(site.client.post(url))
+            .body(blob.clone())
+            .send()
+            .unwrap();
+        assert_eq!(reply.status(), 201, "{}", site.log());
+    }
+    let url = site.url(&format!("/v2/{repo}/manifests/{tag}"));
+    let reply = site
+        .as_writer(site.client.put(url))
+        .header("content-type", OCI_MANIFEST)
+        .body(image.manifest.clone())
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 201, "{}", site.log());
+}
+
+/// A pull-only token for `repo`, as the executor asks for it.
+fn delegated_token(site: &Site, repo: &str) -> String {
+    let scope = format!("repository:{repo}:pull");
+    let reply = site
+        .as_writer(site.token_endpoint(&[("scope", scope.as_str()), ("expires_in", "600")]))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let body: serde_json::Value = reply.json().unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// Where the test's executor says the layers live.
+struct Source<'a> {
+    url: String,
+    repository: &'a str,
+    token: String,
+    ca_pem: String,
+}
+
+impl<'a> Source<'a> {
+    fn of(site: &Site, repository: &'a str) -> Source<'a> {
+        Source {
+            url: site.url(""),
+            repository,
+            token: delegated_token(site, repository),
+            ca_pem: site.ca_pem.clone(),
+        }
+    }
+}
+
+/// `PUT /v2/<repo>/_speculative/sources` on the buildset registry.
+fn record(
+    buildset: &BuildsetServer,
+    repo: &str,
+    source: &Source<'_>,
+    blobs: &[(Digest, usize)],
+) -> reqwest::blocking::Response {
+    let body = serde_json::json!({
+        "upstream": {"url": source.url, "repository": source.repository,
+                     "username": "token", "password": source.token, "ca_pem": source.ca_pem},
+        "blobs": blobs.iter().map(|(d, n)| serde_json::json!({"digest": d.to_string(), "size": n, "mediaType": LAYER})).collect::<Vec<_>>(),
+    });
+    buildset
+        .client()
+        .put(format!("{}/v2/{repo}/_speculative/sources", buildset.url()))
+        .basic_auth(&buildset.username, Some(&buildset.password))
+        .json(&body)
+        .send()
+        .unwrap()
+}
+
+/// What `pull_from_intermediate_registry` does lazily: record the layers,
+/// copy the config and the manifest.
+fn put_lazily(
+    buildset: &BuildsetServer,
+    repo: &str,
+    tag: &str,
+    image: &Image,
+    source: &Source<'_>,
+) {
+    let layers: Vec<(Digest, usize)> = image
+        .layers
+        .iter()
+        .map(|l| (Digest::sha256(l), l.len()))
+        .collect();
+    let reply = record(buildset, repo, source, &layers);
+    assert_eq!(reply.status(), 200, "{}", buildset.log());
+    let client = buildset.client();
+    let digest = Digest::sha256(&image.config);
+    let reply = client
+        .post(format!(
+            "{}/v2/{repo}/blobs/uploads/?digest={digest}",
+            buildset.url()
+        ))
+        .basic_auth(&buildset.username, Some(&buildset.password))
+        .body(image.config.clone())
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 201);
+    let reply = client
+        .put(format!("{}/v2/{repo}/manifests/{tag}", buildset.url()))
+        .basic_auth(&buildset.username, Some(&buildset.password))
+        .header("content-type", OCI_MANIFEST)
+        .body(image.manifest.clone())
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 201, "{}", buildset.log());
+}
+
+/// GETs of blob `digest` of `repo` the site answered with 200.
+fn upstream_gets(site: &Site, repo: &str, digest: &Digest) -> usize {
+    let needle = format!("GET /v2/{repo}/blobs/{digest} 200 ");
+    site.log().lines().filter(|l| l.contains(&needle)).count()
+}
+
+fn blob_url(buildset: &BuildsetServer, repo: &str, digest: &Digest) -> String {
+    format!("{}/v2/{repo}/blobs/{digest}", buildset.url())
+}
+
+/// GET a blob from the buildset registry: the digest of what arrived.
+fn get_digest(buildset: &BuildsetServer, repo: &str, digest: &Digest) -> Digest {
+    let reply = buildset
+        .client()
+        .get(blob_url(buildset, repo, digest))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 200, "{}", buildset.log());
+    Digest::sha256(&reply.bytes().unwrap())
+}
+
+fn stored(buildset: &BuildsetServer, digest: &Digest) -> bool {
+    let hex = digest.hex();
+    buildset
+        .storage
+        .join("blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .is_file()
+}
+
+fn error_code(reply: reqwest::blocking::Response) -> String {
+    let body: serde_json::Value = reply.json().unwrap();
+    body["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn registry_lazy_pull_through_serves_every_layer_once_with_its_digest() {
+    let site = Site::start(Options::default());
+    let buildset = BuildsetServer::start();
+    let img = image(1, &[3 << 20, 1 << 20, 10]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+
+    // Without a record, the manifest names unknown blobs.
+    let refused = buildset
+        .client()
+        .put(format!("{}/v2/org/img/manifests/latest", buildset.url()))
+        .basic_auth(&buildset.username, Some(&buildset.password))
+        .header("content-type", OCI_MANIFEST)
+        .body(img.manifest.clone())
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(error_code(refused), "MANIFEST_BLOB_UNKNOWN");
+
+    let source = Source::of(&site, "org/img");
+    put_lazily(&buildset, "org/img", "latest", &img, &source);
+    let manifest = buildset
+        .client()
+        .get(format!("{}/v2/org/img/manifests/latest", buildset.url()))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .unwrap();
+    assert_eq!(
+        manifest.headers()["docker-content-digest"],
+        img.digest.to_string().as_str()
+    );
+    for digest in img.layer_digests() {
+        assert_eq!(
+            upstream_gets(&site, "org/img", &digest),
+            0,
+            "fetched before asked"
+        );
+        assert_eq!(get_digest(&buildset, "org/img", &digest), digest);
+        assert!(stored(&buildset, &digest));
+    }
+    // A second GET is served from storage: nothing more upstream.
+    for digest in img.layer_digests() {
+        assert_eq!(get_digest(&buildset, "org/img", &digest), digest);
+        assert_eq!(
+            upstream_gets(&site, "org/img", &digest),
+            1,
+            "{}",
+            site.log()
+        );
+    }
+    assert!(
+        buildset.log().contains(&format!(
+            "through from {}, repository org/img in",
+            site.url("")
+        )),
+        "{}",
+        buildset.log()
+    );
+    assert!(
+        !buildset.log().contains(&source.token),
+        "the token was logged"
+    );
+    assert!(!site.log().contains(&source.token), "the token was logged");
+}
+
+#[test]
+fn registry_lazy_head_answers_from_the_record_without_fetching() {
+    let site = Site::start(Options::default());
+    let buildset = BuildsetServer::start();
+    let img = image(2, &[1 << 20]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    put_lazily(
+        &buildset,
+        "org/img",
+        "latest",
+        &img,
+        &Source::of(&site, "org/img"),
+    );
+    let digest = &img.layer_digests()[0];
+    let head = buildset
+        .client()
+        .head(blob_url(&buildset, "org/img", digest))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        (1u64 << 20).to_string().as_str()
+    );
+    assert_eq!(
+        head.headers()["docker-content-digest"],
+        digest.to_string().as_str()
+    );
+    assert!(!stored(&buildset, digest));
+    assert!(
+        !site.log().contains(&format!("/blobs/{digest}")),
+        "{}",
+        site.log()
+    );
+    // Another repository of the buildset registry has no such record.
+    let other = buildset
+        .client()
+        .head(blob_url(&buildset, "org/other", digest))
+        .send()
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}
+
+#[test]
+fn registry_lazy_concurrent_gets_share_one_upstream_fetch() {
+    let site = Site::start(Options::default());
+    let buildset = Arc::new(BuildsetServer::start());
+    let img = image(3, &[16 << 20]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    put_lazily(
+        &buildset,
+        "org/img",
+        "latest",
+        &img,
+        &Source::of(&site, "org/img"),
+    );
+    let digest = img.layer_digests()[0].clone();
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (buildset, digest) = (buildset.clone(), digest.clone());
+            std::thread::spawn(move || get_digest(&buildset, "org/img", &digest))
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(reader.join().unwrap(), digest);
+    }
+    assert_eq!(
+        upstream_gets(&site, "org/img", &digest),
+        1,
+        "{}",
+        site.log()
+    );
+}
+
+/// A GET of `digest` fails: 502 when the fetch failed before the
+/// answer, else a body cut short of `size` bytes.
+fn assert_transfer_fails(buildset: &BuildsetServer, digest: &Digest, size: usize) {
+    let reply = buildset
+        .client()
+        .get(blob_url(buildset, "org/img", digest))
+        .send()
+        .unwrap();
+    match reply.status().as_u16() {
+        200 => {
+            let body = reply.bytes();
+            assert!(
+                body.as_ref().map_or(true, |b| b.len() < size),
+                "the whole corrupt body arrived"
+            );
+        }
+        502 => assert_eq!(error_code(reply), "UNKNOWN"),
+        other => panic!("{other}: {}", buildset.log()),
+    }
+}
+
+#[test]
+fn registry_lazy_a_corrupt_upstream_blob_fails_the_transfer_and_is_not_stored() {
+    let site = Site::start(Options::default());
+    let buildset = BuildsetServer::start();
+    let img = image(4, &[2 << 20]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    let digest = img.layer_digests()[0].clone();
+    // The same size, other bytes, behind the site's back.
+    let hex = digest.hex();
+    let on_disk = site
+        .dir
+        .path()
+        .join("data/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex);
+    std::fs::write(&on_disk, content(99, 2 << 20)).unwrap();
+    put_lazily(
+        &buildset,
+        "org/img",
+        "latest",
+        &img,
+        &Source::of(&site, "org/img"),
+    );
+
+    assert_transfer_fails(&buildset, &digest, 2 << 20);
+    wait_until(
+        "the failed fetch to be cleaned up",
+        Duration::from_secs(10),
+        || {
+            buildset
+                .log()
+                .contains(&format!("pulling blob {digest} through from"))
+        },
+    );
+    assert!(!stored(&buildset, &digest));
+    let leftovers = std::fs::read_dir(buildset.storage.join("tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 0, "a partial file stayed");
+    let log = buildset.log();
+    assert!(
+        log.contains("nothing stored: content has digest sha256:"),
+        "{log}"
+    );
+    // The next GET tries again (and fails again the same way).
+    assert_transfer_fails(&buildset, &digest, 2 << 20);
+    assert_eq!(upstream_gets(&site, "org/img", &digest), 2);
+}
+
+#[test]
+fn registry_lazy_a_missing_or_unreachable_upstream_is_a_spec_error_in_bounded_time() {
+    let site = Site::start(Options::default());
+    let buildset = BuildsetServer::start();
+    let img = image(5, &[1 << 20]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    let source = Source::of(&site, "org/img");
+    put_lazily(&buildset, "org/img", "latest", &img, &source);
+
+    // A recorded blob the upstream does not hold: 404 BLOB_UNKNOWN.
+    let ghost = Digest::sha256(b"never pushed");
+    assert_eq!(
+        record(&buildset, "org/img", &source, &[(ghost.clone(), 12)]).status(),
+        200
+    );
+    let reply = buildset
+        .client()
+        .get(blob_url(&buildset, "org/img", &ghost))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 404);
+    assert_eq!(error_code(reply), "BLOB_UNKNOWN");
+
+    // The upstream gone: 503 UNAVAILABLE, within seconds.
+    let upstream = site.url("");
+    drop(site);
+    let digest = &img.layer_digests()[0];
+    let started = Instant::now();
+    let reply = buildset
+        .client()
+        .get(blob_url(&buildset, "org/img", digest))
+        .send()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(reply.status(), 503);
+    assert_eq!(error_code(reply), "UNAVAILABLE");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(!stored(&buildset, digest));
+    let log = buildset.log();
+    let line = log
+        .lines()
+        .find(|l| {
+            l.contains(&format!(
+                "pulling blob {digest} through from {upstream}, repository org/img failed"
+            ))
+        })
+        .unwrap_or_else(|| panic!("no line naming the upstream:\n{log}"));
+    assert!(line.contains("cannot connect"), "{line}");
+    assert!(!log.contains(&source.token), "the token was logged");
+}
+
+#[test]
+fn registry_lazy_records_survive_a_restart() {
+    let site = Site::start(Options::default());
+    let mut buildset = BuildsetServer::start();
+    let img = image(6, &[1 << 20, 4096]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    put_lazily(
+        &buildset,
+        "org/img",
+        "latest",
+        &img,
+        &Source::of(&site, "org/img"),
+    );
+    buildset.restart();
+    for digest in img.layer_digests() {
+        let head = buildset
+            .client()
+            .head(blob_url(&buildset, "org/img", &digest))
+            .send()
+            .unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(get_digest(&buildset, "org/img", &digest), digest);
+    }
+    let listed: serde_json::Value = buildset
+        .client()
+        .get(format!(
+            "{}/v2/org/img/_speculative/sources",
+            buildset.url()
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let blobs = listed["blobs"].as_array().unwrap();
+    assert_eq!(blobs.len(), 2);
+    assert!(blobs.iter().all(|b| b["stored"] == true), "{listed}");
+    assert!(!listed.to_string().contains("password"), "{listed}");
+}
+
+/// A TCP relay to a port set later, sending the target's answers on at
+/// most `rate` bytes a second (0: as fast as they come).
+struct Relay {
+    port: u16,
+    target: Arc<AtomicU16>,
+    rate: Arc<AtomicU64>,
+}
+
+impl Relay {
+    fn start(rate: u64) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = Arc::new(AtomicU16::new(0));
+        let rate = Arc::new(AtomicU64::new(rate));
+        let (to, limit) = (target.clone(), rate.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to.load(Ordering::SeqCst)))
+                else {
+                    continue;
+                };
+                let (mut client_in, mut server_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_in, &mut server_out);
+                    let _ = server_out.shutdown(Shutdown::Write);
+                });
+                let (mut server_in, mut client_out, limit) = (server, client, limit.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 16 << 10];
+                    loop {
+                        let n = match server_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if client_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        let rate = limit.load(Ordering::SeqCst);
+                        if rate > 0 {
+                            std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+                        }
+                    }
+                    let _ = client_out.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        Relay { port, target, rate }
+    }
+}
+
+#[test]
+fn registry_lazy_a_fetch_killed_midway_is_fetched_again_whole_after_restart() {
+    let relay = Relay::start(4 << 20);
+    let site = Site::start(Options {
+        public_port: Some(relay.port),
+        ..Options::default()
+    });
+    relay.target.store(site.port, Ordering::SeqCst);
+    let mut buildset = BuildsetServer::start();
+    let img = image(7, &[32 << 20]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    let mut source = Source::of(&site, "org/img");
+    source.url = format!("https://127.0.0.1:{}", relay.port);
+    put_lazily(&buildset, "org/img", "latest", &img, &source);
+    let digest = img.layer_digests()[0].clone();
+
+    let reader = {
+        let (client, url) = (buildset.client(), blob_url(&buildset, "org/img", &digest));
+        std::thread::spawn(move || {
+            client
+                .get(url)
+                .send()
+                .and_then(|r| r.bytes())
+                .map(|b| b.len())
+        })
+    };
+    let tmp = buildset.storage.join("tmp");
+    wait_until("the fetch to be under way", Duration::from_secs(30), || {
+        std::fs::read_dir(&tmp)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
+            })
+            .unwrap_or(false)
+    });
+    buildset.kill();
+    assert!(!stored(&buildset, &digest), "stored although cut short");
+    let received = reader.join().unwrap();
+    assert!(
+        received.as_ref().map_or(true, |n| *n < 32 << 20),
+        "{received:?}"
+    );
+
+    relay.rate.store(0, Ordering::SeqCst);
+    buildset.restart();
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the partial file stayed"
+    );
+    assert_eq!(get_digest(&buildset, "org/img", &digest), digest);
+    assert!(stored(&buildset, &digest));
+    assert_eq!(
+        upstream_gets(&site, "org/img", &digest),
+        2,
+        "{}",
+        site.log()
+    );
+}
+
+#[test]
+fn registry_lazy_the_delegated_token_pulls_its_repository_only() {
+    let site = Site::start(Options::default());
+    let img = image(8, &[1024]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    push_to_site(&site, "org/other", "1_latest", &img);
+    let token = delegated_token(&site, "org/img");
+    let pull = site
+        .get_manifest("org/img", "1_latest")
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(pull.status(), 200);
+    // As a bearer token and as the password the buildset registry uses.
+    for (what, request) in [
+        (
+            "read org/other",
+            site.get_manifest("org/other", "1_latest")
+                .bearer_auth(&token),
+        ),
+        (
+            "push org/img",
+            site.start_upload("org/img").bearer_auth(&token),
+        ),
+        (
+            "read org/other",
+            site.get_manifest("org/other", "1_latest")
+                .basic_auth("token", Some(&token)),
+        ),
+        (
+            "push org/img",
+            site.start_upload("org/img")
+                .basic_auth("token", Some(&token)),
+        ),
+        (
+            "delete org/img",
+            site.delete_manifest("org/img", &img.digest)
+                .basic_auth("token", Some(&token)),
+        ),
+    ] {
+        let reply = request.send().unwrap();
+        assert_eq!(reply.status(), 401, "{what}");
+        assert_eq!(error_code(reply), "UNAUTHORIZED", "{what}");
+    }
+    // Asking the token for push gets none for a delegated token.
+    let widened = site
+        .token_endpoint(&[("scope", "repository:org/img:pull,push")])
+        .basic_auth("token", Some(&token))
+        .send()
+        .unwrap();
+    let widened: serde_json::Value = widened.json().unwrap();
+    let push = site
+        .start_upload("org/img")
+        .bearer_auth(widened["token"].as_str().unwrap_or_default())
+        .send()
+        .unwrap();
+    assert_eq!(push.status(), 401);
+}
+
+#[test]
+fn registry_lazy_recording_needs_push_access_and_a_valid_record() {
+    let site = Site::start(Options::default());
+    let buildset = BuildsetServer::start();
+    let source = Source::of(&site, "org/img");
+    let blob = [(Digest::sha256(b"x"), 1)];
+    let body = serde_json::json!({"upstream": {"url": source.url, "repository": "org/img"},
+                                  "blobs": [{"digest": blob[0].0.to_string(), "size": 1}]});
+    let url = format!("{}/v2/org/img/_speculative/sources", buildset.url());
+    let anonymous = buildset.client().put(&url).json(&body).send().unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let cases = [
+        (
+            serde_json::json!({"upstream": {"url": "ftp://x", "repository": "org/img"}, "blobs": body["blobs"]}),
+            "upstream.url: ftp://x/: must start with https://",
+        ),
+        (
+            serde_json::json!({"upstream": {"url": "https://u:p@x:5000", "repository": "org/img"}, "blobs": body["blobs"]}),
+            "upstream.url: must not hold credentials",
+        ),
+        (
+            serde_json::json!({"upstream": {"url": source.url, "repository": "Org/Img"}, "blobs": body["blobs"]}),
+            "upstream.repository: ",
+        ),
+        (
+            serde_json::json!({"upstream": {"url": source.url, "repository": "org/img", "password": "s3cret-pw"}, "blobs": body["blobs"]}),
+            "upstream: give username and password together",
+        ),
+        (
+            serde_json::json!({"upstream": {"url": source.url, "repository": "org/img", "username": "u", "password": 12345}, "blobs": body["blobs"]}),
+            "upstream.password: must be a string",
+        ),
+        (
+            serde_json::json!({"upstream": {"url": source.url, "repository": "org/img", "ca_pem": "junk"}, "blobs": body["blobs"]}),
+            "upstream.ca_pem: ",
+        ),
+        (
+            serde_json::json!({"upstream": {"url": source.url, "repository": "org/img"}, "blobs": []}),
+            "blobs: name at least one blob",
+        ),
+        (
+            serde_json::json!({"upstream": {"url": source.url, "repository": "org/img"}, "blobs": [{"digest": "sha256:zz", "size": 1}]}),
+            "blobs[0].digest: ",
+        ),
+    ];
+    for (bad, says) in cases {
+        let reply = buildset
+            .client()
+            .put(&url)
+            .basic_auth(&buildset.username, Some(&buildset.password))
+            .json(&bad)
+            .send()
+            .unwrap();
+        assert_eq!(reply.status(), 400, "{says}");
+        let error: serde_json::Value = reply.json().unwrap();
+        assert_eq!(error["errors"][0]["code"], "SOURCES_INVALID", "{error}");
+        let detail = error["errors"][0]["detail"].as_str().unwrap();
+        assert!(detail.starts_with(says), "{says}: {detail}");
+        assert!(
+            !detail.contains("s3cret-pw") && !detail.contains("12345"),
+            "{detail}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn registry_lazy_prune_drops_the_records_of_pruned_manifests_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).unwrap();
+    let upstream = Upstream {
+        url: "https://inter.example.org:5000".parse().unwrap(),
+        repository: "org/img".into(),
+        username: None,
+        password: None,
+        ca_pem: None,
+    };
+    let mut manifests = Vec::new();
+    for (repo, seed) in [("org/gone", 20), ("org/kept", 21)] {
+        let img = image(seed, &[100]);
+        let name: RepositoryName = repo.parse().unwrap();
+        let blobs: Vec<SourcedBlob> = std::iter::once(&img.config)
+            .chain(&img.layers)
+            .map(|b| SourcedBlob {
+                digest: Digest::sha256(b),
+                size: b.len() as u64,
+                media_type: None,
+                prefetch: false,
+            })
+            .collect();
+        storage
+            .sources()
+            .record(&name, upstream.clone(), &blobs)
+            .unwrap();
+        storage
+            .put_manifest(
+                &name,
+                &"1_latest".parse().unwrap(),
+                Some(OCI_MANIFEST),
+                img.manifest.clone().into(),
+            )
+            .await
+            .unwrap();
+        manifests.push((name, img));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let report = storage
+        .prune(&PrunePolicy {
+            tags: vec!["org/gone:*".parse().unwrap()],
+            older_than: Duration::ZERO,
+            grace: Duration::ZERO,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    assert!(
+        report.summary().starts_with("removed 1 tag, 1 manifest"),
+        "{}",
+        report.summary()
+    );
+    let (gone, kept) = (&manifests[0], &manifests[1]);
+    assert!(storage.sources().of(&gone.0).is_empty());
+    assert_eq!(storage.sources().of(&kept.0).len(), 2);
+    // What is on disk says the same after a restart.
+    drop(storage);
+    let storage = Storage::open(dir.path()).unwrap();
+    assert!(storage.sources().of(&gone.0).is_empty());
+    assert_eq!(storage.sources().of(&kept.0).len(), 2);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("sources"))
+            .unwrap()
+            .count(),
+        1
+    );
+    let _ = &kept.1;
+}
