@@ -830,3 +830,244 @@ async fn registry_lazy_prune_drops_the_records_of_pruned_manifests_only() {
     );
     let _ = &kept.1;
 }
+
+/// The `intermediate_registry` facts of `site`, as its read-write user.
+fn site_facts(site: &Site) -> serde_json::Value {
+    serde_json::json!({"host": "127.0.0.1", "port": site.port, "username": "zuul",
+                       "password": site.writer_password, "cert": site.ca_pem})
+}
+
+fn pull_args(site: &Site, buildset: &BuildsetServer, lazy: &str) -> serde_json::Value {
+    serde_json::json!({
+        "buildset_registry": crate::transfer_support::registry_facts(buildset),
+        "intermediate_registry": site_facts(site),
+        "zuul_artifacts": [{"name": "org/img:latest",
+            "url": format!("docker://{}/org/img:1_latest", site.authority()),
+            "metadata": {"type": "container_image", "repository": "org/img", "tag": "latest"}}],
+        "lazy": lazy,
+        "lazy_prefetch": false,
+        "lazy_token_lifetime": 1800,
+    })
+}
+
+#[test]
+fn registry_lazy_the_module_copies_manifests_and_hands_over_a_pull_only_token() {
+    use crate::transfer_support::run_module;
+    let site = Site::start(Options::default());
+    let buildset = BuildsetServer::start();
+    let img = image(9, &[2 << 20, 1 << 20, 300]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+
+    let check = run_module(
+        "pull_from_intermediate_registry",
+        pull_args(&site, &buildset, "auto"),
+        true,
+    );
+    assert_eq!(check["changed"], true, "{check}");
+    assert_eq!(check["images"][0]["mode"], "check", "{check}");
+
+    let result = run_module(
+        "pull_from_intermediate_registry",
+        pull_args(&site, &buildset, "auto"),
+        false,
+    );
+    assert_eq!(result["failed"], false, "{result}");
+    assert_eq!(result["lazy"], true, "{result}");
+    let pulled = &result["images"][0];
+    assert_eq!(pulled["mode"], "lazy");
+    assert_eq!(pulled["digest"], img.digest.to_string().as_str());
+    assert_eq!(pulled["blobs_recorded"], 3);
+    assert_eq!(pulled["manifests_copied"], 1);
+    assert_eq!(pulled["bytes_copied"], img.config.len());
+    assert!(!result.to_string().contains(&site.writer_password));
+    for digest in img.layer_digests() {
+        assert_eq!(upstream_gets(&site, "org/img", &digest), 0, "a layer moved");
+        assert!(!stored(&buildset, &digest));
+    }
+
+    // What the node holds pulls org/img and nothing else.
+    let records: Vec<String> = std::fs::read_dir(buildset.storage.join("sources"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1);
+    let record: serde_json::Value = serde_json::from_str(&records[0]).unwrap();
+    let token = record["upstream"]["password"].as_str().unwrap();
+    assert!(
+        !records[0].contains(&site.writer_password),
+        "the read-write password reached the node"
+    );
+    assert!(!result.to_string().contains(token), "the token was shown");
+    let push = site
+        .start_upload("org/img")
+        .basic_auth("token", Some(token))
+        .send()
+        .unwrap();
+    assert_eq!(push.status(), 401);
+    site.push_image("org/secret", "1");
+    let other = site
+        .get_manifest("org/secret", "1")
+        .basic_auth("token", Some(token))
+        .send()
+        .unwrap();
+    assert_eq!(other.status(), 401);
+
+    // A consumer pulls through the buildset registry.
+    for digest in img.layer_digests() {
+        assert_eq!(get_digest(&buildset, "org/img", &digest), digest);
+        assert_eq!(upstream_gets(&site, "org/img", &digest), 1);
+    }
+    let again = run_module(
+        "pull_from_intermediate_registry",
+        pull_args(&site, &buildset, "auto"),
+        false,
+    );
+    assert_eq!(again["changed"], false, "{again}");
+
+    // Forced off: every byte, as before.
+    let other_buildset = BuildsetServer::start();
+    let full = run_module(
+        "pull_from_intermediate_registry",
+        pull_args(&site, &other_buildset, "off"),
+        false,
+    );
+    assert_eq!(full["lazy"], false, "{full}");
+    assert_eq!(full["lazy_reason"], "lazy: off");
+    assert_eq!(full["images"][0]["mode"], "copy");
+    assert_eq!(full["images"][0]["blobs_copied"], 4);
+}
+
+#[test]
+fn registry_lazy_without_a_pull_only_credential_the_module_copies_and_says_why() {
+    use crate::transfer_support::{registry_facts, run_module};
+    let inter = crate::support::distribution::Distribution::start();
+    let buildset = BuildsetServer::start();
+    let image = crate::client_fixtures::random_image(
+        crate::client_fixtures::Flavor::Oci,
+        "amd64",
+        &[1000, 2000],
+    );
+    speculative_images::client::runtime::block_on(crate::client_fixtures::push_image(
+        &crate::transfer_support::client_for(&inter),
+        "org/app",
+        Some("1_latest"),
+        &image,
+    ))
+    .unwrap();
+    let args = |lazy: &str| {
+        serde_json::json!({
+            "buildset_registry": registry_facts(&buildset),
+            "intermediate_registry": registry_facts(&inter),
+            "zuul_artifacts": [{"url": format!("docker://{}/org/app:1_latest", inter.authority()),
+                "metadata": {"type": "container_image", "repository": "org/app", "tag": "latest"}}],
+            "lazy": lazy,
+        })
+    };
+    let refused = run_module("pull_from_intermediate_registry", args("on"), false);
+    assert_eq!(refused["failed"], true);
+    let msg = refused["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("lazy: on, but the intermediate registry issues no tokens, and intermediate_registry has no read_only_username"),
+        "{msg}"
+    );
+    let result = run_module("pull_from_intermediate_registry", args("auto"), false);
+    assert_eq!(result["failed"], false, "{result}");
+    assert_eq!(result["lazy"], false);
+    assert!(result["lazy_reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("the intermediate registry issues no tokens"));
+    assert_eq!(result["images"][0]["mode"], "copy");
+    assert_eq!(result["images"][0]["blobs_copied"], 3);
+}
+
+/// A two-platform index of `amd64` and `arm64` (one layer each, plus a
+/// shared one) pushed to the site as `org/multi:1_latest`; the layers of
+/// each platform.
+fn push_two_platforms(site: &Site) -> (Digest, Vec<Digest>, Vec<Digest>) {
+    let shared = content(500, 100_000);
+    let mut entries = Vec::new();
+    let mut per_arch = Vec::new();
+    for (i, arch) in ["amd64", "arm64"].iter().enumerate() {
+        let mut img = image(600 + i as u64, &[1 << 20]);
+        // The config names its architecture; the shared layer goes first.
+        img.config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes();
+        img.layers.insert(0, shared.clone());
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": Digest::sha256(&img.config).to_string(), "size": img.config.len()},
+            "layers": img.layers.iter().map(|l| serde_json::json!({
+                "mediaType": LAYER, "digest": Digest::sha256(l).to_string(), "size": l.len()})).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        img.digest = Digest::sha256(&manifest);
+        img.manifest = manifest;
+        push_to_site(site, "org/multi", &img.digest.to_string(), &img);
+        entries.push(
+            serde_json::json!({"mediaType": OCI_MANIFEST, "digest": img.digest.to_string(),
+            "size": img.manifest.len(), "platform": {"architecture": arch, "os": "linux"}}),
+        );
+        per_arch.push(img.layer_digests());
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}))
+    .unwrap();
+    let reply = site
+        .as_writer(
+            site.client
+                .put(site.url("/v2/org/multi/manifests/1_latest")),
+        )
+        .header("content-type", "application/vnd.oci.image.index.v1+json")
+        .body(index.clone())
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 201, "{}", site.log());
+    let arm64 = per_arch.pop().unwrap();
+    let amd64 = per_arch.pop().unwrap();
+    (Digest::sha256(&index), amd64, arm64)
+}
+
+#[test]
+fn registry_lazy_prefetch_fetches_the_chosen_platform_only_before_anyone_asks() {
+    use crate::transfer_support::{registry_facts, run_module};
+    let site = Site::start(Options::default());
+    let buildset = BuildsetServer::start();
+    let (index, amd64, arm64) = push_two_platforms(&site);
+    let args = serde_json::json!({
+        "buildset_registry": registry_facts(&buildset),
+        "intermediate_registry": site_facts(&site),
+        "zuul_artifacts": [{"url": format!("docker://{}/org/multi:1_latest", site.authority()),
+            "metadata": {"type": "container_image", "repository": "org/multi", "tag": "latest"}}],
+        "lazy_prefetch_platforms": ["linux/amd64"],
+        "lazy_token_lifetime": 1800,
+    });
+    let result = run_module("pull_from_intermediate_registry", args, false);
+    assert_eq!(result["failed"], false, "{result}");
+    let pulled = &result["images"][0];
+    assert_eq!(pulled["mode"], "lazy", "{result}");
+    assert_eq!(pulled["digest"], index.to_string().as_str());
+    assert_eq!(pulled["manifests_copied"], 3);
+    assert_eq!(pulled["blobs_recorded"], 3, "{result}");
+    wait_until(
+        "the amd64 layers to be prefetched",
+        Duration::from_secs(30),
+        || amd64.iter().all(|d| stored(&buildset, d)),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !stored(&buildset, &arm64[1]),
+        "an arm64 layer was prefetched"
+    );
+    assert_eq!(upstream_gets(&site, "org/multi", &arm64[1]), 0);
+    // A consumer of amd64 finds every layer there: nothing more upstream.
+    for digest in &amd64 {
+        assert_eq!(get_digest(&buildset, "org/multi", digest), *digest);
+        assert_eq!(
+            upstream_gets(&site, "org/multi", digest),
+            1,
+            "{}",
+            site.log()
+        );
+    }
+}
