@@ -1071,3 +1071,94 @@ fn registry_lazy_prefetch_fetches_the_chosen_platform_only_before_anyone_asks() 
         );
     }
 }
+
+#[test]
+fn registry_lazy_push_sends_none_of_the_layers_it_pulled_lazily() {
+    use crate::transfer_support::{registry_facts, run_module};
+    let site = Site::start(Options::default());
+    let buildset = BuildsetServer::start();
+    let base = image(30, &[2 << 20]);
+    push_to_site(&site, "org/base", "1_latest", &base);
+    let mut pull = pull_args(&site, &buildset, "on");
+    pull["zuul_artifacts"] = serde_json::json!([{
+        "url": format!("docker://{}/org/base:1_latest", site.authority()),
+        "metadata": {"type": "container_image", "repository": "org/base", "tag": "latest"}}]);
+    let pulled = run_module("pull_from_intermediate_registry", pull, false);
+    assert_eq!(pulled["images"][0]["mode"], "lazy", "{pulled}");
+
+    // A build on top of it pushes org/app: the base layer by a mount from
+    // org/base (as docker does), its own layer and config by upload.
+    let base_layer = base.layer_digests()[0].clone();
+    let mut app = image(31, &[4096]);
+    app.layers.insert(0, base.layers[0].clone());
+    app.manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::sha256(&app.config).to_string(), "size": app.config.len()},
+        "layers": app.layers.iter().map(|l| serde_json::json!({
+            "mediaType": LAYER, "digest": Digest::sha256(l).to_string(), "size": l.len()})).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let client = buildset.client();
+    let auth = |r: reqwest::blocking::RequestBuilder| {
+        r.basic_auth(&buildset.username, Some(&buildset.password))
+    };
+    let mounted = auth(client.post(format!(
+        "{}/v2/org/app/blobs/uploads/?mount={base_layer}&from=org/base",
+        buildset.url()
+    )))
+    .send()
+    .unwrap();
+    assert_eq!(mounted.status(), 201, "{}", buildset.log());
+    for blob in [&app.config, &app.layers[1]] {
+        let digest = Digest::sha256(blob);
+        let reply = auth(client.post(format!(
+            "{}/v2/org/app/blobs/uploads/?digest={digest}",
+            buildset.url()
+        )))
+        .body(blob.clone())
+        .send()
+        .unwrap();
+        assert_eq!(reply.status(), 201);
+    }
+    let reply = auth(client.put(format!("{}/v2/org/app/manifests/latest", buildset.url())))
+        .header("content-type", OCI_MANIFEST)
+        .body(app.manifest.clone())
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 201, "{}", buildset.log());
+
+    let push = serde_json::json!({
+        "buildset_registry": registry_facts(&buildset),
+        "intermediate_registry": site_facts(&site),
+        "docker_images": [{"repository": "org/app", "tags": ["latest"]}],
+        "zuul": {"build": "b2", "change": "2", "pipeline": "gate"},
+        "change_records": false,
+    });
+    let pushed = run_module("push_to_intermediate_registry", push, false);
+    assert_eq!(pushed["failed"], false, "{pushed}");
+    let sent = (app.config.len() + app.layers[1].len()) as u64;
+    assert_eq!(pushed["images"][0]["bytes_copied"], sent, "{pushed}");
+    // The base layer was neither fetched through the buildset registry
+    // nor sent again: our site holds it (its HEAD in org/app finds the
+    // shared blob; a registry that answers 404 there gets a mount from
+    // org/base).
+    assert!(!stored(&buildset, &base_layer));
+    assert_eq!(upstream_gets(&site, "org/base", &base_layer), 0);
+    let log = site.log();
+    let hex = base_layer.hex();
+    let sent_again = log
+        .lines()
+        .filter(|l| l.contains("PUT /v2/org/app/blobs/uploads/") && l.contains(hex))
+        .count();
+    assert_eq!(sent_again, 0, "{log}");
+    let manifest = site
+        .as_writer(site.get_manifest("org/app", "b2_latest"))
+        .send()
+        .unwrap();
+    assert_eq!(manifest.status(), 200);
+    assert_eq!(
+        manifest.headers()["docker-content-digest"],
+        Digest::sha256(&app.manifest).to_string().as_str()
+    );
+}

@@ -695,6 +695,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn blobs_the_destination_holds_elsewhere_are_mounted_from_there() {
+        let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
+        image(
+            &src,
+            &repo("org/app"),
+            Some(&tag("1")),
+            "amd64",
+            &["base", "top"],
+        );
+        let base = dst.insert_blob(&repo("org/base"), "base");
+        let options = CopyOptions {
+            mount_from: Arc::new([(base.clone(), repo("org/base"))].into_iter().collect()),
+            ..options()
+        };
+        let report = copy_tag(&src, "org/app:1", &dst, "org/app", Some("1"), &options)
+            .await
+            .unwrap();
+        assert_eq!((report.blobs_mounted, report.blobs_copied), (1, 2));
+        assert!(dst
+            .operations()
+            .contains(&format!("blob_mount org/app {base} from org/base")));
+        assert!(!src
+            .operations()
+            .contains(&format!("blob_get org/app {base}")));
+    }
+
+    #[tokio::test]
+    async fn copy_manifests_records_the_layers_and_copies_the_rest() {
+        let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
+        image(
+            &src,
+            &repo("org/img"),
+            Some(&tag("1")),
+            "amd64",
+            &["l1", "l2"],
+        );
+        let recorded = std::sync::Mutex::new(Vec::new());
+        let report = copy_manifests(
+            &src,
+            &repo("org/img"),
+            &ManifestReference::Tag(tag("1")),
+            &dst,
+            &repo("org/img"),
+            Some(&tag("latest")),
+            &options(),
+            |layers| {
+                *recorded.lock().unwrap() = layers;
+                async { Ok(()) }
+            },
+        )
+        .await;
+        // The memory registry refuses a manifest naming missing blobs: the
+        // layers were recorded, not copied.
+        assert!(report.is_err(), "{report:?}");
+        let layers = recorded.into_inner().unwrap();
+        assert_eq!(layers.len(), 2);
+        assert!(layers.iter().all(|l| l.platforms.is_empty()));
+        // Only the config was read.
+        assert_eq!(count(&src, "blob_get"), 1, "{:#?}", src.operations());
+    }
+
+    #[tokio::test]
     async fn a_transient_failure_is_retried_and_too_many_fail_the_copy() {
         let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
         image(&src, &repo("org/img"), Some(&tag("1")), "amd64", &["layer"]);
