@@ -19,8 +19,14 @@ use super::files::rename_into_place;
 use super::{io_context, Result, Storage, StorageError};
 use crate::oci::Digest;
 
-/// Chunks queued for the writer while it writes one.
-const CHUNKS_IN_FLIGHT: usize = 16;
+/// Batches queued for the writer while it writes one.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Bytes gathered before one write (and one progress report): the
+/// network hands over chunks of a few KiB, and a report wakes every
+/// reader; measured on 2 cores, per-chunk writes and reports cost a
+/// pulled-through 512 MiB image about a fifth of its time.
+const WRITE_BATCH: usize = 256 << 10;
 
 /// A blob being written from a stream.
 pub struct Ingest {
@@ -120,6 +126,7 @@ impl Ingest {
         });
         let mut received = 0u64;
         let mut failure = None;
+        let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => {
@@ -131,8 +138,12 @@ impl Ingest {
                         });
                         break;
                     }
-                    if chunks.send(chunk).await.is_err() {
-                        break; // the writer failed: its error follows
+                    batch.extend_from_slice(&chunk);
+                    if batch.len() >= WRITE_BATCH {
+                        let full = batch.split().freeze();
+                        if chunks.send(full).await.is_err() {
+                            break; // the writer failed: its error follows
+                        }
                     }
                 }
                 Err(e) => {
@@ -140,6 +151,9 @@ impl Ingest {
                     break;
                 }
             }
+        }
+        if failure.is_none() && !batch.is_empty() {
+            let _ = chunks.send(batch.freeze()).await;
         }
         drop(chunks);
         let outcome = match writer.await {
