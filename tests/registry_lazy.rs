@@ -1162,3 +1162,90 @@ fn registry_lazy_push_sends_none_of_the_layers_it_pulled_lazily() {
         Digest::sha256(&app.manifest).to_string().as_str()
     );
 }
+
+/// The site as the transfer tests' registries are seen (its read-write user).
+impl crate::transfer_support::TestRegistry for Site {
+    fn host(&self) -> &str {
+        "127.0.0.1"
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn authority(&self) -> String {
+        Site::authority(self)
+    }
+    fn username(&self) -> &str {
+        "zuul"
+    }
+    fn password(&self) -> &str {
+        &self.writer_password
+    }
+    fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+    fn requests(&self) -> Vec<String> {
+        self.log().lines().map(str::to_string).collect()
+    }
+}
+
+#[test]
+fn registry_lazy_docker_pulls_and_runs_a_lazily_pulled_image_each_layer_fetched_once() {
+    use crate::transfer_support::{registry_facts, run_module, DockerClient, DockerImage};
+    let site = Site::start(Options::default());
+    let buildset = BuildsetServer::start();
+    let image = DockerImage::build("lazy");
+    let digest = image.push_to(&site, "org/app", "1_latest");
+    // Docker must not find the layers at home.
+    drop(image);
+    let args = serde_json::json!({
+        "buildset_registry": registry_facts(&buildset),
+        "intermediate_registry": site_facts(&site),
+        "zuul_artifacts": [{"url": format!("docker://{}/org/app:1_latest", site.authority()),
+            "metadata": {"type": "container_image", "repository": "org/app", "tag": "latest"}}],
+        "lazy": "on",
+        "lazy_prefetch": false,
+        "lazy_token_lifetime": 1800,
+    });
+    let result = run_module("pull_from_intermediate_registry", args, false);
+    assert_eq!(result["images"][0]["mode"], "lazy", "{result}");
+    // The blob GETs the site answered since the pull step.
+    let start = site.log().lines().count();
+    let layer_gets = || -> Vec<String> {
+        site.log()
+            .lines()
+            .skip(start)
+            .filter(|l| l.contains("GET /v2/org/app/blobs/sha256:") && l.contains(" 200 "))
+            .map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.contains("/blobs/"))
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let recorded = result["images"][0]["blobs_recorded"].as_u64().unwrap() as usize;
+    assert!(recorded >= 2, "{result}");
+    assert!(layer_gets().is_empty());
+
+    let mut docker = DockerClient::login(&buildset);
+    let reference = format!("{}/org/app:latest", buildset.authority());
+    assert_eq!(docker.pull(&reference), digest);
+    // Each layer docker lacked fetched once (a layer another test's image
+    // shares may be in the daemon already: docker does not ask for it).
+    let fetched = layer_gets();
+    let unique: std::collections::BTreeSet<&String> = fetched.iter().collect();
+    assert_eq!(unique.len(), fetched.len(), "{fetched:?}");
+    assert!((1..=recorded).contains(&fetched.len()), "{fetched:?}");
+    let output = docker.run_image(&reference);
+    assert!(!output.trim().is_empty(), "the image printed nothing");
+    // Every layer GET from now on is served from storage.
+    let blobs = buildset.client();
+    for path in &fetched {
+        let reply = blobs
+            .get(format!("{}{path}", buildset.url()))
+            .send()
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+    assert_eq!(layer_gets(), fetched);
+}
