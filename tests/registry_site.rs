@@ -22,12 +22,15 @@ use crate::support::{free_port, random_password, wait_until};
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// How a test wants its site configured.
-struct Options {
-    toml: bool,
-    anonymous_pull: bool,
-    max_token_lifetime: &'static str,
+pub(crate) struct Options {
+    pub(crate) toml: bool,
+    pub(crate) anonymous_pull: bool,
+    pub(crate) max_token_lifetime: &'static str,
     /// bcrypt cost of the htpasswd entries (`htpasswd -B` uses 5).
-    cost: u32,
+    pub(crate) cost: u32,
+    /// The port `public_url` names, when clients reach the site through
+    /// another port than the one it listens on (a relay in front).
+    pub(crate) public_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -37,19 +40,20 @@ impl Default for Options {
             anonymous_pull: false,
             max_token_lifetime: "1h",
             cost: 5,
+            public_port: None,
         }
     }
 }
 
 /// A running site registry: user `zuul` is read-write, `reader` read-only.
-struct Site {
-    port: u16,
-    writer_password: String,
-    reader_password: String,
-    ca_pem: String,
-    client: Client,
+pub(crate) struct Site {
+    pub(crate) port: u16,
+    pub(crate) writer_password: String,
+    pub(crate) reader_password: String,
+    pub(crate) ca_pem: String,
+    pub(crate) client: Client,
     child: Child,
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 /// An htpasswd line as `htpasswd -B` writes it (`$2y$`).
@@ -69,7 +73,7 @@ fn client_trusting(ca_pem: &str) -> Client {
 }
 
 impl Site {
-    fn start(options: Options) -> Site {
+    pub(crate) fn start(options: Options) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let tls = server_pki(dir.path(), &["localhost", "127.0.0.1"]);
         let (writer_password, reader_password) = (random_password(), random_password());
@@ -80,14 +84,16 @@ impl Site {
         let Options {
             anonymous_pull,
             max_token_lifetime,
+            public_port,
             ..
         } = options;
+        let public = public_port.unwrap_or(port);
         let (name, text) = if options.toml {
             (
                 "registry.toml",
                 format!(
                     r#"listen = ["127.0.0.1:{port}"]
-public_url = "https://127.0.0.1:{port}"
+public_url = "https://127.0.0.1:{public}"
 storage = "data"
 htpasswd = "htpasswd"
 anonymous_pull = {anonymous_pull}
@@ -109,7 +115,7 @@ reader = "read-only"
                 "registry.yaml",
                 format!(
                     r#"listen: ["127.0.0.1:{port}"]
-public_url: https://127.0.0.1:{port}
+public_url: https://127.0.0.1:{public}
 tls:
   cert: domain.crt
   key: domain.key
@@ -154,28 +160,28 @@ max_token_lifetime: {max_token_lifetime}
         site
     }
 
-    fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.authority())
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    fn as_writer(&self, request: RequestBuilder) -> RequestBuilder {
+    pub(crate) fn as_writer(&self, request: RequestBuilder) -> RequestBuilder {
         request.basic_auth("zuul", Some(&self.writer_password))
     }
 
-    fn as_reader(&self, request: RequestBuilder) -> RequestBuilder {
+    pub(crate) fn as_reader(&self, request: RequestBuilder) -> RequestBuilder {
         request.basic_auth("reader", Some(&self.reader_password))
     }
 
     /// Push a one-layer image as the read-write user; its manifest digest.
-    fn push_image(&self, repo: &str, tag: &str) -> Digest {
+    pub(crate) fn push_image(&self, repo: &str, tag: &str) -> Digest {
         let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
         let layer = format!("layer of {repo}:{tag}").into_bytes();
         for blob in [&config, &layer] {
@@ -205,24 +211,24 @@ max_token_lifetime: {max_token_lifetime}
         Digest::sha256(&manifest)
     }
 
-    fn get_manifest(&self, repo: &str, reference: &str) -> RequestBuilder {
+    pub(crate) fn get_manifest(&self, repo: &str, reference: &str) -> RequestBuilder {
         self.client
             .get(self.url(&format!("/v2/{repo}/manifests/{reference}")))
             .header("accept", OCI_MANIFEST)
     }
 
-    fn start_upload(&self, repo: &str) -> RequestBuilder {
+    pub(crate) fn start_upload(&self, repo: &str) -> RequestBuilder {
         self.client
             .post(self.url(&format!("/v2/{repo}/blobs/uploads/")))
     }
 
-    fn delete_manifest(&self, repo: &str, digest: &Digest) -> RequestBuilder {
+    pub(crate) fn delete_manifest(&self, repo: &str, digest: &Digest) -> RequestBuilder {
         self.client
             .delete(self.url(&format!("/v2/{repo}/manifests/{digest}")))
     }
 
     /// `GET /auth/token` with `query` (besides `service`).
-    fn token_endpoint(&self, query: &[(&str, &str)]) -> RequestBuilder {
+    pub(crate) fn token_endpoint(&self, query: &[(&str, &str)]) -> RequestBuilder {
         let authority = self.authority();
         self.client
             .get(self.url("/auth/token"))

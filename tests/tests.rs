@@ -15,6 +15,7 @@ mod registry_clients;
 mod registry_crash;
 mod registry_docker;
 mod registry_inprocess;
+mod registry_lazy;
 mod registry_limits;
 mod registry_protocol;
 mod registry_prune;

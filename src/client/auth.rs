@@ -97,6 +97,34 @@ pub(crate) struct Authenticator {
 
 type TokenSlot = Arc<tokio::sync::Mutex<Option<String>>>;
 
+/// A token a registry issued for someone else to pull with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DelegatedToken {
+    /// The token (a secret: never shown).
+    pub token: String,
+    /// Seconds it is valid, as the registry said (`None`: it did not say).
+    pub expires_in: Option<u64>,
+}
+
+impl std::fmt::Debug for DelegatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DelegatedToken")
+            .field("token", &"********")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct DelegatedAnswer {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
 #[derive(Deserialize)]
 struct TokenResponse {
     #[serde(default)]
@@ -374,6 +402,80 @@ impl Authenticator {
                 action,
             )
         })
+    }
+
+    /// A pull-only token for `repositories`, valid `expires_in` seconds,
+    /// asked of the registry's token realm with our credentials (a
+    /// delegated token, as our site registry issues them: see
+    /// docs/intermediate-registry.md). `None` when the registry does not
+    /// answer with a Bearer challenge (it issues no tokens).
+    pub(crate) async fn delegated_token(
+        &self,
+        repositories: &[String],
+        expires_in: u64,
+    ) -> Result<Option<DelegatedToken>, Error> {
+        let Challenge::Bearer { realm, service } = self.challenge().await? else {
+            return Ok(None);
+        };
+        let mut url = self.check_realm(&realm)?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = &service {
+                query.append_pair("service", service);
+            }
+            for repository in repositories {
+                query.append_pair("scope", &repository_scope(repository, "pull"));
+            }
+            query.append_pair("expires_in", &expires_in.to_string());
+        }
+        let url = url.to_string();
+        let action = format!(
+            "asking for a pull-only token valid {expires_in} s from {}",
+            redact_url(&url)
+        );
+        let response = self.get(&url, self.basic_header().as_ref()).await?;
+        if response.status() == StatusCode::BAD_REQUEST {
+            // OAuth2's refusal (RFC 6749 5.2) says why: the lifetime, say.
+            let body = super::limits::read_prefix(response, super::limits::ERROR_BODY_LIMIT).await;
+            let why = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error_description"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "400 Bad Request".to_string());
+            return Err(Error::new(
+                ErrorKind::Refused(format!("the token service refused: {why}")),
+                &self.endpoint().registry,
+                action,
+            ));
+        }
+        let response = self
+            .transport
+            .check_status(response, &action, &[StatusCode::OK])
+            .await?;
+        let body = read_limited(
+            response,
+            TOKEN_LIMIT,
+            "a token answer",
+            &self.endpoint().registry,
+            &action,
+        )
+        .await?;
+        let invalid = |why: String| {
+            Error::new(
+                ErrorKind::InvalidResponse(why),
+                &self.endpoint().registry,
+                action.clone(),
+            )
+        };
+        let body: DelegatedAnswer = serde_json::from_slice(&body)
+            .map_err(|e| invalid(format!("the token answer is not JSON: {e}")))?;
+        let token = body
+            .token
+            .or(body.access_token)
+            .ok_or_else(|| invalid("the token answer holds no token".into()))?;
+        Ok(Some(DelegatedToken {
+            token,
+            expires_in: body.expires_in,
+        }))
     }
 
     /// The token realm as a URL, if the client may ask it for a token:

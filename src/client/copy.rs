@@ -8,7 +8,9 @@
 //! - Manifest bytes are written exactly as read, so the digest at the
 //!   destination is the source's.
 //! - A blob the destination has (HEAD) is not transferred; within one
-//!   registry a missing blob is mounted from the source repository; only
+//!   registry a missing blob is mounted from the source repository, and
+//!   one the caller knows the destination holds elsewhere
+//!   ([`CopyOptions::mount_from`]) from that repository; only
 //!   otherwise is it streamed from source to destination, never held whole
 //!   in memory nor written to disk, and checked against its digest and
 //!   size on the way (a mismatch aborts the upload).
@@ -46,6 +48,9 @@ pub struct CopyOptions {
     /// waits between them (the transport's policy, applied to a whole
     /// transfer; its `max_wait` is not used here).
     pub blob_retry: RetryPolicy,
+    /// Blobs the destination registry holds in another repository, to be
+    /// mounted from there (cross-repository) instead of transferred.
+    pub mount_from: Arc<std::collections::HashMap<Digest, RepositoryName>>,
 }
 
 impl Default for CopyOptions {
@@ -53,6 +58,7 @@ impl Default for CopyOptions {
         CopyOptions {
             parallelism: 8,
             blob_retry: RetryPolicy::default(),
+            mount_from: Arc::default(),
         }
     }
 }
@@ -76,6 +82,9 @@ pub struct CopyReport {
     pub blobs_copied: usize,
     /// Bytes transferred (blob content).
     pub bytes_copied: u64,
+    /// Layers not transferred but recorded as living at the source
+    /// ([`copy_manifests`]).
+    pub blobs_recorded: usize,
 }
 
 /// Copy `src_ref` from `src` to `dst_ref` on `dst`: the registry parts of
@@ -173,6 +182,122 @@ pub async fn copy<S: Registry, D: Registry>(
     report.bytes_copied = counts.bytes.load(Ordering::Relaxed);
 
     // Manifests last: children by digest, then the top one under its tag.
+    let top = manifests.pop().expect("the top manifest was collected");
+    for child in &manifests {
+        dst.manifest_put(
+            dst_repository,
+            &ManifestReference::from(&child.digest),
+            child,
+        )
+        .await?;
+        report.manifests_written += 1;
+    }
+    dst.manifest_put(dst_repository, &dst_reference, &top)
+        .await?;
+    report.manifests_written += 1;
+    report.changed = true;
+    Ok(report)
+}
+
+/// A layer [`copy_manifests`] leaves at the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LazyLayer {
+    /// The layer.
+    pub descriptor: Descriptor,
+    /// The platforms (`os/architecture[/variant]`) of the index entries
+    /// whose image names it; empty for an image without an index.
+    pub platforms: Vec<String>,
+}
+
+/// Copy an image's manifests (index, platform manifests) and configs
+/// only, every platform; its layers are handed to `record` instead, for
+/// the destination to fetch from the source when a client asks (our
+/// buildset registry's blob sources). `record` runs before any manifest
+/// is written, so the destination accepts them. As [`copy`] otherwise:
+/// nothing is done when the destination names the same digest already.
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_manifests<S, D, R, Fut>(
+    src: &Arc<S>,
+    src_repository: &RepositoryName,
+    src_reference: &ManifestReference,
+    dst: &Arc<D>,
+    dst_repository: &RepositoryName,
+    dst_tag: Option<&Tag>,
+    options: &CopyOptions,
+    record: R,
+) -> Result<CopyReport, Error>
+where
+    S: Registry,
+    D: Registry,
+    R: FnOnce(Vec<LazyLayer>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let top = src.manifest_get(src_repository, src_reference).await?;
+    let dst_reference = match dst_tag {
+        Some(tag) => ManifestReference::from(tag),
+        None => ManifestReference::from(&top.digest),
+    };
+    let mut report = CopyReport {
+        digest: Some(top.digest.clone()),
+        media_type: top.media_type.clone(),
+        ..CopyReport::default()
+    };
+    if dst.manifest_head(dst_repository, &dst_reference).await? == Some(top.digest.clone()) {
+        return Ok(report);
+    }
+    let mut manifests = Vec::new();
+    let mut all_blobs = BTreeMap::new();
+    collect(src, src_repository, top, 0, &mut manifests, &mut all_blobs).await?;
+    // Which platform each image of the top index is for.
+    let mut platform_of: BTreeMap<Digest, String> = BTreeMap::new();
+    if let Some(index) = manifests.last().filter(|m| m.is_index()) {
+        for entry in index.index().map(|i| i.manifests).unwrap_or_default() {
+            if let Some(p) = &entry.platform {
+                let mut name = format!("{}/{}", p.os, p.architecture);
+                if let Some(variant) = &p.variant {
+                    name.push('/');
+                    name.push_str(variant);
+                }
+                platform_of.insert(entry.digest.clone(), name);
+            }
+        }
+    }
+    let mut configs = BTreeMap::new();
+    let mut layers: BTreeMap<Digest, LazyLayer> = BTreeMap::new();
+    for manifest in manifests.iter().filter(|m| !m.is_index()) {
+        let platform = platform_of.get(&manifest.digest);
+        let image = manifest.image().map_err(|why| {
+            Error::new(
+                ErrorKind::InvalidResponse(why.to_string()),
+                src.name(),
+                format!("reading manifest {}", manifest.digest),
+            )
+        })?;
+        configs.insert(image.config.digest.clone(), image.config.size);
+        for layer in image.layers.into_iter().filter(|l| !l.is_foreign()) {
+            let entry = layers
+                .entry(layer.digest.clone())
+                .or_insert_with(|| LazyLayer {
+                    descriptor: layer,
+                    platforms: Vec::new(),
+                });
+            if let Some(platform) = platform {
+                if !entry.platforms.contains(platform) {
+                    entry.platforms.push(platform.clone());
+                }
+            }
+        }
+    }
+    layers.retain(|digest, _| !configs.contains_key(digest));
+    report.blobs_recorded = layers.len();
+    if !layers.is_empty() {
+        record(layers.into_values().collect()).await?;
+    }
+    let counts = transfer_blobs(src, src_repository, dst, dst_repository, configs, options).await?;
+    report.blobs_skipped = counts.skipped.load(Ordering::Relaxed);
+    report.blobs_mounted = counts.mounted.load(Ordering::Relaxed);
+    report.blobs_copied = counts.copied.load(Ordering::Relaxed);
+    report.bytes_copied = counts.bytes.load(Ordering::Relaxed);
     let top = manifests.pop().expect("the top manifest was collected");
     for child in &manifests {
         dst.manifest_put(
@@ -320,6 +445,16 @@ impl<S: Registry, D: Registry> BlobJob<S, D> {
         {
             self.counts.skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
+        }
+        if let Some(from) = self.options.mount_from.get(&self.digest) {
+            if self
+                .dst
+                .blob_mount(&self.dst_repository, &self.digest, from)
+                .await?
+            {
+                self.counts.mounted.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
         }
         if self.mount
             && self
@@ -557,6 +692,68 @@ mod tests {
         );
         assert_eq!(count(&reg, "blob_get"), 0);
         assert_eq!(count(&reg, "blob_mount other/img"), 2);
+    }
+
+    #[tokio::test]
+    async fn blobs_the_destination_holds_elsewhere_are_mounted_from_there() {
+        let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
+        image(
+            &src,
+            &repo("org/app"),
+            Some(&tag("1")),
+            "amd64",
+            &["base", "top"],
+        );
+        let base = dst.insert_blob(&repo("org/base"), "base");
+        let options = CopyOptions {
+            mount_from: Arc::new([(base.clone(), repo("org/base"))].into_iter().collect()),
+            ..options()
+        };
+        let report = copy_tag(&src, "org/app:1", &dst, "org/app", Some("1"), &options)
+            .await
+            .unwrap();
+        assert_eq!((report.blobs_mounted, report.blobs_copied), (1, 2));
+        assert!(dst
+            .operations()
+            .contains(&format!("blob_mount org/app {base} from org/base")));
+        assert!(!src
+            .operations()
+            .contains(&format!("blob_get org/app {base}")));
+    }
+
+    #[tokio::test]
+    async fn copy_manifests_records_the_layers_and_copies_the_rest() {
+        let (src, dst) = (MemoryRegistry::new("a:1"), MemoryRegistry::new("b:1"));
+        image(
+            &src,
+            &repo("org/img"),
+            Some(&tag("1")),
+            "amd64",
+            &["l1", "l2"],
+        );
+        let recorded = std::sync::Mutex::new(Vec::new());
+        let report = copy_manifests(
+            &src,
+            &repo("org/img"),
+            &ManifestReference::Tag(tag("1")),
+            &dst,
+            &repo("org/img"),
+            Some(&tag("latest")),
+            &options(),
+            |layers| {
+                *recorded.lock().unwrap() = layers;
+                async { Ok(()) }
+            },
+        )
+        .await;
+        // The memory registry refuses a manifest naming missing blobs: the
+        // layers were recorded, not copied.
+        assert!(report.is_err(), "{report:?}");
+        let layers = recorded.into_inner().unwrap();
+        assert_eq!(layers.len(), 2);
+        assert!(layers.iter().all(|l| l.platforms.is_empty()));
+        // Only the config was read.
+        assert_eq!(count(&src, "blob_get"), 1, "{:#?}", src.operations());
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@
 //! - [`Registry`] (`registry.rs`): the spec's blob, manifest and tag
 //!   operations; [`RemoteRegistry`] (`remote.rs`) implements it over HTTP
 //!   with one file per noun (`blob.rs`, `manifest.rs`, `tag.rs`,
-//!   `tag_delete.rs`, `catalog.rs`).
+//!   `tag_delete.rs`, `catalog.rs`), and our buildset registry's blob
+//!   sources extension (`sources.rs`).
 //! - authentication (`auth.rs`): the layer every operation sends through;
 //!   it answers the registry's challenge, caches tokens per scope, and
 //!   sends credentials only to the registry's own origin (and a token
@@ -56,6 +57,7 @@ mod pages;
 mod registry;
 mod remote;
 pub mod runtime;
+mod sources;
 mod tag;
 mod tag_delete;
 mod tls;
@@ -64,8 +66,10 @@ mod verify;
 
 /// The documents the client reads and writes are the shared model's.
 pub use crate::oci::{Children, Descriptor, Manifest};
-pub use auth::{parse_challenge, repository_scope, Challenge};
-pub use copy::{copy, copy_reference, predict_copy, CopyOptions, CopyReport};
+pub use auth::{parse_challenge, repository_scope, Challenge, DelegatedToken};
+pub use copy::{
+    copy, copy_manifests, copy_reference, predict_copy, CopyOptions, CopyReport, LazyLayer,
+};
 pub use endpoint::{Credentials, Endpoint};
 pub use error::{redact_url, Error, ErrorDetail, ErrorKind, SpecError};
 #[cfg(test)]
@@ -74,6 +78,7 @@ pub use hub::{HubApi, HubTag, HUB_API_URL};
 pub use memory::{MemoryRegistry, Operation};
 pub use registry::{BlobStream, Registry, TagDeleted};
 pub use remote::RemoteRegistry;
+pub use sources::{BlobSources, RecordedBlob, RecordedUpstream};
 pub use tls::{client_config, TlsConfigError};
 pub use transport::RetryPolicy;
 pub use verify::Verified;

@@ -18,11 +18,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::auth::Authenticator;
+use super::auth::DelegatedToken;
 use super::endpoint::Endpoint;
 use super::error::Error;
 use super::registry::{BlobStream, Registry, TagDeleted};
+use super::sources::{BlobSources, RecordedBlob};
 use super::transport::{RetryPolicy, Transport};
-use super::{blob, catalog, manifest, tag, tag_delete};
+use super::{blob, catalog, manifest, sources, tag, tag_delete};
+use crate::oci::Descriptor;
 use crate::oci::{Digest, Manifest, ManifestReference, RepositoryName, Tag};
 
 /// A registry reached over HTTP(S). Cheap to share (`Arc`); connections
@@ -62,6 +65,38 @@ impl RemoteRegistry {
         content: Bytes,
     ) -> Result<(), Error> {
         blob::put_bytes(&self.auth, repository, digest, content).await
+    }
+
+    /// A pull-only token for `repositories` valid `expires_in` seconds,
+    /// for someone else (see [`DelegatedToken`]); `None` when the registry
+    /// issues no tokens (its challenge is Basic, or none).
+    pub async fn delegated_token(
+        &self,
+        repositories: &[String],
+        expires_in: u64,
+    ) -> Result<Option<DelegatedToken>, Error> {
+        self.auth.delegated_token(repositories, expires_in).await
+    }
+
+    /// Tell our buildset registry that `blobs` of `repository` live where
+    /// `sources` says (its `_speculative/sources` extension), each with
+    /// whether to fetch it before a client asks.
+    pub async fn record_blob_sources(
+        &self,
+        repository: &RepositoryName,
+        sources: &BlobSources,
+        blobs: &[(Descriptor, bool)],
+    ) -> Result<(), Error> {
+        sources::record(&self.auth, repository, sources, blobs).await
+    }
+
+    /// The blobs of `repository` our buildset registry records as living
+    /// elsewhere (empty from other registries).
+    pub async fn blob_sources(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Vec<RecordedBlob>, Error> {
+        sources::list(&self.auth, repository).await
     }
 
     /// Every repository the registry lists (`GET /v2/_catalog`, every

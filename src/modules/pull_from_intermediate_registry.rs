@@ -5,6 +5,17 @@
 //!
 //! Runs on the executor. It talks to both registries directly: no tunnel,
 //! no credentials file, nothing written outside its own memory.
+//!
+//! Lazily (`lazy: auto`, the default): only the manifests and configs are
+//! copied, and the buildset registry is told where the layers live
+//! (its blob sources extension, docs/registry-api.md), to fetch each on
+//! first request. The buildset registry runs on a node, which runs the
+//! change's own code, so it is handed a credential that cannot write: a
+//! pull-only token for exactly the repositories needed, valid
+//! `lazy_token_lifetime`, from the intermediate registry (ours issues
+//! them, see docs/intermediate-registry.md), else the site's read-only
+//! user; with neither, every byte is copied as before, and the result
+//! says why (`lazy: false`, `lazy_reason`).
 
 use std::sync::Arc;
 
@@ -14,7 +25,8 @@ use serde_json::{json, Value};
 
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::{
-    copy_reference, predict_copy, runtime, CopyOptions, Endpoint, Registry, RemoteRegistry,
+    copy_manifests, copy_reference, predict_copy, runtime, BlobSources, CopyOptions, Endpoint,
+    ErrorKind, LazyLayer, Registry, RemoteRegistry,
 };
 use crate::oci::{Reference, RepositoryName, Tag};
 use crate::zuul::records::{read_records, ChangeKey, ChangeRecord};
@@ -43,10 +55,78 @@ pub struct Args {
     /// no artifact covers.
     #[serde(default = "yes")]
     pub change_records: bool,
+    /// Copy only manifests and configs, and let the buildset registry
+    /// fetch the layers from the intermediate registry when asked.
+    #[serde(default)]
+    pub lazy: Lazy,
+    /// Seconds the pull-only token handed to the buildset registry is
+    /// valid (a lazy pull's layers must be fetched within it).
+    #[serde(default = "default_token_lifetime")]
+    pub lazy_token_lifetime: u64,
+    /// Have the buildset registry fetch the recorded layers in the
+    /// background while the jobs run.
+    #[serde(default = "yes")]
+    pub lazy_prefetch: bool,
+    /// Prefetch only the layers of these platforms (`linux/amd64`); empty:
+    /// every platform.
+    #[serde(default)]
+    pub lazy_prefetch_platforms: Vec<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn default_token_lifetime() -> u64 {
+    3 * 3600
+}
+
+/// Whether to pull lazily (`auto`, `on`, `off`; YAML's `on`/`off`
+/// booleans are taken too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Lazy {
+    /// Lazily when the registries allow it (a pull-only credential for
+    /// the node, a buildset registry that records blob sources), else a
+    /// full copy, saying why.
+    #[default]
+    Auto,
+    /// Lazily, or fail.
+    On,
+    /// Always copy every byte.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for Lazy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Lazy, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Flag(bool),
+            Word(String),
+        }
+        match Given::deserialize(deserializer)? {
+            Given::Flag(true) => Ok(Lazy::On),
+            Given::Flag(false) => Ok(Lazy::Off),
+            Given::Word(word) => match word.to_ascii_lowercase().as_str() {
+                "auto" => Ok(Lazy::Auto),
+                "on" | "true" | "yes" => Ok(Lazy::On),
+                "off" | "false" | "no" => Ok(Lazy::Off),
+                _ => Err(serde::de::Error::custom(format!(
+                    "{word:?} is not one of auto, on, off"
+                ))),
+            },
+        }
+    }
+}
+
+/// The credential the buildset registry pulls layers with: never the
+/// read-write one.
+#[derive(Clone)]
+enum NodeCredential {
+    /// A pull-only token for exactly the repositories needed.
+    Token(String),
+    /// The site's read-only user.
+    ReadOnly(String, String),
 }
 
 /// One image to bring over.
@@ -81,6 +161,13 @@ pub struct Pulled {
     pub bytes_copied: u64,
     /// Blobs the buildset registry already had.
     pub blobs_skipped: usize,
+    /// How it was pulled: `lazy` (manifests and configs copied, layers
+    /// recorded), `copy` (every byte), or `check` (check mode).
+    pub mode: &'static str,
+    /// Manifests written (index, platform manifests).
+    pub manifests_copied: usize,
+    /// Layers recorded for the buildset registry to fetch when asked.
+    pub blobs_recorded: usize,
 }
 
 /// Where the images of one change ahead came from.
@@ -235,8 +322,57 @@ impl Module for PullFromIntermediateRegistry {
                 ));
             }
         }
-        let pulled = runtime::block_on(pull_all(pulls, buildset, intermediate.clone(), check_mode))
+        let (credential, mut lazy_reason) = if check_mode {
+            (
+                None,
+                Some("check mode: nothing copied nor recorded".to_string()),
+            )
+        } else if args.lazy == Lazy::Off {
+            (None, Some("lazy: off".to_string()))
+        } else {
+            let repositories: Vec<String> = pulls
+                .iter()
+                .filter(|p| p.source.registry == intermediate.authority())
+                .map(|p| p.source.repository.to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let found = runtime::block_on(node_credential(
+                intermediate.clone(),
+                repositories,
+                args.lazy_token_lifetime,
+            ))
             .context("starting the async runtime")??;
+            match found {
+                Ok(credential) => {
+                    if let NodeCredential::Token(token) = &credential {
+                        ctx.secrets.add(token.clone());
+                    }
+                    (Some(credential), None)
+                }
+                Err(reason) if args.lazy == Lazy::On => {
+                    anyhow::bail!("lazy: on, but {reason}")
+                }
+                Err(reason) => (None, Some(reason)),
+            }
+        };
+        let plan = PullPlan {
+            buildset,
+            intermediate: intermediate.clone(),
+            check_mode,
+            credential,
+            lazy_required: args.lazy == Lazy::On,
+            prefetch: args
+                .lazy_prefetch
+                .then(|| args.lazy_prefetch_platforms.clone()),
+        };
+        let (pulled, fallback) =
+            runtime::block_on(pull_all(pulls, plan)).context("starting the async runtime")??;
+        if fallback.is_some() {
+            lazy_reason = fallback;
+        }
+        let lazy = pulled.iter().any(|p| p.mode == "lazy");
+        let recorded: usize = pulled.iter().map(|p| p.blobs_recorded).sum();
         let changed = pulled.iter().any(|p| p.changed);
         let copied: usize = pulled.iter().map(|p| p.blobs_copied).sum();
         let bytes: u64 = pulled.iter().map(|p| p.bytes_copied).sum();
@@ -250,6 +386,13 @@ impl Module for PullFromIntermediateRegistry {
             if check_mode { "checked against" } else { "in" },
             pulled.iter().filter(|p| p.changed).count()
         );
+        if lazy {
+            msg.push_str(&format!(
+                "; lazy: {recorded} layer(s) left in the intermediate registry for the buildset registry to fetch"
+            ));
+        } else if let Some(reason) = &lazy_reason {
+            msg.push_str(&format!("; not lazy: {reason}"));
+        }
         if from_records > 0 {
             msg.push_str(&format!(
                 "; {from_records} change(s) ahead found by their change records"
@@ -264,9 +407,78 @@ impl Module for PullFromIntermediateRegistry {
         Ok(Outcome::new(changed)
             .msg(msg)
             .value("images", pulled)
+            .value("lazy", lazy)
+            .value("lazy_reason", lazy_reason)
             .value("changes_ahead", changes_ahead)
             .value("speculation_warnings", speculation_warnings))
     }
+}
+
+/// The credential for the buildset registry to pull `repositories` of
+/// the intermediate registry with: a pull-only token valid `lifetime`
+/// seconds where the registry issues them, else its read-only user; or
+/// why there is none. An intermediate registry that cannot be reached
+/// fails at once (a full copy would fail the same way).
+async fn node_credential(
+    intermediate: IntermediateRegistry,
+    repositories: Vec<String>,
+    lifetime: u64,
+) -> anyhow::Result<Result<NodeCredential, String>> {
+    let read_only = match (
+        &intermediate.read_only_username,
+        &intermediate.read_only_password,
+    ) {
+        (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => {
+            Some(NodeCredential::ReadOnly(user.clone(), password.clone()))
+        }
+        _ => None,
+    };
+    if repositories.is_empty() {
+        return Ok(Err("no image comes from the intermediate registry".into()));
+    }
+    let client = RemoteRegistry::new(Endpoint::from(&intermediate))?;
+    let why = match client.delegated_token(&repositories, lifetime).await {
+        Ok(Some(token)) => match token.expires_in {
+            // What was asked for (a second less when the clock ticked).
+            Some(secs) if secs <= lifetime && secs + 2 >= lifetime => {
+                return Ok(Ok(NodeCredential::Token(token.token)))
+            }
+            said => format!(
+                "the intermediate registry's token service does not issue tokens valid \
+                 {lifetime} s (it said {})",
+                said.map_or("nothing".to_string(), |s| format!("{s} s"))
+            ),
+        },
+        Ok(None) => "the intermediate registry issues no tokens".to_string(),
+        Err(e)
+            if matches!(
+                e.kind,
+                ErrorKind::Connect(_) | ErrorKind::Tls(_) | ErrorKind::Timeout
+            ) =>
+        {
+            return Err(anyhow::Error::new(e).context("reaching the intermediate registry"))
+        }
+        Err(e) => format!("asking the intermediate registry for a pull-only token failed: {e}"),
+    };
+    Ok(read_only.ok_or_else(|| {
+        format!(
+            "{why}, and intermediate_registry has no read_only_username and \
+             read_only_password: the buildset registry gets no credential that cannot write"
+        )
+    }))
+}
+
+/// How [`pull_all`] pulls.
+struct PullPlan {
+    buildset: BuildsetRegistry,
+    intermediate: IntermediateRegistry,
+    check_mode: bool,
+    /// Set: pull lazily what comes from the intermediate registry.
+    credential: Option<NodeCredential>,
+    /// `lazy: on`: a buildset registry that cannot record fails the task.
+    lazy_required: bool,
+    /// Prefetch the layers of these platforms (empty: all); `None`: none.
+    prefetch: Option<Vec<String>>,
 }
 
 /// The key of a change ahead's records; `None` when its project has no
@@ -553,18 +765,27 @@ fn parse_url(url: &str) -> anyhow::Result<Reference> {
     Ok(url.parse::<Reference>()?)
 }
 
+/// Pull every image; also why lazy pulling stopped, if it did.
 async fn pull_all(
     pulls: Vec<Pull>,
-    buildset: BuildsetRegistry,
-    intermediate: IntermediateRegistry,
-    check_mode: bool,
-) -> anyhow::Result<Vec<Pulled>> {
+    plan: PullPlan,
+) -> anyhow::Result<(Vec<Pulled>, Option<String>)> {
+    let PullPlan {
+        buildset,
+        intermediate,
+        check_mode,
+        mut credential,
+        lazy_required,
+        prefetch,
+    } = plan;
     let buildset_client = RemoteRegistry::new(Endpoint::from(&buildset))?;
     let intermediate_client = RemoteRegistry::new(Endpoint::from(&intermediate))?;
     let mut others: Vec<Arc<RemoteRegistry>> = Vec::new();
     let mut pulled = Vec::new();
+    let mut fallback = None;
     for pull in pulls {
-        let src = if pull.source.registry == intermediate.authority() {
+        let from_intermediate = pull.source.registry == intermediate.authority();
+        let src = if from_intermediate {
             intermediate_client.clone()
         } else if let Some(c) = others.iter().find(|c| c.name() == pull.source.registry) {
             c.clone()
@@ -579,25 +800,60 @@ async fn pull_all(
             repository.parse()?,
             Some(pull.tag.clone()),
         );
-        let report = if check_mode {
-            predict_copy(
+        let lazily = credential
+            .as_ref()
+            .filter(|_| from_intermediate && !check_mode);
+        let (report, mode) = if check_mode {
+            let report = predict_copy(
                 src.as_ref(),
                 &pull.source,
                 buildset_client.as_ref(),
                 &destination,
             )
-            .await
+            .await;
+            (report, "check")
+        } else if let Some(node_credential) = lazily {
+            let sources = blob_sources(&intermediate, &pull.source, node_credential);
+            let lazy = pull_lazily(
+                &src,
+                &pull.source,
+                &buildset_client,
+                &destination,
+                &sources,
+                prefetch.as_deref(),
+            )
+            .await;
+            match lazy {
+                Err(e) if !lazy_required && cannot_record(&e) => {
+                    // An older buildset registry, or another server.
+                    fallback = Some(format!(
+                        "the buildset registry does not record blob sources ({e})"
+                    ));
+                    credential = None;
+                    let report = copy_reference(
+                        &src,
+                        &pull.source,
+                        &buildset_client,
+                        &destination,
+                        &CopyOptions::default(),
+                    )
+                    .await;
+                    (report, "copy")
+                }
+                other => (other, "lazy"),
+            }
         } else {
-            copy_reference(
+            let report = copy_reference(
                 &src,
                 &pull.source,
                 &buildset_client,
                 &destination,
                 &CopyOptions::default(),
             )
-            .await
-        }
-        .with_context(|| format!("pulling artifact {:?}", pull.name))?;
+            .await;
+            (report, "copy")
+        };
+        let report = report.with_context(|| format!("pulling artifact {:?}", pull.name))?;
         let entry = Pulled {
             repository,
             tag: pull.tag.to_string(),
@@ -607,10 +863,84 @@ async fn pull_all(
             blobs_copied: report.blobs_copied,
             bytes_copied: report.bytes_copied,
             blobs_skipped: report.blobs_skipped,
+            mode,
+            manifests_copied: report.manifests_written,
+            blobs_recorded: report.blobs_recorded,
         };
         pulled.push(entry);
     }
-    Ok(pulled)
+    Ok((pulled, fallback))
+}
+
+/// Where the layers of `source` live, for the buildset registry.
+fn blob_sources(
+    intermediate: &IntermediateRegistry,
+    source: &Reference,
+    credential: &NodeCredential,
+) -> BlobSources {
+    let (username, password) = match credential {
+        // Our site registry takes its tokens as a Basic password too.
+        NodeCredential::Token(token) => ("token".to_string(), token.clone()),
+        NodeCredential::ReadOnly(user, password) => (user.clone(), password.clone()),
+    };
+    BlobSources {
+        url: format!("https://{}", intermediate.authority()),
+        repository: source.repository.to_string(),
+        username: Some(username),
+        password: Some(password),
+        ca_pem: intermediate.cert.clone().filter(|c| !c.trim().is_empty()),
+    }
+}
+
+/// Copy the manifests and configs of `source` to `destination` and
+/// record its layers as living where `sources` says.
+async fn pull_lazily(
+    src: &Arc<RemoteRegistry>,
+    source: &Reference,
+    buildset: &Arc<RemoteRegistry>,
+    destination: &Reference,
+    sources: &BlobSources,
+    prefetch: Option<&[String]>,
+) -> Result<crate::client::CopyReport, crate::client::Error> {
+    let repository = destination.repository.clone();
+    // A layer of no known platform (an image without an index) is
+    // prefetched whenever prefetching is on.
+    let wanted = move |layer: &LazyLayer| match prefetch {
+        None => false,
+        Some([]) => true,
+        Some(platforms) => {
+            layer.platforms.is_empty() || layer.platforms.iter().any(|p| platforms.contains(p))
+        }
+    };
+    copy_manifests(
+        src,
+        &source.repository,
+        &source.manifest_reference(),
+        buildset,
+        &destination.repository,
+        destination.tag.as_ref(),
+        &CopyOptions::default(),
+        |layers| async move {
+            let blobs: Vec<_> = layers
+                .iter()
+                .map(|layer| (layer.descriptor.clone(), wanted(layer)))
+                .collect();
+            buildset
+                .record_blob_sources(&repository, sources, &blobs)
+                .await
+        },
+    )
+    .await
+    .map_err(|e| e.during(format_args!("pulling {source} lazily to {destination}")))
+}
+
+/// Whether `error` says the buildset registry has no blob sources
+/// extension (404 or 405 to its `PUT`).
+fn cannot_record(error: &crate::client::Error) -> bool {
+    error.action.contains("/_speculative/sources")
+        && (error.is_not_found()
+            || error.status == Some(reqwest::StatusCode::METHOD_NOT_ALLOWED)
+            || error.has_code("UNSUPPORTED"))
 }
 
 #[cfg(test)]

@@ -7,8 +7,16 @@
 //! in the intermediate registry, for changes behind this one that Zuul
 //! gives no artifacts of it.
 //!
+//! Blobs the buildset registry only records as living in the
+//! intermediate registry (a lazy pull, see `pull_from_intermediate_registry`)
+//! are mounted there from the repository that holds them, so an image
+//! built on a lazily pulled one sends only its own layers.
+//!
 //! Runs on the executor, talking to both registries directly. Nothing is
 //! pushed when the job failed (`zuul_success: false`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -16,7 +24,7 @@ use serde_json::{json, Value};
 
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::{copy_reference, predict_copy, runtime, CopyOptions, Endpoint, RemoteRegistry};
-use crate::oci::{Reference, RepositoryName, Tag};
+use crate::oci::{Digest, Reference, RepositoryName, Tag};
 use crate::zuul::records::{write_record, ChangeRecord, RecordWritten, RECORDS_REPOSITORY};
 use crate::zuul::{
     buildset_repository, intermediate_tag, BuildsetRegistry, IntermediateRegistry, ZuulContext,
@@ -297,14 +305,11 @@ async fn push_all(
         let report = if check_mode {
             predict_copy(src.as_ref(), &source, dst.as_ref(), &push.destination).await
         } else {
-            copy_reference(
-                &src,
-                &source,
-                &dst,
-                &push.destination,
-                &CopyOptions::default(),
-            )
-            .await
+            let options = CopyOptions {
+                mount_from: mount_hints(&src, &push.source_repository, intermediate).await,
+                ..CopyOptions::default()
+            };
+            copy_reference(&src, &source, &dst, &push.destination, &options).await
         }
         .with_context(|| format!("pushing {}:{}", push.repository, push.tag))?;
         pushed.push(Pushed {
@@ -318,6 +323,26 @@ async fn push_all(
         });
     }
     Ok(pushed)
+}
+
+/// The blobs of `repository` that the buildset registry records as
+/// living in the intermediate registry (a lazy pull), by the repository
+/// there that holds them: mounted from it, never sent again. Nothing when
+/// the buildset registry has no such records (or cannot list them).
+async fn mount_hints(
+    buildset: &RemoteRegistry,
+    repository: &RepositoryName,
+    intermediate: &IntermediateRegistry,
+) -> Arc<HashMap<Digest, RepositoryName>> {
+    let ours = format!("https://{}", intermediate.authority());
+    let recorded = buildset.blob_sources(repository).await.unwrap_or_default();
+    Arc::new(
+        recorded
+            .into_iter()
+            .filter(|b| b.upstream.url.trim_end_matches('/') == ours)
+            .filter_map(|b| Some((b.digest, b.upstream.repository.parse().ok()?)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

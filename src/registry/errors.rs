@@ -51,6 +51,17 @@ pub enum ErrorCode {
     /// spec has no code for it; a 5xx clients do not take for a passing
     /// glitch of the server, and a message that says what to fix).
     StorageFull,
+    /// A blob source record (`_speculative/sources`) is not valid (400,
+    /// an extension code).
+    SourcesInvalid,
+    /// A blob recorded as living upstream could not be fetched: the
+    /// upstream registry is unreachable, too slow or failing (503, code
+    /// `UNAVAILABLE`, an extension: the spec has none; clients retry a 503).
+    UpstreamUnavailable,
+    /// A blob recorded as living upstream could not be fetched: the
+    /// upstream registry refused the credential or sent wrong content
+    /// (502, code `UNKNOWN`).
+    UpstreamFailed,
     /// The server failed; details are in its log.
     Unknown,
 }
@@ -113,6 +124,17 @@ impl ErrorCode {
             Unsupported => ("UNSUPPORTED", "the operation is unsupported", 405),
             TooManyRequests => ("TOOMANYREQUESTS", "too many requests", 429),
             StorageFull => ("UNKNOWN", "storage is full", 507),
+            SourcesInvalid => ("SOURCES_INVALID", "the blob source record is invalid", 400),
+            UpstreamUnavailable => (
+                "UNAVAILABLE",
+                "the registry this blob is fetched from is unavailable",
+                503,
+            ),
+            UpstreamFailed => (
+                "UNKNOWN",
+                "the registry this blob is fetched from failed",
+                502,
+            ),
             Unknown => ("UNKNOWN", "unknown error", 500),
         };
         Spec {
@@ -212,6 +234,7 @@ impl From<StorageError> for ApiError {
             StorageError::RepositoryUnknown(_) => C::NameUnknown,
             StorageError::DigestMismatch { .. } => C::DigestInvalid,
             StorageError::RangeMismatch { .. } => C::RangeNotSatisfiable,
+            StorageError::SizeMismatch { .. } => C::SizeInvalid,
             StorageError::ManifestInvalid(_) => C::ManifestInvalid,
             StorageError::ManifestBlobUnknown(_) => C::ManifestBlobUnknown,
             StorageError::TooManyUploads(_) => C::TooManyRequests,

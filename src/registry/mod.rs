@@ -1,7 +1,8 @@
 //! The registry server, as a buildset registry or a site's intermediate
 //! registry: the OCI distribution API routes ([`routes`]), who may do
 //! what ([`auth`]), content-addressed filesystem storage ([`storage`]),
-//! the spec's errors ([`errors`]), the listener with TLS ([`server`]),
+//! the spec's errors ([`errors`]), blobs fetched on first request from
+//! where the executor recorded them ([`pull_through`]), the listener with TLS ([`server`]),
 //! pruning on a schedule ([`prune_schedule`]; the prune itself is
 //! [`storage::prune`]), and its configuration ([`config`], [`site`]).
 
@@ -9,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod prune_schedule;
+pub mod pull_through;
 pub mod routes;
 pub mod server;
 pub mod site;
@@ -37,7 +39,8 @@ pub fn state(config: &ServerConfig) -> anyhow::Result<AppState> {
         stall: std::time::Duration::from_secs(config.limits.stall_secs),
     });
     Ok(Arc::new(ServerState {
-        storage,
+        storage: Arc::new(storage),
+        pull_through: pull_through::PullThrough::new(),
         auth: auth::AccessControl::new(config),
         delete_enabled: config.delete_enabled,
         scheme: if config.tls.is_some() {

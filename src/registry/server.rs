@@ -93,6 +93,14 @@ async fn run(config: &ServerConfig) -> anyhow::Result<()> {
         ));
     }
     tokio::spawn(tidy_uploads(state.clone()));
+    // Blobs recorded for prefetching that a restart interrupted.
+    state
+        .pull_through
+        .enqueue(state.storage.sources().prefetched());
+    tokio::spawn({
+        let state = state.clone();
+        async move { state.pull_through.prefetch(state.storage.clone()).await }
+    });
     super::prune_schedule::start(&state, config.prune.as_ref());
     shutdown_signal().await;
     tracing::info!("stopping");

@@ -51,6 +51,14 @@ pub struct IntermediateRegistry {
     /// PEM CA certificate to trust, when not in the system store.
     #[serde(default)]
     pub cert: Option<String>,
+    /// A user of the site that may only pull, for the buildset registry
+    /// to fetch layers with (lazy pull) where the registry issues no
+    /// pull-only tokens.
+    #[serde(default)]
+    pub read_only_username: Option<String>,
+    /// That user's password.
+    #[serde(default)]
+    pub read_only_password: Option<String>,
 }
 
 impl IntermediateRegistry {

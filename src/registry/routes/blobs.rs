@@ -1,4 +1,5 @@
-//! `/v2/<name>/blobs/<digest>`: HEAD and GET (whole or one byte range).
+//! `/v2/<name>/blobs/<digest>`: HEAD and GET (whole or one byte range),
+//! of stored blobs and of blobs recorded as living upstream.
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
@@ -9,6 +10,8 @@ use tokio_util::io::ReaderStream;
 use super::{empty, set, Reply, Req};
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::errors::{ApiError, ErrorCode};
+use crate::registry::pull_through::Joined;
+use crate::registry::storage::{BlobSource, StorageError};
 
 /// Read size when streaming a blob.
 const STREAM_CHUNK: usize = 256 << 10;
@@ -20,16 +23,64 @@ pub(super) fn parse_digest(text: &str) -> Result<Digest, ApiError> {
     })
 }
 
-/// HEAD or GET a blob.
+/// HEAD or GET a blob: stored here, or recorded as living upstream
+/// (answered from the record for a HEAD, fetched once for a GET).
 pub async fn get(request: &Req<'_>, name: RepositoryName, digest: &str, head: bool) -> Reply {
     let digest = parse_digest(digest)?;
     let storage = request.storage();
-    let size = storage.blob_size(&name, &digest).await?;
+    let size = match storage.blob_size(&name, &digest).await {
+        Ok(size) => size,
+        Err(StorageError::BlobUnknown(_)) => match storage.sources().get(&name, &digest) {
+            Some(source) => return pull_through(request, &name, &digest, &source, head).await,
+            None => return Err(StorageError::BlobUnknown(digest).into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
     if head {
         let mut response = empty(StatusCode::OK);
         headers(&mut response, &digest, size);
         return Ok(response);
     }
+    serve_stored(request, &digest, size).await
+}
+
+/// A recorded blob not stored yet: a HEAD answers from the record; a GET
+/// joins (or starts) its fetch and streams it as it arrives; a range
+/// waits until the blob is stored.
+async fn pull_through(
+    request: &Req<'_>,
+    name: &RepositoryName,
+    digest: &Digest,
+    source: &BlobSource,
+    head: bool,
+) -> Reply {
+    if head {
+        let mut response = empty(StatusCode::OK);
+        headers(&mut response, digest, source.size);
+        return Ok(response);
+    }
+    let state = request.state;
+    let flight = match state.pull_through.join(&state.storage, digest, source)? {
+        Joined::Flight(flight) => flight,
+        Joined::Stored => {
+            let size = request.storage().blob_size(name, digest).await?;
+            return serve_stored(request, digest, size).await;
+        }
+    };
+    if request.header(header::RANGE).is_some() {
+        flight.finished().await?;
+        let size = request.storage().blob_size(name, digest).await?;
+        return serve_stored(request, digest, size).await;
+    }
+    flight.started().await?;
+    let mut response = Response::new(Body::from_stream(flight.body()));
+    headers(&mut response, digest, source.size);
+    Ok(response)
+}
+
+/// GET a stored blob of `size` bytes, whole or the range asked for.
+async fn serve_stored(request: &Req<'_>, digest: &Digest, size: u64) -> Reply {
+    let storage = request.storage();
     let range = match request.header(header::RANGE) {
         None => None,
         Some(text) => match parse_range(text, size) {
@@ -42,10 +93,10 @@ pub async fn get(request: &Req<'_>, name: RepositoryName, digest: &str, head: bo
         },
     };
     let (start, len) = range.unwrap_or((0, size));
-    let blob = storage.open_blob(&digest, start).await?;
+    let blob = storage.open_blob(digest, start).await?;
     let stream = ReaderStream::with_capacity(blob.file.take(len), STREAM_CHUNK);
     let mut response = Response::new(Body::from_stream(stream));
-    headers(&mut response, &digest, len);
+    headers(&mut response, digest, len);
     if range.is_some() {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         set(

@@ -12,6 +12,7 @@ mod manifests;
 pub mod operation;
 pub mod path;
 mod referrers;
+mod sources;
 mod token;
 mod uploads;
 
@@ -26,13 +27,16 @@ use axum::Router;
 
 use crate::registry::auth::{AccessControl, Identity, Need};
 use crate::registry::errors::{ApiError, ErrorCode};
+use crate::registry::pull_through::PullThrough;
 use crate::registry::storage::Storage;
 use operation::Operation;
 
 /// What every handler shares.
 pub struct ServerState {
     /// The content store.
-    pub storage: Storage,
+    pub storage: Arc<Storage>,
+    /// Fetches of recorded blobs in flight.
+    pub pull_through: PullThrough,
     /// Who may do what.
     pub auth: AccessControl,
     /// `https` or `http`, for the token realm.
@@ -109,6 +113,8 @@ async fn dispatch(
         Operation::FinishUpload(name, id) => uploads::put(&request, name, &id, body).await,
         Operation::CancelUpload(name, id) => uploads::cancel(&request, name, &id).await,
         Operation::ListReferrers(name, digest) => referrers::list(&request, name, &digest).await,
+        Operation::RecordSources(name) => sources::record(&request, name, body).await,
+        Operation::ListSources(name) => sources::list(&request, name).await,
     };
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(user);

@@ -55,6 +55,10 @@ pub enum Operation {
     CancelUpload(RepositoryName, String),
     /// `GET /v2/<name>/referrers/<digest>`.
     ListReferrers(RepositoryName, String),
+    /// `PUT /v2/<name>/_speculative/sources`: record where blobs live.
+    RecordSources(RepositoryName),
+    /// `GET /v2/<name>/_speculative/sources`: list them (no credentials).
+    ListSources(RepositoryName),
 }
 
 impl Operation {
@@ -88,6 +92,8 @@ impl Operation {
             Route::Referrers(name, d) if *method == Method::GET => {
                 Operation::ListReferrers(name, d)
             }
+            Route::Sources(name) if *method == Method::PUT => Operation::RecordSources(name),
+            Route::Sources(name) if *method == Method::GET => Operation::ListSources(name),
             _ => return None,
         })
     }
@@ -104,13 +110,15 @@ impl Operation {
             ListTags(name)
             | GetManifest { name, .. }
             | GetBlob { name, .. }
-            | ListReferrers(name, _) => on(name, Action::Pull),
+            | ListReferrers(name, _)
+            | ListSources(name) => on(name, Action::Pull),
             PutManifest(name, _)
             | StartUpload(name)
             | UploadStatus(name, _)
             | PatchUpload(name, _)
             | FinishUpload(name, _)
-            | CancelUpload(name, _) => on(name, Action::Push),
+            | CancelUpload(name, _)
+            | RecordSources(name) => on(name, Action::Push),
             DeleteManifest(name, _) | DeleteBlob(name, _) => on(name, Action::Delete),
         }
     }
@@ -223,6 +231,10 @@ mod tests {
             (
                 Route::Referrers(name(), s("sha256:00")),
                 [pull.clone(), None, None, None, None, None, None],
+            ),
+            (
+                Route::Sources(name()),
+                [pull.clone(), None, push.clone(), None, None, None, None],
             ),
         ];
         for (route, expected) in table {

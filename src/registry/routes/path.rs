@@ -1,9 +1,13 @@
 //! Parsing `/v2/...` paths. Repository names contain slashes, so the name
 //! is everything between `/v2/` and the last `/blobs/`, `/blobs/uploads/`,
-//! `/manifests/`, `/referrers/` or `/tags/list`; it is validated here, once.
+//! `/manifests/`, `/referrers/`, `/tags/list` or `/_speculative/sources`;
+//! it is validated here, once.
 
 use crate::oci::RepositoryName;
 use crate::registry::errors::{ApiError, ErrorCode};
+
+/// The path of a repository's blob sources, after its name.
+pub const SOURCES_SUFFIX: &str = "/_speculative/sources";
 
 /// What a `/v2/` path addresses; names are validated, references and ids
 /// are left to the handlers.
@@ -25,6 +29,9 @@ pub enum Route {
     Upload(RepositoryName, String),
     /// `/v2/<name>/referrers/<digest>`
     Referrers(RepositoryName, String),
+    /// `/v2/<name>/_speculative/sources`: where blobs not stored yet live
+    /// (our extension; no name component starts with `_`).
+    Sources(RepositoryName),
 }
 
 /// Parse a request path; `None` when it is not an API path at all.
@@ -39,6 +46,9 @@ pub fn parse(path: &str) -> Option<Result<Route, ApiError>> {
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(name_of(name).map(Route::Tags));
+    }
+    if let Some(name) = rest.strip_suffix(SOURCES_SUFFIX) {
+        return Some(name_of(name).map(Route::Sources));
     }
     // The last marker whose tail has no '/', so names may contain markers.
     for (marker, build) in [
@@ -120,6 +130,10 @@ mod tests {
         assert_eq!(
             route("/v2/org/img/referrers/sha256:00"),
             Route::Referrers(name("org/img"), "sha256:00".into())
+        );
+        assert_eq!(
+            route("/v2/quay.io/org/img/_speculative/sources"),
+            Route::Sources(name("quay.io/org/img"))
         );
     }
 

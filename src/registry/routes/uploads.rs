@@ -24,6 +24,12 @@ pub async fn start(request: &Req<'_>, name: RepositoryName, body: Body) -> Reply
                 storage.keep_blob(&name, &digest).await?;
                 return Ok(created(&name, &digest));
             }
+            // Recorded there as living upstream: recorded here too, so a
+            // client pushing an image built on a lazily pulled one sends
+            // none of its base layers.
+            if storage.mount_source(&source, &name, &digest).await? {
+                return Ok(created(&name, &digest));
+            }
         }
     }
     let monolithic = request

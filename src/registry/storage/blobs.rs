@@ -75,6 +75,34 @@ impl Storage {
         }
     }
 
+    /// Whether the content named `digest` is stored (one `stat`; blocking,
+    /// but cheap).
+    pub fn holds_blob(&self, digest: &Digest) -> bool {
+        self.layout.blob(digest).is_file()
+    }
+
+    /// Record in `repository` the source `from` has for blob `digest`
+    /// (a mount of a blob not fetched yet); whether there was one.
+    pub async fn mount_source(
+        &self,
+        from: &RepositoryName,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let Some(source) = self.sources.get(from, digest) else {
+            return Ok(false);
+        };
+        let (sources, name) = (self.sources.clone(), repository.clone());
+        let blob = super::SourcedBlob {
+            digest: digest.clone(),
+            size: source.size,
+            media_type: source.media_type.clone(),
+            prefetch: false,
+        };
+        blocking(move || sources.record(&name, (*source.upstream).clone(), &[blob])).await?;
+        Ok(true)
+    }
+
     /// Open the blob named `digest`, positioned at byte `start`.
     pub async fn open_blob(&self, digest: &Digest, start: u64) -> Result<BlobReader> {
         let mut file = match tokio::fs::File::open(self.layout.blob(digest)).await {

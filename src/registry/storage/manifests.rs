@@ -2,7 +2,8 @@
 //! their digest, kept exactly as pushed; a repository records which
 //! manifests were pushed to it (with their media type) and where its tags
 //! point. A manifest is accepted only when it is well-formed JSON of a
-//! known kind and everything it names is already stored.
+//! known kind and everything it names is already stored (a blob may
+//! instead be recorded as fetchable from upstream, see `sources`).
 
 use bytes::Bytes;
 
@@ -103,15 +104,17 @@ impl Storage {
             referrer,
         } = examine(&bytes, content_type)?;
         let subject = referrer.as_ref().map(|r| r.subject.clone());
-        let layout = self.layout.clone();
+        let (layout, sources) = (self.layout.clone(), self.sources.clone());
         let (name, reference, digest2) = (repository.clone(), reference.clone(), digest.clone());
         blocking(move || {
             // A prune does not delete what this checks until it is committed.
             let _lock = super::lock::shared(&layout)?;
             for need in needed {
                 let present = match &need {
+                    // Stored here, or recorded as fetchable from upstream.
                     Needed::Blob(d) => {
-                        layout.blob(d).is_file() && !layout.deleted_blob(&name, d).exists()
+                        (layout.blob(d).is_file() && !layout.deleted_blob(&name, d).exists())
+                            || sources.contains(&name, d)
                     }
                     Needed::Manifest(d) => layout.revision(&name, d).is_file(),
                 };

@@ -9,20 +9,24 @@
 
 mod blobs;
 pub mod files;
+mod ingest;
 mod lock;
 mod manifests;
 pub mod paths;
 pub mod prune;
 mod referrers;
+pub mod sources;
 mod uploads;
 
 use std::path::Path;
 
 pub use blobs::BlobReader;
+pub use ingest::{GrowingFile, Ingest};
 pub use manifests::{
     ManifestBody, PutManifest, ServedManifest, StoredManifest, MAX_MANIFEST_BYTES,
 };
 pub use prune::{PrunePolicy, PruneReport, Pruned, TagPattern};
+pub use sources::{BlobSource, SourcedBlob, Sources, Upstream};
 pub use uploads::{UploadLimits, UploadState};
 
 use crate::oci::Digest;
@@ -50,6 +54,14 @@ pub enum StorageError {
         expected: Digest,
         /// Digest of what arrived.
         actual: Digest,
+    },
+    /// Content fetched from elsewhere is not as long as recorded.
+    #[error("content has {actual} bytes, not {expected}")]
+    SizeMismatch {
+        /// Size recorded.
+        expected: u64,
+        /// Bytes that arrived (so far).
+        actual: u64,
     },
     /// A chunk does not start where the upload ends.
     #[error("chunk starts at byte {start} but the upload holds {size} bytes")]
@@ -111,6 +123,9 @@ pub struct Storage {
     /// requests, and their limits. Rebuilt from `uploads/<id>/data` after
     /// a restart by hashing the partial file again.
     uploads: uploads::Uploads,
+    /// Where blobs not stored yet can be fetched from (shared with the
+    /// blocking work of a manifest PUT).
+    sources: std::sync::Arc<Sources>,
 }
 
 impl Storage {
@@ -131,6 +146,7 @@ impl Storage {
         }
         lock::ensure(&layout)?;
         Ok(Storage {
+            sources: std::sync::Arc::new(Sources::load(&layout)),
             layout,
             uploads: uploads::Uploads::default(),
         })
@@ -154,9 +170,15 @@ impl Storage {
         }
         lock::ensure(&layout)?;
         Ok(Storage {
+            sources: std::sync::Arc::new(Sources::load(&layout)),
             layout,
             uploads: uploads::Uploads::default(),
         })
+    }
+
+    /// The blob source records.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// The on-disk layout (for tests and tools that inspect the store).

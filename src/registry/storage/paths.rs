@@ -19,7 +19,13 @@
 //! │   └── <32 hex id>/
 //! │       ├── repository                      name of the repository it is for
 //! │       └── data                            bytes received so far
-//! ├── tmp/                                    files being written, renamed into
+//! ├── sources/
+//! │   └── <sha256 hex>.json                   blobs of a repository not stored here
+//! │                                           yet, where they live upstream and the
+//! │                                           credential to pull them (mode 0600;
+//! │                                           see `storage::sources`)
+//! ├── tmp/                                    files being written (uploads done,
+//! │                                           blobs being fetched), renamed into
 //! │                                           place when complete; emptied at start
 //! └── prune.lock                              held shared by manifest PUTs, exclusive
 //!                                             by a prune (see `storage::lock`)
@@ -134,6 +140,11 @@ impl Layout {
     /// The file holding the digest `tag` points at.
     pub fn tag(&self, name: &RepositoryName, tag: &Tag) -> PathBuf {
         self.tags(name).join(tag.as_str())
+    }
+
+    /// Directory of the blob source records.
+    pub fn sources(&self) -> PathBuf {
+        self.root.join("sources")
     }
 
     /// Directory of all uploads in progress.

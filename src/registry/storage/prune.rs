@@ -29,6 +29,12 @@
 //! moved aside when the prune died is put back by the next prune or the
 //! next start of the server, and decided again).
 //!
+//! Blob source records (`storage::sources`) stay while a kept manifest of
+//! their repository names the blob, or when written within the grace
+//! period (recorded for a manifest not pushed yet); the others go with
+//! the prune, under its lock, so no manifest is left naming a blob that
+//! is neither stored nor recorded.
+//!
 //! The `speculative-images/changes` record repository is an ordinary
 //! repository: its tags go when a pattern matches them.
 
@@ -42,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use super::files::fsync_dir;
 use super::paths::{Layout, DELETED_BLOBS_DIR, MANIFESTS_DIR};
-use super::{blocking, io_context, lock, referrers, Result, Storage};
+use super::{blocking, io_context, lock, referrers, Result, Sources, Storage};
 use crate::oci::{Children, Digest, Manifest, RepositoryName, Tag};
 
 /// Uploads untouched this long are removed (the server's own rule).
@@ -339,9 +345,9 @@ impl Storage {
     /// Prune as `policy` says; see the [module](self) for what stays.
     /// In a dry run nothing changes (not even the lock is taken).
     pub async fn prune(&self, policy: &PrunePolicy) -> Result<PruneReport> {
-        let layout = self.layout.clone();
+        let (layout, sources) = (self.layout.clone(), self.sources.clone());
         let policy2 = policy.clone();
-        let mut report = blocking(move || prune_store(&layout, &policy2)).await?;
+        let mut report = blocking(move || prune_store(&layout, &sources, &policy2)).await?;
         let layout = self.layout.clone();
         let uploads = blocking(move || Ok(stale_uploads(&layout))).await?;
         if !policy.dry_run {
@@ -386,9 +392,11 @@ struct Plan {
     manifests: Vec<(RepositoryName, Digest, u64)>,
     /// Blob, its size, the inode it was found as.
     blobs: Vec<(Digest, u64, u64)>,
+    /// Per repository, the blobs its kept manifests name.
+    kept_by_repository: HashMap<RepositoryName, BTreeSet<Digest>>,
 }
 
-fn prune_store(layout: &Layout, policy: &PrunePolicy) -> Result<PruneReport> {
+fn prune_store(layout: &Layout, sources: &Sources, policy: &PrunePolicy) -> Result<PruneReport> {
     let start = SystemTime::now();
     let mut cache: HashMap<Digest, Parsed> = HashMap::new();
     restore_trash(layout);
@@ -404,6 +412,16 @@ fn prune_store(layout: &Layout, policy: &PrunePolicy) -> Result<PruneReport> {
     let mut report = report_of(&plan, false);
     let mut kept_blobs = BTreeSet::new();
     delete(layout, &plan, start - policy.grace, &mut kept_blobs)?;
+    // Blob sources only kept manifests of their repository name (or
+    // recorded within the grace period, for a manifest not pushed yet).
+    sources.retain(
+        |repository, digest| {
+            plan.kept_by_repository
+                .get(repository)
+                .is_some_and(|kept| kept.contains(digest))
+        },
+        start - policy.grace,
+    )?;
     report.items.retain(|item| match item {
         Pruned::Blob { digest, .. } => !kept_blobs.contains(digest),
         _ => true,
@@ -505,12 +523,16 @@ fn plan(
             }
             queue = referrers;
         }
+        let mut named_here = BTreeSet::new();
         for digest in &kept {
             referenced.insert(digest.clone());
             if let Some(parsed) = cache.get(digest) {
-                referenced.extend(parsed.blobs.iter().cloned());
+                named_here.extend(parsed.blobs.iter().cloned());
             }
         }
+        referenced.extend(named_here.iter().cloned());
+        plan.kept_by_repository
+            .insert(repository.name.clone(), named_here);
         let doomed: Vec<Digest> = repository
             .revisions
             .keys()
