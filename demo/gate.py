@@ -433,6 +433,21 @@ def main() -> int:
                "B got no artifacts of A from Zuul and found A's image by A's change record", failures)
         expect(not b_registry.data.get("zuul", {}).get("warnings"),
                "B's buildset registry job has no speculation warning", failures)
+        # The pull step: lazy where the intermediate registry hands out
+        # pull-only tokens (ours), a full copy where it cannot (distribution).
+        b_pull = b_registry.data.get("speculative_images", {})
+        pre_seconds = b_registry.playbook_seconds.get("pre-run playbooks/buildset-registry/pre.yaml")
+        for image in b_pull.get("pulled", []):
+            info(f"pull step: {image['repository']}:{image['tag']} {image['mode']}: "
+                 f"{image['manifests_copied']} manifest(s) written, "
+                 f"{image['blobs_recorded']} layer(s) left to fetch on demand, "
+                 f"{image['blobs_copied']} blob(s) / {image['bytes_copied']} bytes copied"
+                 + (f" (its playbook: {pre_seconds:.1f} s)" if pre_seconds else ""))
+        if b_pull.get("lazy_reason"):
+            info(f"pull step not lazy: {b_pull['lazy_reason']}")
+        want_mode = "lazy" if INTERMEDIATE == "ours" else "copy"
+        expect([i.get("mode") for i in b_pull.get("pulled", [])] == [want_mode],
+               f"B's pull step: {want_mode}", failures)
         b_buildset = b_registry.secret_data.get("buildset_registry", {})
         b_authority = f"{b_buildset.get('host', 'localhost')}:{b_buildset.get('port', BUILDSET_PORT)}"
         app_in_buildset = digest_of(f"{b_authority}/example/app:latest", b_buildset.get("cert", ""))
