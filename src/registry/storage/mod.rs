@@ -20,7 +20,8 @@ use std::path::Path;
 
 pub use blobs::BlobReader;
 pub use manifests::{
-    ManifestBody, PutManifest, ServedManifest, StoredManifest, MAX_MANIFEST_BYTES,
+    check_manifest, CheckedManifest, ManifestBody, PutManifest, ServedManifest, StoredManifest,
+    MAX_MANIFEST_BYTES,
 };
 pub use prune::{PrunePolicy, PruneReport, Pruned, TagPattern};
 pub use uploads::{UploadLimits, UploadState};
