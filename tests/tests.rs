@@ -7,6 +7,7 @@ mod client_copy;
 mod client_fixtures;
 mod client_trust;
 mod distribution_fixture;
+mod fuzz_regressions;
 mod host_files;
 mod host_real;
 mod module_protocol;
