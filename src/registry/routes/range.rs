@@ -76,12 +76,15 @@ pub fn chunk_start(content_range: &str, content_length: Option<u64>) -> Result<u
             format!("Content-Range {start}-{end} ends before it starts"),
         ));
     }
-    if let Some(length) = content_length.filter(|&length| length != end - start + 1) {
+    // The chunk's length less one: the length itself overflows for
+    // `0-18446744073709551615` (found by the `ranges` fuzz target).
+    let span = end - start;
+    if let Some(length) = content_length.filter(|&length| length.checked_sub(1) != Some(span)) {
         return Err(ApiError::with_detail(
             ErrorCode::SizeInvalid,
             format!(
                 "Content-Range {start}-{end} is {} bytes, Content-Length says {length}",
-                end - start + 1
+                u128::from(span) + 1
             ),
         ));
     }
@@ -136,6 +139,7 @@ mod tests {
             ("1-", None, ErrorCode::BlobUploadInvalid),
             ("9-5", None, ErrorCode::RangeNotSatisfiable),
             ("0-9", Some(11), ErrorCode::SizeInvalid),
+            ("0-9", Some(0), ErrorCode::SizeInvalid),
         ] {
             assert_eq!(
                 chunk_start(range, length).unwrap_err().code,
@@ -143,5 +147,17 @@ mod tests {
                 "{range}"
             );
         }
+        // Every byte a u64 can count: longer than any Content-Length.
+        let every_byte = "0-18446744073709551615";
+        let refused = chunk_start(every_byte, Some(0)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::SizeInvalid);
+        assert_eq!(
+            refused.detail.as_deref(),
+            Some(
+                "Content-Range 0-18446744073709551615 is 18446744073709551616 bytes, \
+                 Content-Length says 0"
+            )
+        );
+        assert_eq!(chunk_start(every_byte, None).unwrap(), 0);
     }
 }
