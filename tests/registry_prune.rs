@@ -785,3 +785,32 @@ fn the_server_prunes_on_its_schedule() {
         "{log}"
     );
 }
+
+#[test]
+fn the_config_of_a_kept_manifest_stays_even_when_it_names_urls() {
+    let server = BuildsetServer::start();
+    let client = Client::new(&server);
+    let config = client.blob("org/img", b"{}");
+    let layer = client.blob("org/img", b"a layer");
+    // `urls` on a config: the server still asks for the blob (and holds
+    // it), so the prune must count it among what the manifest keeps.
+    let doc = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": config.to_string(), "size": 2,
+                   "urls": ["https://example.org/config"]},
+        "layers": [{"mediaType": LAYER, "digest": layer.to_string(), "size": 7}],
+    }))
+    .unwrap();
+    let manifest = client.manifest("org/img", "latest", OCI_MANIFEST, &doc);
+    let kept = Pushed {
+        repo: "org/img".into(),
+        tag: "latest".into(),
+        manifest,
+        children: vec![],
+        blobs: vec![config, layer],
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let out = succeeds(prune(&server.storage, &["--grace", "0s"]));
+    assert!(kept.answers(&client), "{out}");
+}
