@@ -14,6 +14,7 @@ mod module_protocol;
 mod registry_auth;
 mod registry_clients;
 mod registry_crash;
+mod registry_crash_manifests;
 mod registry_docker;
 mod registry_inprocess;
 mod registry_limits;
