@@ -3,6 +3,10 @@
 #   make test        every test (what .ci/run calls)
 #   make collection  static module binary -> plugins/modules/, tarball, install
 #   make bench       every benchmark, ours and the anchor side by side
+#   make fuzz        every fuzz target of fuzz/ (cargo fuzz, libFuzzer) for
+#                    FUZZ_SECONDS (default 30) each; non-zero on a crash.
+#                    Not part of make test: the stored crash inputs are
+#                    (tests/fuzz_regressions.rs replays them).
 
 SHELL := /bin/bash
 COLLECTIONS_PATH ?= $(HOME)/.ansible/collections
@@ -13,7 +17,7 @@ MODULES := $(shell scripts/modules.sh)
 
 export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup demo test collection static bench clean
+.PHONY: setup demo test collection static bench fuzz clean
 
 setup:
 	scripts/setup.sh
@@ -37,6 +41,9 @@ test: setup
 bench: setup collection
 	bench/run.sh
 
+fuzz:
+	scripts/fuzz.sh
+
 clean:
 	cargo clean
-	rm -rf build $(addprefix plugins/modules/,$(MODULES))
+	rm -rf build fuzz/target $(addprefix plugins/modules/,$(MODULES))

@@ -785,3 +785,131 @@ fn the_server_prunes_on_its_schedule() {
         "{log}"
     );
 }
+
+#[test]
+fn prune_with_a_site_config_takes_its_storage_and_policy_and_flags_override_them() {
+    let server = BuildsetServer::start();
+    let client = Client::new(&server);
+    let old = push_image(&client, "org/img", "1_latest", b"base");
+    let young = push_image(&client, "org/img", "2_latest", b"base");
+    let release = push_image(&client, "org/img", "latest", b"base");
+    let elsewhere = push_image(&client, "other/img", "3_latest", b"base");
+    for (p, age) in [(&old, 8 * DAY), (&release, 30 * DAY), (&elsewhere, 8 * DAY)] {
+        age_tag(&server.storage, &p.repo, &p.tag, age);
+    }
+    // A site's file beside the storage, naming it relatively (from the
+    // file's directory, whatever the working directory).
+    let site = server.storage.parent().unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    std::fs::write(site.join("htpasswd"), format!("zuul:{hash}\n")).unwrap();
+    let config = site.join("registry.yaml");
+    std::fs::write(
+        &config,
+        r#"
+listen: ["127.0.0.1:5000"]
+storage: storage
+htpasswd: htpasswd
+users: {zuul: read-write}
+token_secret_file: token.secret
+prune:
+  every: 1h
+  older_than: 7d
+  tags: ["org/*:*_*"]
+  grace: 0s
+"#,
+    )
+    .unwrap();
+    let prune = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_speculative-images"))
+            .current_dir("/")
+            .arg("prune")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let old_tag = format!("tag       org/img:1_latest -> {} (8d old)", old.manifest);
+
+    // --dry-run on top of the file's policy: listed, nothing changed.
+    let before = tree(&server.storage);
+    let dry = succeeds(prune(&["--dry-run"]));
+    assert!(dry.contains(&format!("would remove {old_tag}")), "{dry}");
+    assert!(!dry.contains("other/img"), "{dry}");
+    assert_eq!(tree(&server.storage), before, "{dry}");
+
+    // The file's policy: its pattern (org/* only), its age, its grace.
+    let out = succeeds(prune(&[]));
+    assert!(out.contains(&format!("removed {old_tag}")), "{out}");
+    let summary = out.lines().last().unwrap();
+    assert!(
+        summary.starts_with("removed 1 tag, 1 manifest, 3 blobs ("),
+        "{out}"
+    );
+    assert!(old.gone(&client, &[Digest::sha256(b"base")]));
+    for kept in [&young, &release, &elsewhere] {
+        assert!(kept.answers(&client), "{kept:?}");
+    }
+
+    // --tags replaces the file's patterns; its age still applies.
+    let out = succeeds(prune(&["--tags", "*_*"]));
+    assert!(
+        out.contains(&format!(
+            "removed tag       other/img:3_latest -> {} (8d old)",
+            elsewhere.manifest
+        )),
+        "{out}"
+    );
+    assert!(elsewhere.gone(&client, &[Digest::sha256(b"base")]));
+    for kept in [&young, &release] {
+        assert!(kept.answers(&client), "{kept:?}");
+    }
+
+    // A file that names no storage the prune can open is refused by name.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("storage: storage", "storage: elsewhere"),
+    )
+    .unwrap();
+    let output = prune(&[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is not a registry's storage",
+            site.join("elsewhere").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_config_of_a_kept_manifest_stays_even_when_it_names_urls() {
+    let server = BuildsetServer::start();
+    let client = Client::new(&server);
+    let config = client.blob("org/img", b"{}");
+    let layer = client.blob("org/img", b"a layer");
+    // `urls` on a config: the server still asks for the blob (and holds
+    // it), so the prune must count it among what the manifest keeps.
+    let doc = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": config.to_string(), "size": 2,
+                   "urls": ["https://example.org/config"]},
+        "layers": [{"mediaType": LAYER, "digest": layer.to_string(), "size": 7}],
+    }))
+    .unwrap();
+    let manifest = client.manifest("org/img", "latest", OCI_MANIFEST, &doc);
+    let kept = Pushed {
+        repo: "org/img".into(),
+        tag: "latest".into(),
+        manifest,
+        children: vec![],
+        blobs: vec![config, layer],
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let out = succeeds(prune(&server.storage, &["--grace", "0s"]));
+    assert!(kept.answers(&client), "{out}");
+}

@@ -219,10 +219,11 @@ impl Manifest {
             Ok(Children::Manifests(self.index()?.manifests))
         } else {
             let image = self.image()?;
-            let blobs = std::iter::once(image.config)
-                .chain(image.layers)
-                .filter(|d| !d.is_foreign())
-                .collect();
+            // Only a layer can be foreign: the config is the registry's
+            // to hold even when it names URLs (the server refuses a
+            // manifest whose config it lacks, so a prune must keep it).
+            let layers = image.layers.into_iter().filter(|d| !d.is_foreign());
+            let blobs = std::iter::once(image.config).chain(layers).collect();
             Ok(Children::Blobs(blobs))
         }
     }
@@ -306,6 +307,24 @@ mod tests {
         };
         assert_eq!(ms[0].digest, m.digest);
         assert_eq!(ms[0].platform.as_ref().unwrap().architecture, "riscv64");
+    }
+
+    #[test]
+    fn a_config_naming_urls_is_still_a_blob_of_the_registry() {
+        let config = Digest::sha256(b"{}");
+        let doc = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": {"mediaType": media_type::OCI_CONFIG, "digest": config, "size": 2,
+                       "urls": ["https://example.org/config"]},
+            "layers": [],
+        });
+        let m = Manifest::new("", Bytes::from(doc.to_string()));
+        let Children::Blobs(blobs) = m.children().unwrap() else {
+            panic!("an image has blobs")
+        };
+        assert_eq!(blobs.len(), 1);
+        assert_eq!(blobs[0].digest, config);
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, HtpasswdError> {
 /// Parse the text of an htpasswd file (`path` is for messages).
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, HtpasswdError> {
     let mut entries: Vec<Entry> = Vec::new();
+    // Names seen so far: a set, so that a long file is not read in
+    // quadratic time.
+    let mut seen = std::collections::HashSet::new();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let raw = raw.trim_end_matches('\r');
@@ -95,7 +98,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, HtpasswdError> {
                 kind,
             });
         }
-        if entries.iter().any(|e| e.username == username) {
+        if !seen.insert(username) {
             return Err(HtpasswdError::Duplicate {
                 path: path.to_path_buf(),
                 line,
@@ -148,6 +151,18 @@ mod tests {
     }
 
     #[test]
+    fn a_long_file_is_read_in_linear_time() {
+        // 100,000 users: the duplicate check was quadratic (minutes).
+        let text: String = (0..100_000)
+            .map(|i| format!("user{i}:{BCRYPT}\n"))
+            .collect();
+        let started = std::time::Instant::now();
+        assert_eq!(parse(Path::new("h"), &text).unwrap().len(), 100_000);
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    }
+
+    #[test]
     fn other_hash_kinds_are_refused_naming_the_line_not_the_hash() {
         let md5 = "$apr1$abcdefgh$0123456789abcdefghijkl";
         let text = format!("zuul:{BCRYPT}\nold:{md5}\n");
@@ -170,6 +185,15 @@ mod tests {
             assert!(error.contains(kind), "{error}");
             assert!(!error.contains(hash), "{error}");
         }
+        assert_eq!(
+            parse(
+                Path::new("h"),
+                &format!("a:{BCRYPT}\nb:{BCRYPT}\na:{BCRYPT}\n")
+            )
+            .unwrap_err()
+            .to_string(),
+            "htpasswd file h, line 3: user \"a\" is listed twice"
+        );
         assert_eq!(
             parse(Path::new("h"), "nocolon\n").unwrap_err().to_string(),
             "htpasswd file h, line 1: expected USER:HASH"

@@ -411,8 +411,10 @@ fn grants(claims: &Claims, kind: &str, name: &str, action: &str) -> bool {
     })
 }
 
-/// `repository:<name>:<actions>` or `registry:catalog:*`.
-fn parse_scope(scope: &str) -> Option<Access> {
+/// The parsing entry point of a token request's `scope`:
+/// `repository:<name>:<actions>` or `registry:catalog:*`, keeping only
+/// the actions the registry knows; `None` for anything else.
+pub fn parse_scope(scope: &str) -> Option<Access> {
     let (kind, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
     let actions = actions

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse as _, Response};
 use tokio::io::AsyncReadExt as _;
 use tokio_util::io::ReaderStream;
 
+use super::range::parse_range;
 use super::{empty, set, Reply, Req};
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::errors::{ApiError, ErrorCode};
@@ -121,61 +122,4 @@ fn headers(response: &mut Response, digest: &Digest, len: u64) {
     set(response, "docker-content-digest", digest.to_string());
     set(response, "etag", format!("\"{digest}\""));
     set(response, "accept-ranges", "bytes");
-}
-
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n` within `size`: (start, length).
-fn parse_range(text: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = text.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (first, last) = spec.split_once('-')?;
-    // Digits only: `parse` would also take a sign.
-    let number = |n: &str| {
-        n.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| n.parse::<u64>().ok())
-            .flatten()
-    };
-    let (start, end) = if first.is_empty() {
-        let suffix: u64 = number(last)?;
-        (size.checked_sub(suffix.min(size))?, size.checked_sub(1)?)
-    } else {
-        let start: u64 = number(first)?;
-        let end = if last.is_empty() {
-            size.checked_sub(1)?
-        } else {
-            number(last)?.min(size.checked_sub(1)?)
-        };
-        (start, end)
-    };
-    (start <= end && end < size).then(|| (start, end - start + 1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
-        assert_eq!(parse_range("bytes=90-", 100), Some((90, 10)));
-        assert_eq!(parse_range("bytes=-10", 100), Some((90, 10)));
-        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 5)));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
-        for bad in [
-            "bytes=+1-2",
-            "bytes=1-+2",
-            "bytes=-+5",
-            "bytes=a-b",
-            "bytes=-",
-            "bytes= 1-2",
-        ] {
-            assert_eq!(parse_range(bad, 100), None, "{bad}");
-        }
-        assert_eq!(parse_range("bytes=-0", 100), None);
-        assert_eq!(parse_range("bytes=0-0", 0), None);
-    }
 }

@@ -11,6 +11,7 @@ mod log;
 mod manifests;
 pub mod operation;
 pub mod path;
+pub mod range;
 mod referrers;
 mod sources;
 mod token;

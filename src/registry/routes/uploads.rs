@@ -7,6 +7,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 
 use super::blobs::parse_digest;
+use super::range;
 use super::{empty, set, Reply, Req};
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::auth::{Action, Need};
@@ -157,38 +158,16 @@ pub async fn cancel(request: &Req<'_>, name: RepositoryName, id: &str) -> Reply 
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-/// Where the request's chunk begins, from its `Content-Range`: 400
-/// BLOB_UPLOAD_INVALID when malformed, 416 when it ends before it starts,
-/// 400 SIZE_INVALID when its length is not the request's `Content-Length`.
+/// Where the request's chunk begins, from its `Content-Range` (see
+/// [`range::chunk_start`]); `None` without one.
 fn chunk_start(request: &Req<'_>) -> Result<Option<u64>, ApiError> {
     let Some(text) = request.header(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let (start, end) = parse_content_range(text).ok_or_else(|| {
-        ApiError::with_detail(
-            ErrorCode::BlobUploadInvalid,
-            "Content-Range must be <first byte>-<last byte>",
-        )
-    })?;
-    if end < start {
-        return Err(ApiError::with_detail(
-            ErrorCode::RangeNotSatisfiable,
-            format!("Content-Range {start}-{end} ends before it starts"),
-        ));
-    }
     let length = request
         .header(header::CONTENT_LENGTH)
         .and_then(|value| value.parse::<u64>().ok());
-    if let Some(length) = length.filter(|&length| length != end - start + 1) {
-        return Err(ApiError::with_detail(
-            ErrorCode::SizeInvalid,
-            format!(
-                "Content-Range {start}-{end} is {} bytes, Content-Length says {length}",
-                end - start + 1
-            ),
-        ));
-    }
-    Ok(Some(start))
+    range::chunk_start(text, length).map(Some)
 }
 
 /// A chunk that does not begin where the upload ends: 416 with the
@@ -202,25 +181,6 @@ fn out_of_order(name: &RepositoryName, id: &str, error: StorageError) -> Reply {
         set(&mut refused, header, value);
     }
     Ok(refused)
-}
-
-/// `<start>-<end>`, inclusive, digits only (the spec's
-/// `^[0-9]+-[0-9]+$`; a `bytes ` or `bytes=` prefix and a `/<size>`
-/// suffix, which some clients send, are tolerated).
-fn parse_content_range(text: &str) -> Option<(u64, u64)> {
-    let text = text.trim();
-    let text = text
-        .strip_prefix("bytes ")
-        .or_else(|| text.strip_prefix("bytes="))
-        .unwrap_or(text);
-    let text = text.split_once('/').map_or(text, |(range, _size)| range);
-    let (start, end) = text.split_once('-')?;
-    let number = |n: &str| {
-        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| n.parse::<u64>().ok())
-            .flatten()
-    };
-    Some((number(start)?, number(end)?))
 }
 
 fn created(name: &RepositoryName, digest: &Digest) -> Response {
@@ -251,22 +211,4 @@ fn upload_headers(name: &RepositoryName, id: &str, size: u64) -> Vec<(&'static s
         ("range", format!("0-{}", size.saturating_sub(1))),
         ("docker-upload-uuid", id.to_string()),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_content_range;
-
-    #[test]
-    fn content_ranges() {
-        assert_eq!(parse_content_range("0-99"), Some((0, 99)));
-        assert_eq!(parse_content_range("100-199"), Some((100, 199)));
-        assert_eq!(parse_content_range("bytes 5-9/10"), Some((5, 9)));
-        assert_eq!(parse_content_range("bytes=5-9"), Some((5, 9)));
-        for bad in [
-            "x", "5", "5-", "-9", "+5-9", "5-+9", " 5 - 9", "5-9-10", "a-b", "",
-        ] {
-            assert_eq!(parse_content_range(bad), None, "{bad:?}");
-        }
-    }
 }

@@ -371,6 +371,36 @@ fn locate(
     }
 }
 
+/// What [`check_manifest`] makes of a manifest a client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedManifest {
+    /// The media type it would be stored with.
+    pub media_type: String,
+    /// What it names that must be stored before it: the config and the
+    /// layers of an image (foreign layers left out), the manifests of an
+    /// index.
+    pub names: Vec<Digest>,
+    /// The digest of its `subject`, when it names one.
+    pub subject: Option<Digest>,
+}
+
+/// The parsing entry point of a manifest PUT: what
+/// [`Storage::put_manifest`] checks of the bytes before it looks at the
+/// disk, with `content_type` the `Content-Type` the client sent.
+/// `ManifestInvalid` says which field is wrong.
+pub fn check_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<CheckedManifest> {
+    let examined = examine(bytes, content_type)?;
+    Ok(CheckedManifest {
+        media_type: examined.media_type,
+        names: examined
+            .needed
+            .into_iter()
+            .map(|(Needed::Blob(d) | Needed::Manifest(d))| d)
+            .collect(),
+        subject: examined.referrer.map(|r| r.subject),
+    })
+}
+
 /// Check a manifest's shape against the image spec, reading it as the
 /// shared model ([`ImageManifest`] or [`ImageIndex`]); return its media
 /// type, what it names and the subject it refers to. Errors name the

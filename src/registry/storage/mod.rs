@@ -23,7 +23,8 @@ use std::path::Path;
 pub use blobs::BlobReader;
 pub use ingest::{GrowingFile, Ingest};
 pub use manifests::{
-    ManifestBody, PutManifest, ServedManifest, StoredManifest, MAX_MANIFEST_BYTES,
+    check_manifest, CheckedManifest, ManifestBody, PutManifest, ServedManifest, StoredManifest,
+    MAX_MANIFEST_BYTES,
 };
 pub use prune::{PrunePolicy, PruneReport, Pruned, TagPattern};
 pub use sources::{BlobSource, SourcedBlob, Sources, Upstream};

@@ -1,0 +1,6 @@
+//! Fuzz target `manifests`: see `entries::manifests`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| speculative_images_fuzz::entries::manifests(data));
