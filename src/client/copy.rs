@@ -176,26 +176,9 @@ pub async fn copy<S: Registry, D: Registry>(
     collect(src, src_repository, top, 0, &mut manifests, &mut blobs).await?;
 
     let counts = transfer_blobs(src, src_repository, dst, dst_repository, blobs, options).await?;
-    report.blobs_skipped = counts.skipped.load(Ordering::Relaxed);
-    report.blobs_mounted = counts.mounted.load(Ordering::Relaxed);
-    report.blobs_copied = counts.copied.load(Ordering::Relaxed);
-    report.bytes_copied = counts.bytes.load(Ordering::Relaxed);
+    counts.add_to(&mut report);
 
-    // Manifests last: children by digest, then the top one under its tag.
-    let top = manifests.pop().expect("the top manifest was collected");
-    for child in &manifests {
-        dst.manifest_put(
-            dst_repository,
-            &ManifestReference::from(&child.digest),
-            child,
-        )
-        .await?;
-        report.manifests_written += 1;
-    }
-    dst.manifest_put(dst_repository, &dst_reference, &top)
-        .await?;
-    report.manifests_written += 1;
-    report.changed = true;
+    put_manifests(dst, dst_repository, &dst_reference, manifests, &mut report).await?;
     Ok(report)
 }
 
@@ -294,24 +277,8 @@ where
         record(layers.into_values().collect()).await?;
     }
     let counts = transfer_blobs(src, src_repository, dst, dst_repository, configs, options).await?;
-    report.blobs_skipped = counts.skipped.load(Ordering::Relaxed);
-    report.blobs_mounted = counts.mounted.load(Ordering::Relaxed);
-    report.blobs_copied = counts.copied.load(Ordering::Relaxed);
-    report.bytes_copied = counts.bytes.load(Ordering::Relaxed);
-    let top = manifests.pop().expect("the top manifest was collected");
-    for child in &manifests {
-        dst.manifest_put(
-            dst_repository,
-            &ManifestReference::from(&child.digest),
-            child,
-        )
-        .await?;
-        report.manifests_written += 1;
-    }
-    dst.manifest_put(dst_repository, &dst_reference, &top)
-        .await?;
-    report.manifests_written += 1;
-    report.changed = true;
+    counts.add_to(&mut report);
+    put_manifests(dst, dst_repository, &dst_reference, manifests, &mut report).await?;
     Ok(report)
 }
 
@@ -364,12 +331,44 @@ async fn collect<S: Registry>(
     Ok(())
 }
 
+/// Write the collected manifests, last of a copy: children by digest, then
+/// the top one (collected last) under `reference`, so that no tag names a
+/// manifest whose children are missing.
+async fn put_manifests<D: Registry>(
+    dst: &Arc<D>,
+    repository: &RepositoryName,
+    reference: &ManifestReference,
+    mut manifests: Vec<Manifest>,
+    report: &mut CopyReport,
+) -> Result<(), Error> {
+    let top = manifests.pop().expect("the top manifest was collected");
+    for child in &manifests {
+        dst.manifest_put(repository, &ManifestReference::from(&child.digest), child)
+            .await?;
+        report.manifests_written += 1;
+    }
+    dst.manifest_put(repository, reference, &top).await?;
+    report.manifests_written += 1;
+    report.changed = true;
+    Ok(())
+}
+
 #[derive(Default)]
 struct Counts {
     skipped: AtomicUsize,
     mounted: AtomicUsize,
     copied: AtomicUsize,
     bytes: AtomicU64,
+}
+
+impl Counts {
+    /// Put what the blob transfers did into `report`.
+    fn add_to(&self, report: &mut CopyReport) {
+        report.blobs_skipped = self.skipped.load(Ordering::Relaxed);
+        report.blobs_mounted = self.mounted.load(Ordering::Relaxed);
+        report.blobs_copied = self.copied.load(Ordering::Relaxed);
+        report.bytes_copied = self.bytes.load(Ordering::Relaxed);
+    }
 }
 
 async fn transfer_blobs<S: Registry, D: Registry>(

@@ -800,6 +800,16 @@ async fn pull_all(
             repository.parse()?,
             Some(pull.tag.clone()),
         );
+        let copy_options = CopyOptions::default();
+        let full_copy = || {
+            copy_reference(
+                &src,
+                &pull.source,
+                &buildset_client,
+                &destination,
+                &copy_options,
+            )
+        };
         let lazily = credential
             .as_ref()
             .filter(|_| from_intermediate && !check_mode);
@@ -830,28 +840,12 @@ async fn pull_all(
                         "the buildset registry does not record blob sources ({e})"
                     ));
                     credential = None;
-                    let report = copy_reference(
-                        &src,
-                        &pull.source,
-                        &buildset_client,
-                        &destination,
-                        &CopyOptions::default(),
-                    )
-                    .await;
-                    (report, "copy")
+                    (full_copy().await, "copy")
                 }
                 other => (other, "lazy"),
             }
         } else {
-            let report = copy_reference(
-                &src,
-                &pull.source,
-                &buildset_client,
-                &destination,
-                &CopyOptions::default(),
-            )
-            .await;
-            (report, "copy")
+            (full_copy().await, "copy")
         };
         let report = report.with_context(|| format!("pulling artifact {:?}", pull.name))?;
         let entry = Pulled {

@@ -321,23 +321,21 @@ impl Flight {
     /// Wait until the upstream registry has answered with the blob
     /// (bytes may follow) or the fetch failed.
     pub async fn started(&self) -> Result<(), FetchError> {
-        let mut progress = self.progress.clone();
-        let state = progress
-            .wait_for(|p| *p != Progress::Connecting)
-            .await
-            .map(|p| *p)
-            .unwrap_or(Progress::Failed(FetchError::Storage));
-        match state {
-            Progress::Failed(e) => Err(e),
-            _ => Ok(()),
-        }
+        self.reached(|p| *p != Progress::Connecting).await
     }
 
     /// Wait until the blob is stored, or the fetch failed.
     pub async fn finished(&self) -> Result<(), FetchError> {
+        self.reached(|p| matches!(p, Progress::Done | Progress::Failed(_)))
+            .await
+    }
+
+    /// Wait until the fetch's progress satisfies `stage`; its failure (or a
+    /// fetch task gone without a word) is the error.
+    async fn reached(&self, stage: impl FnMut(&Progress) -> bool) -> Result<(), FetchError> {
         let mut progress = self.progress.clone();
         let state = progress
-            .wait_for(|p| matches!(p, Progress::Done | Progress::Failed(_)))
+            .wait_for(stage)
             .await
             .map(|p| *p)
             .unwrap_or(Progress::Failed(FetchError::Storage));
