@@ -438,11 +438,11 @@ def main() -> int:
         b_pull = b_registry.data.get("speculative_images", {})
         pre_seconds = b_registry.playbook_seconds.get("pre-run playbooks/buildset-registry/pre.yaml")
         for image in b_pull.get("pulled", []):
-            info(f"pull step: {image['repository']}:{image['tag']} {image['mode']}: "
-                 f"{image['manifests_copied']} manifest(s) written, "
-                 f"{image['blobs_recorded']} layer(s) left to fetch on demand, "
-                 f"{image['blobs_copied']} blob(s) / {image['bytes_copied']} bytes copied"
-                 + (f" (its playbook: {pre_seconds:.1f} s)" if pre_seconds else ""))
+            how = ("manifests copied, layers left to fetch on demand" if image["mode"] == "lazy"
+                   else "every blob copied")
+            info(f"pull step: {image['repository']}:{image['tag']} {image['mode']} ({how}), "
+                 f"{image['digest']}"
+                 + (f"; its playbook: {pre_seconds:.1f} s" if pre_seconds else ""))
         if b_pull.get("lazy_reason"):
             info(f"pull step not lazy: {b_pull['lazy_reason']}")
         want_mode = "lazy" if INTERMEDIATE == "ours" else "copy"
