@@ -156,24 +156,25 @@ pub async fn copy<S: Registry, D: Registry>(
     dst_tag: Option<&Tag>,
     options: &CopyOptions,
 ) -> Result<CopyReport, Error> {
-    let top = src.manifest_get(src_repository, src_reference).await?;
-    let dst_reference = match dst_tag {
-        Some(tag) => ManifestReference::from(tag),
-        None => ManifestReference::from(&top.digest),
+    let walked = match walk(
+        src,
+        src_repository,
+        src_reference,
+        dst,
+        dst_repository,
+        dst_tag,
+    )
+    .await?
+    {
+        Walk::InPlace(report) => return Ok(report),
+        Walk::Needed(walked) => walked,
     };
-    let mut report = CopyReport {
-        digest: Some(top.digest.clone()),
-        media_type: top.media_type.clone(),
-        ..CopyReport::default()
-    };
-    if dst.manifest_head(dst_repository, &dst_reference).await? == Some(top.digest.clone()) {
-        return Ok(report);
-    }
-
-    // Walk the image: every manifest (children first) and every blob.
-    let mut manifests = Vec::new();
-    let mut blobs = BTreeMap::new();
-    collect(src, src_repository, top, 0, &mut manifests, &mut blobs).await?;
+    let Walked {
+        dst_reference,
+        mut report,
+        manifests,
+        blobs,
+    } = walked;
 
     let counts = transfer_blobs(src, src_repository, dst, dst_repository, blobs, options).await?;
     counts.add_to(&mut report);
@@ -215,22 +216,26 @@ where
     R: FnOnce(Vec<LazyLayer>) -> Fut,
     Fut: std::future::Future<Output = Result<(), Error>>,
 {
-    let top = src.manifest_get(src_repository, src_reference).await?;
-    let dst_reference = match dst_tag {
-        Some(tag) => ManifestReference::from(tag),
-        None => ManifestReference::from(&top.digest),
+    let walked = match walk(
+        src,
+        src_repository,
+        src_reference,
+        dst,
+        dst_repository,
+        dst_tag,
+    )
+    .await?
+    {
+        Walk::InPlace(report) => return Ok(report),
+        Walk::Needed(walked) => walked,
     };
-    let mut report = CopyReport {
-        digest: Some(top.digest.clone()),
-        media_type: top.media_type.clone(),
-        ..CopyReport::default()
-    };
-    if dst.manifest_head(dst_repository, &dst_reference).await? == Some(top.digest.clone()) {
-        return Ok(report);
-    }
-    let mut manifests = Vec::new();
-    let mut all_blobs = BTreeMap::new();
-    collect(src, src_repository, top, 0, &mut manifests, &mut all_blobs).await?;
+    // Only configs are copied: the layers are recorded instead.
+    let Walked {
+        dst_reference,
+        mut report,
+        manifests,
+        ..
+    } = walked;
     // Which platform each image of the top index is for.
     let mut platform_of: BTreeMap<Digest, String> = BTreeMap::new();
     if let Some(index) = manifests.last().filter(|m| m.is_index()) {
@@ -280,6 +285,60 @@ where
     counts.add_to(&mut report);
     put_manifests(dst, dst_repository, &dst_reference, manifests, &mut report).await?;
     Ok(report)
+}
+
+/// How a copy starts: with nothing to do, or with the image walked.
+enum Walk {
+    /// The destination already names the source's digest there.
+    InPlace(CopyReport),
+    /// What is to be written.
+    Needed(Walked),
+}
+
+/// An image walked at the source, for a copy to write.
+struct Walked {
+    /// Where the top manifest goes: the tag, or its digest.
+    dst_reference: ManifestReference,
+    /// The report so far (digest and media type).
+    report: CopyReport,
+    /// Every manifest, children before parents, the top one last.
+    manifests: Vec<Manifest>,
+    /// Every blob, with its size.
+    blobs: BTreeMap<Digest, u64>,
+}
+
+/// Read the source's top manifest and, unless the destination already
+/// names its digest under `dst_tag` (or that digest), walk the image.
+async fn walk<S: Registry, D: Registry>(
+    src: &Arc<S>,
+    src_repository: &RepositoryName,
+    src_reference: &ManifestReference,
+    dst: &Arc<D>,
+    dst_repository: &RepositoryName,
+    dst_tag: Option<&Tag>,
+) -> Result<Walk, Error> {
+    let top = src.manifest_get(src_repository, src_reference).await?;
+    let dst_reference = match dst_tag {
+        Some(tag) => ManifestReference::from(tag),
+        None => ManifestReference::from(&top.digest),
+    };
+    let report = CopyReport {
+        digest: Some(top.digest.clone()),
+        media_type: top.media_type.clone(),
+        ..CopyReport::default()
+    };
+    if dst.manifest_head(dst_repository, &dst_reference).await? == Some(top.digest.clone()) {
+        return Ok(Walk::InPlace(report));
+    }
+    let mut manifests = Vec::new();
+    let mut blobs = BTreeMap::new();
+    collect(src, src_repository, top, 0, &mut manifests, &mut blobs).await?;
+    Ok(Walk::Needed(Walked {
+        dst_reference,
+        report,
+        manifests,
+        blobs,
+    }))
 }
 
 /// Add `manifest` and everything below it to `manifests` (children before
