@@ -115,22 +115,15 @@ impl std::fmt::Debug for DelegatedToken {
     }
 }
 
-#[derive(Deserialize)]
-struct DelegatedAnswer {
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    access_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
+/// A token service's answer (Docker's `token`, OAuth2's `access_token`).
 #[derive(Deserialize)]
 struct TokenResponse {
     #[serde(default)]
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
 }
 
 impl Authenticator {
@@ -376,32 +369,42 @@ impl Authenticator {
             },
             super::error::redact_url(&url)
         );
+        let (token, _) = self.read_token(response, &action).await?;
+        Ok(token)
+    }
+
+    /// A token service's 200 answer: the token and the lifetime it states.
+    async fn read_token(
+        &self,
+        response: reqwest::Response,
+        action: &str,
+    ) -> Result<(String, Option<u64>), Error> {
         let response = self
             .transport
-            .check_status(response, &action, &[StatusCode::OK])
+            .check_status(response, action, &[StatusCode::OK])
             .await?;
         let body = read_limited(
             response,
             TOKEN_LIMIT,
             "a token answer",
             &self.endpoint().registry,
-            &action,
+            action,
         )
         .await?;
-        let body: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+        let invalid = |why: String| {
             Error::new(
-                ErrorKind::InvalidResponse(format!("the token answer is not JSON: {e}")),
-                &self.endpoint().registry,
-                action.clone(),
-            )
-        })?;
-        body.token.or(body.access_token).ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidResponse("the token answer holds no token".into()),
+                ErrorKind::InvalidResponse(why),
                 &self.endpoint().registry,
                 action,
             )
-        })
+        };
+        let body: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| invalid(format!("the token answer is not JSON: {e}")))?;
+        let token = body
+            .token
+            .or(body.access_token)
+            .ok_or_else(|| invalid("the token answer holds no token".into()))?;
+        Ok((token, body.expires_in))
     }
 
     /// A pull-only token for `repositories`, valid `expires_in` seconds,
@@ -447,35 +450,8 @@ impl Authenticator {
                 action,
             ));
         }
-        let response = self
-            .transport
-            .check_status(response, &action, &[StatusCode::OK])
-            .await?;
-        let body = read_limited(
-            response,
-            TOKEN_LIMIT,
-            "a token answer",
-            &self.endpoint().registry,
-            &action,
-        )
-        .await?;
-        let invalid = |why: String| {
-            Error::new(
-                ErrorKind::InvalidResponse(why),
-                &self.endpoint().registry,
-                action.clone(),
-            )
-        };
-        let body: DelegatedAnswer = serde_json::from_slice(&body)
-            .map_err(|e| invalid(format!("the token answer is not JSON: {e}")))?;
-        let token = body
-            .token
-            .or(body.access_token)
-            .ok_or_else(|| invalid("the token answer holds no token".into()))?;
-        Ok(Some(DelegatedToken {
-            token,
-            expires_in: body.expires_in,
-        }))
+        let (token, expires_in) = self.read_token(response, &action).await?;
+        Ok(Some(DelegatedToken { token, expires_in }))
     }
 
     /// The token realm as a URL, if the client may ask it for a token:
