@@ -148,6 +148,16 @@ fn record(
         .unwrap()
 }
 
+/// `img` pushed to the site as `org/img:1_latest`, then put lazily into
+/// the buildset registry as `org/img:latest` with its layers recorded as
+/// living at the site; returns that source.
+fn pulled_lazily(site: &Site, buildset: &BuildsetServer, img: &Image) -> Source<'static> {
+    push_to_site(site, "org/img", "1_latest", img);
+    let source = Source::of(site, "org/img");
+    put_lazily(buildset, "org/img", "latest", img, &source);
+    source
+}
+
 /// What `pull_from_intermediate_registry` does lazily: record the layers,
 /// copy the config and the manifest.
 fn put_lazily(
@@ -295,14 +305,7 @@ fn registry_lazy_head_answers_from_the_record_without_fetching() {
     let site = Site::start(Options::default());
     let buildset = BuildsetServer::start();
     let img = image(2, &[1 << 20]);
-    push_to_site(&site, "org/img", "1_latest", &img);
-    put_lazily(
-        &buildset,
-        "org/img",
-        "latest",
-        &img,
-        &Source::of(&site, "org/img"),
-    );
+    pulled_lazily(&site, &buildset, &img);
     let digest = &img.layer_digests()[0];
     let head = buildset
         .client()
@@ -338,14 +341,7 @@ fn registry_lazy_concurrent_gets_share_one_upstream_fetch() {
     let site = Site::start(Options::default());
     let buildset = Arc::new(BuildsetServer::start());
     let img = image(3, &[16 << 20]);
-    push_to_site(&site, "org/img", "1_latest", &img);
-    put_lazily(
-        &buildset,
-        "org/img",
-        "latest",
-        &img,
-        &Source::of(&site, "org/img"),
-    );
+    pulled_lazily(&site, &buildset, &img);
     let digest = img.layer_digests()[0].clone();
     let readers: Vec<_> = (0..8)
         .map(|_| {
@@ -439,9 +435,7 @@ fn registry_lazy_a_missing_or_unreachable_upstream_is_a_spec_error_in_bounded_ti
     let site = Site::start(Options::default());
     let buildset = BuildsetServer::start();
     let img = image(5, &[1 << 20]);
-    push_to_site(&site, "org/img", "1_latest", &img);
-    let source = Source::of(&site, "org/img");
-    put_lazily(&buildset, "org/img", "latest", &img, &source);
+    let source = pulled_lazily(&site, &buildset, &img);
 
     // A recorded blob the upstream does not hold: 404 BLOB_UNKNOWN.
     let ghost = Digest::sha256(b"never pushed");
@@ -490,14 +484,7 @@ fn registry_lazy_records_survive_a_restart() {
     let site = Site::start(Options::default());
     let mut buildset = BuildsetServer::start();
     let img = image(6, &[1 << 20, 4096]);
-    push_to_site(&site, "org/img", "1_latest", &img);
-    put_lazily(
-        &buildset,
-        "org/img",
-        "latest",
-        &img,
-        &Source::of(&site, "org/img"),
-    );
+    pulled_lazily(&site, &buildset, &img);
     buildset.restart();
     for digest in img.layer_digests() {
         let head = buildset
