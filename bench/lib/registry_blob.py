@@ -227,6 +227,7 @@ class Server:
 
 class Ours(Server):
     name = "ours"
+    binary = ""  # the speculative-images binary, from the command line
 
     def command(self) -> list[str]:
         config = self.work.path(f"{os.path.basename(self.root)}.json")
@@ -239,7 +240,7 @@ class Ours(Server):
                 "token_secret": os.urandom(32).hex(),
                 "anonymous_pull": not self.auth,
             }, f)
-        return [BINARY, "serve", "--config", config]
+        return [self.binary, "serve", "--config", config]
 
 
 class Distribution(Server):
@@ -421,8 +422,7 @@ def fmt(values: list[float] | None, unit: str = "s") -> str:
 
 
 def main() -> None:
-    global BINARY
-    BINARY = sys.argv[1]
+    Ours.binary = sys.argv[1]
     work = Work()
     print(f"blob: {BLOB_MIB} MiB random, {work.digest}; {RUNS} rounds", file=sys.stderr)
     servers = [Ours, Distribution, ZuulRegistry, Nginx]
