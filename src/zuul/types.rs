@@ -105,9 +105,14 @@ pub struct ContainerImage {
     /// Build context, relative to `zuul_work_dir`.
     #[serde(default = "default_context")]
     pub context: String,
-    /// Dockerfile name, relative to the context (default `docker_dockerfile`).
-    #[serde(default)]
+    /// Dockerfile name, relative to the context (default `docker_dockerfile`);
+    /// the container family calls it `container_filename`.
+    #[serde(default, alias = "container_filename")]
     pub dockerfile: Option<String>,
+    /// The container family's target registry (`quay.io`): the key of
+    /// `container_registry_credentials` this image is published with.
+    #[serde(default)]
+    pub registry: Option<String>,
     /// Image repository (`org/img`, `quay.io/org/img`).
     pub repository: String,
     /// Sub-path of the context to build in (zuul-jobs' `path`).
@@ -125,8 +130,8 @@ pub struct ContainerImage {
     /// Sibling projects to copy into the context.
     #[serde(default)]
     pub siblings: Vec<String>,
-    /// Extra image labels.
-    #[serde(default)]
+    /// Extra image labels: a map, or upstream's list of `key=value`.
+    #[serde(default, deserialize_with = "labels_map_or_list")]
     pub labels: BTreeMap<String, String>,
     /// Platforms for a multi-arch build.
     #[serde(default)]
@@ -260,6 +265,38 @@ where
     }
 }
 
+/// `labels` as a map (`{team: infra}`) or as the container family's list
+/// of `key=value` strings (`["team=infra"]`); an entry without `=` or with
+/// an empty key is refused, naming it.
+fn labels_map_or_list<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Labels {
+        Map(BTreeMap<String, String>),
+        List(Vec<String>),
+    }
+    let list = match Labels::deserialize(deserializer).map_err(|_| {
+        D::Error::custom("expected a map of label to value, or a list of \"key=value\" strings")
+    })? {
+        Labels::Map(map) => return Ok(map),
+        Labels::List(list) => list,
+    };
+    list.into_iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_string(), value.to_string()))
+            }
+            _ => Err(D::Error::custom(format!(
+                "label {entry:?} is not of the form \"key=value\""
+            ))),
+        })
+        .collect()
+}
+
 /// `zuul.executor`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZuulExecutor {
@@ -282,5 +319,55 @@ impl ZuulContext {
     pub fn changes_ahead(&self) -> impl Iterator<Item = &ZuulItem> {
         let ahead = self.items.len().saturating_sub(1);
         self.items[..ahead].iter().filter(|i| i.change.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(json: serde_json::Value) -> Result<ContainerImage, serde_json::Error> {
+        serde_json::from_value(json)
+    }
+
+    #[test]
+    fn labels_are_read_as_a_map_or_as_upstreams_list() {
+        let map = image(serde_json::json!({"repository": "o/i", "labels": {"team": "infra"}}));
+        let list =
+            image(serde_json::json!({"repository": "o/i", "labels": ["team=infra", "a=b=c"]}));
+        assert_eq!(
+            map.unwrap().labels,
+            BTreeMap::from([("team".into(), "infra".into())])
+        );
+        assert_eq!(
+            list.unwrap().labels,
+            BTreeMap::from([("team".into(), "infra".into()), ("a".into(), "b=c".into())])
+        );
+    }
+
+    #[test]
+    fn a_label_without_a_key_or_an_equals_sign_is_refused_by_name() {
+        for bad in ["team", "=infra"] {
+            let err = image(serde_json::json!({"repository": "o/i", "labels": [bad]})).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("label {bad:?} is not of the form")),
+                "{err}"
+            );
+        }
+        let err = image(serde_json::json!({"repository": "o/i", "labels": 3})).unwrap_err();
+        assert!(err.to_string().contains("list of \"key=value\""), "{err}");
+    }
+
+    #[test]
+    fn the_container_familys_keys_are_accepted() {
+        let image = image(serde_json::json!({
+            "repository": "quay.io/o/i",
+            "registry": "quay.io",
+            "container_filename": "Containerfile.app",
+        }))
+        .unwrap();
+        assert_eq!(image.registry.as_deref(), Some("quay.io"));
+        assert_eq!(image.dockerfile.as_deref(), Some("Containerfile.app"));
     }
 }
