@@ -71,6 +71,10 @@ impl Builder for Docker {
         pushed.map_err(explain_untrusted)?;
         untagged.map(|_| ())
     }
+
+    fn mirrors_only_docker_hub(&self) -> bool {
+        true
+    }
 }
 
 /// A push refused for an unknown CA most likely means the daemon was not

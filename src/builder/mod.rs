@@ -17,6 +17,8 @@ pub mod process;
 pub mod siblings;
 
 mod auth_file;
+
+pub(crate) use auth_file::AuthFile;
 mod build_flags;
 
 use std::collections::BTreeMap;
@@ -98,6 +100,13 @@ pub trait Builder {
         login: &RegistryLogin,
         log: &mut dyn Write,
     ) -> Result<(), BuildError>;
+
+    /// Whether the builder finds only Docker Hub's images through the
+    /// buildset registry (docker's `registry-mirrors`): the images of other
+    /// registries must then be preloaded under their own names.
+    fn mirrors_only_docker_hub(&self) -> bool {
+        false
+    }
 }
 
 /// The builder for `container_command`.

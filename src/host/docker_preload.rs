@@ -118,6 +118,29 @@ pub fn missing(images: &[Preload]) -> anyhow::Result<Vec<Preload>> {
         .collect())
 }
 
+/// Preload every image of another registry that `registry` holds and the
+/// local store lacks (all of them in `check_mode`, where nothing is
+/// pulled): list, compare, pull and tag. `docker_config` is a
+/// DOCKER_CONFIG directory holding the registry's credentials. Returns the
+/// upstream names preloaded (or that would be).
+pub fn preload_missing(
+    registry: &RemoteRegistry,
+    pull_authority: &str,
+    docker_config: &Path,
+    check_mode: bool,
+) -> anyhow::Result<Vec<String>> {
+    let images = crate::client::runtime::block_on(list(registry, pull_authority))
+        .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
+        .map_err(|e| e.context("listing the buildset registry's images to preload"))?;
+    let missing = missing(&images)?;
+    if !check_mode {
+        for image in &missing {
+            pull_and_tag(image, Some(docker_config))?;
+        }
+    }
+    Ok(missing.into_iter().map(|p| p.upstream).collect())
+}
+
 /// Pull `image` from the buildset registry and tag it with its upstream
 /// name. `docker_config` is a DOCKER_CONFIG directory holding the
 /// registry's credentials, if it needs any.

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::ansible::{Context, Module, Outcome};
 use crate::builder::plan::{plan_all, ImagePlan, PlanOptions, Push};
 use crate::builder::siblings::SiblingsCopy;
-use crate::builder::{self, RegistryLogin};
+use crate::builder::{self, AuthFile, RegistryLogin};
+use crate::client::{Endpoint, RemoteRegistry};
+use crate::host::docker_preload;
 use crate::zuul::results::find_buildset_registry;
 use crate::zuul::{BuildsetRegistry, ContainerImage, ZuulContext};
 
@@ -101,8 +103,22 @@ impl Module for BuildDockerImage {
             let images: Vec<Built> = plans.iter().map(|p| report(p, None, None)).collect();
             return Ok(Outcome::new(!images.is_empty())
                 .msg(format!("would build {} image(s)", images.len()))
-                .value("images", images));
+                .value("images", images)
+                .value("preloaded", Vec::<String>::new()));
         }
+
+        // Docker mirrors only Docker Hub: a FROM naming another registry's
+        // image would go to that registry itself. The buildset registry's
+        // images of other registries are put in docker's store under their
+        // own names first, as use_buildset_registry does; in the
+        // producers-only layout those of the changes ahead arrive only
+        // after that role ran.
+        let preloaded = match &registry {
+            Some(registry) if builder.mirrors_only_docker_hub() => {
+                preload_other_registries(registry)?
+            }
+            _ => Vec::new(),
+        };
 
         let log_dir = log_dir(&args)?;
         std::fs::create_dir_all(&log_dir)
@@ -111,7 +127,7 @@ impl Module for BuildDockerImage {
 
         // Build everything first: a failed build publishes nothing.
         let mut built = Vec::new();
-        let mut changed = false;
+        let mut changed = !preloaded.is_empty();
         for (index, plan) in plans.iter().enumerate() {
             let log_path = log_dir.join(log_name(&plan.repository));
             let mut log = File::create(&log_path)
@@ -149,12 +165,7 @@ impl Module for BuildDockerImage {
         }
 
         if let Some(registry) = &registry {
-            let login = RegistryLogin {
-                authority: builder::tool_authority(&registry.host, registry.port),
-                username: registry.username.clone(),
-                password: registry.password.clone(),
-                ca_pem: Some(registry.cert.clone()),
-            };
+            let login = login(registry);
             for (plan, (_, log_path)) in plans.iter().zip(&built) {
                 let mut log = File::options()
                     .append(true)
@@ -185,8 +196,29 @@ impl Module for BuildDockerImage {
                 images.len(),
                 builder.name()
             ))
-            .value("images", images))
+            .value("images", images)
+            .value("preloaded", preloaded))
     }
+}
+
+/// How the builder logs in to the buildset registry.
+fn login(registry: &BuildsetRegistry) -> RegistryLogin {
+    RegistryLogin {
+        authority: builder::tool_authority(&registry.host, registry.port),
+        username: registry.username.clone(),
+        password: registry.password.clone(),
+        ca_pem: Some(registry.cert.clone()),
+    }
+}
+
+/// Pull into docker every image of another registry the buildset registry
+/// holds that docker lacks, tagged with its upstream name.
+fn preload_other_registries(registry: &BuildsetRegistry) -> anyhow::Result<Vec<String>> {
+    let login = login(registry);
+    let auth = AuthFile::write(&login)?;
+    let client = RemoteRegistry::new(Endpoint::from(registry))?;
+    docker_preload::preload_missing(&client, &login.authority, auth.docker_config_dir(), false)
+        .context("preloading the buildset registry's images of other registries into docker")
 }
 
 fn report(plan: &ImagePlan, image_id: Option<String>, log: Option<PathBuf>) -> Built {

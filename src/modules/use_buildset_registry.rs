@@ -16,7 +16,7 @@ use crate::client::{Endpoint, RemoteRegistry};
 use crate::host::buildset_clients::{self, Plan, Settings};
 use crate::host::daemon_json::same_url;
 use crate::host::docker_daemon::{self, Reload};
-use crate::host::docker_preload::{self, Preload};
+use crate::host::docker_preload;
 use crate::host::registries_conf::Namespace;
 use crate::host::{docker_config, users, HostPaths};
 use crate::zuul::BuildsetRegistry;
@@ -191,15 +191,13 @@ fn configure(
     if preload && live.is_none() {
         ctx.warn("preload skipped: no docker daemon answers on this host");
     } else if preload {
-        let images = preload_list(settings)?;
-        let missing = docker_preload::missing(&images)?;
-        if !ctx.check_mode {
-            let credentials = docker_credentials_dir(settings)?;
-            for image in &missing {
-                docker_preload::pull_and_tag(image, Some(credentials.path()))?;
-            }
-        }
-        preloaded = missing.into_iter().map(|p| p.upstream).collect();
+        let credentials = docker_credentials_dir(settings)?;
+        preloaded = docker_preload::preload_missing(
+            &*buildset_client(settings)?,
+            &settings.authority(),
+            credentials.path(),
+            ctx.check_mode,
+        )?;
     }
 
     let changed = !files.is_empty() || needs_reload || !preloaded.is_empty();
@@ -226,17 +224,14 @@ fn configure(
         .diffs(diffs))
 }
 
-/// Every image of another registry the buildset registry holds.
-fn preload_list(settings: &Settings) -> anyhow::Result<Vec<Preload>> {
+/// A client of the buildset registry, on its own address.
+fn buildset_client(settings: &Settings) -> anyhow::Result<std::sync::Arc<RemoteRegistry>> {
     let connect = crate::zuul::naming::authority(&settings.host, settings.port);
-    let registry = RemoteRegistry::new(
+    Ok(RemoteRegistry::new(
         Endpoint::new(connect)
             .with_credentials(&settings.username, &settings.password)
             .with_ca_pem(&settings.cert),
-    )?;
-    crate::client::runtime::block_on(docker_preload::list(&registry, &settings.authority()))
-        .context("starting the async runtime")?
-        .context("listing the buildset registry's images to preload")
+    )?)
 }
 
 /// A private DOCKER_CONFIG holding only the buildset registry's
