@@ -36,6 +36,7 @@ with_empty_dir() {
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 step "cargo doc (missing docs denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
+step "cargo deny (licenses, duplicate crates, sources, advisories)" scripts/deny.sh
 # Built before the Rust tests: some of them drive the installed collection.
 step "collection build and install" make --no-print-directory collection
 step "cargo nextest" cargo nextest run --locked --no-fail-fast
