@@ -4,6 +4,7 @@
 
 pub mod buildset;
 pub mod distribution;
+pub mod fault_proxy;
 pub mod proxy;
 pub mod tls;
 
