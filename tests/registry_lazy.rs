@@ -1236,3 +1236,43 @@ fn registry_lazy_docker_pulls_and_runs_a_lazily_pulled_image_each_layer_fetched_
     }
     assert_eq!(layer_gets(), fetched);
 }
+
+#[test]
+fn registry_lazy_deleting_a_blob_only_recorded_drops_its_record_alone() {
+    let site = Site::start(Options::default());
+    let mut buildset = BuildsetServer::start();
+    let img = image(11, &[1 << 16, 1 << 16]);
+    pulled_lazily(&site, &buildset, &img);
+    let (gone, kept) = (&img.layer_digests()[0], &img.layer_digests()[1]);
+    let delete = |buildset: &BuildsetServer, digest: &Digest| {
+        buildset
+            .client()
+            .delete(blob_url(buildset, "org/img", digest))
+            .basic_auth(&buildset.username, Some(&buildset.password))
+            .send()
+            .unwrap()
+    };
+    let reply = delete(&buildset, gone);
+    assert_eq!(reply.status(), 202, "{}", buildset.log());
+    let head = buildset
+        .client()
+        .head(blob_url(&buildset, "org/img", gone))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 404);
+    let get = buildset
+        .client()
+        .get(blob_url(&buildset, "org/img", gone))
+        .send()
+        .unwrap();
+    assert_eq!(get.status(), 404);
+    assert_eq!(error_code(get), "BLOB_UNKNOWN");
+    assert_eq!(upstream_gets(&site, "org/img", gone), 0, "{}", site.log());
+
+    // The other layer's record stays, on disk too.
+    buildset.restart();
+    assert_eq!(get_digest(&buildset, "org/img", kept), *kept);
+    let again = delete(&buildset, gone);
+    assert_eq!(again.status(), 404);
+    assert_eq!(error_code(again), "BLOB_UNKNOWN");
+}

@@ -12,7 +12,7 @@ use super::{empty, set, Reply, Req};
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::errors::{ApiError, ErrorCode};
 use crate::registry::pull_through::Joined;
-use crate::registry::storage::{BlobSource, StorageError};
+use crate::registry::storage::{blocking, BlobSource, StorageError};
 
 /// Read size when streaming a blob.
 const STREAM_CHUNK: usize = 256 << 10;
@@ -109,10 +109,23 @@ async fn serve_stored(request: &Req<'_>, digest: &Digest, size: u64) -> Reply {
     Ok(response)
 }
 
-/// DELETE a blob from a repository (the bytes stay for the others).
+/// DELETE a blob from a repository (the bytes stay for the others); a
+/// blob only recorded as living upstream loses its record.
 pub async fn delete(request: &Req<'_>, name: RepositoryName, digest: &str) -> Reply {
     let digest = parse_digest(digest)?;
-    request.storage().delete_blob(&name, &digest).await?;
+    match request.storage().delete_blob(&name, &digest).await {
+        Ok(()) => {}
+        Err(StorageError::BlobUnknown(_)) => {
+            let storage = request.state.storage.clone();
+            let (repository, wanted) = (name.clone(), digest.clone());
+            let forgotten =
+                blocking(move || storage.sources().forget(&repository, &wanted)).await?;
+            if !forgotten {
+                return Err(StorageError::BlobUnknown(digest).into());
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(empty(StatusCode::ACCEPTED))
 }
 

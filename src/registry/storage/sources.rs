@@ -248,6 +248,20 @@ impl Sources {
         Ok(())
     }
 
+    /// Drop the record of `digest` in `repository` (blocking; a blob
+    /// DELETE of a blob that is only recorded). Whether there was one.
+    pub fn forget(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        if !self.contains(repository, digest) {
+            return Ok(false);
+        }
+        let name = repository.to_string();
+        let stale = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        // Every other record stays: only this pair fails `keep`, and no
+        // file counts as fresh.
+        self.retain(|r, d| !(r.as_str() == name && d == digest), stale)?;
+        Ok(true)
+    }
+
     /// The file of `repository`'s records from `upstream`.
     fn path(&self, repository: &RepositoryName, upstream: &Upstream) -> PathBuf {
         let key = format!(
