@@ -1276,3 +1276,48 @@ fn registry_lazy_deleting_a_blob_only_recorded_drops_its_record_alone() {
     assert_eq!(again.status(), 404);
     assert_eq!(error_code(again), "BLOB_UNKNOWN");
 }
+
+#[test]
+fn registry_lazy_a_range_is_served_while_the_blob_is_still_being_fetched() {
+    // 16 MiB at 2 MiB/s: about 8 s to fetch whole.
+    let relay = Relay::start(2 << 20);
+    let site = Site::start(Options {
+        public_port: Some(relay.port),
+        ..Options::default()
+    });
+    relay.target.store(site.port, Ordering::SeqCst);
+    let buildset = BuildsetServer::start();
+    let img = image(13, &[16 << 20]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    let mut source = Source::of(&site, "org/img");
+    source.url = format!("https://127.0.0.1:{}", relay.port);
+    put_lazily(&buildset, "org/img", "latest", &img, &source);
+    let digest = img.layer_digests()[0].clone();
+
+    let whole = {
+        let (client, url) = (buildset.client(), blob_url(&buildset, "org/img", &digest));
+        std::thread::spawn(move || client.get(url).send().and_then(|r| r.bytes()))
+    };
+    let started = Instant::now();
+    let range = buildset
+        .client()
+        .get(blob_url(&buildset, "org/img", &digest))
+        .header("range", "bytes=1000-1999999")
+        .send()
+        .unwrap();
+    assert_eq!(range.status(), 206, "{}", buildset.log());
+    assert_eq!(
+        range.headers()["content-range"],
+        format!("bytes 1000-1999999/{}", 16 << 20).as_str()
+    );
+    let bytes = range.bytes().unwrap();
+    let took = started.elapsed();
+    assert_eq!(&bytes[..], &img.layers[0][1000..2_000_000]);
+    assert!(
+        took < Duration::from_secs(5),
+        "the range waited for the whole blob: {took:?}"
+    );
+    let whole = whole.join().unwrap().unwrap();
+    assert_eq!(Digest::sha256(&whole), digest);
+    assert_eq!(upstream_gets(&site, "org/img", &digest), 1, "{}", site.log());
+}

@@ -349,10 +349,24 @@ impl Flight {
     /// response body with it) when the fetch does, and its last byte
     /// comes only once the digest is verified.
     pub fn body(self: Arc<Self>) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+        let size = self.size;
+        self.range(0, size)
+    }
+
+    /// Bytes `start..end` of the blob as they arrive, as [`Flight::body`]
+    /// streams them: a range that ends before the last byte is served as
+    /// soon as it is written (a client resuming a download checks the
+    /// whole digest itself); one that holds the last byte ends only once
+    /// the digest is verified.
+    pub fn range(
+        self: Arc<Self>,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
         let progress = self.progress.clone();
         futures_util::stream::unfold(
-            (self, progress, 0u64, false),
-            |(flight, mut progress, sent, over)| async move {
+            (self, progress, start, false),
+            move |(flight, mut progress, sent, over)| async move {
                 if over {
                     return None;
                 }
@@ -366,8 +380,11 @@ impl Flight {
                             let error = std::io::Error::other(e.to_string());
                             return Some((Err(error), (flight, progress, sent, true)));
                         }
-                    };
-                    if sent >= flight.size && state == Progress::Done {
+                    }
+                    .min(end);
+                    // The blob's last byte (an empty blob's end) waits for
+                    // the digest.
+                    if sent >= end && (end < flight.size || state == Progress::Done) {
                         return None;
                     }
                     if sent < available {

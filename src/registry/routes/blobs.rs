@@ -46,8 +46,8 @@ pub async fn get(request: &Req<'_>, name: RepositoryName, digest: &str, head: bo
 }
 
 /// A recorded blob not stored yet: a HEAD answers from the record; a GET
-/// joins (or starts) its fetch and streams it as it arrives; a range
-/// waits until the blob is stored.
+/// joins (or starts) its fetch and streams it as it arrives, a range as
+/// soon as its bytes are there.
 async fn pull_through(
     request: &Req<'_>,
     name: &RepositoryName,
@@ -68,43 +68,59 @@ async fn pull_through(
             return serve_stored(request, digest, size).await;
         }
     };
-    if request.header(header::RANGE).is_some() {
-        flight.finished().await?;
-        let size = request.storage().blob_size(name, digest).await?;
-        return serve_stored(request, digest, size).await;
-    }
+    let range = match requested_range(request, source.size) {
+        Ok(range) => range,
+        Err(unsatisfiable) => return Ok(unsatisfiable),
+    };
     flight.started().await?;
-    let mut response = Response::new(Body::from_stream(flight.body()));
-    headers(&mut response, digest, source.size);
+    let Some((start, len)) = range else {
+        let mut response = Response::new(Body::from_stream(flight.body()));
+        headers(&mut response, digest, source.size);
+        return Ok(response);
+    };
+    let mut response = Response::new(Body::from_stream(flight.range(start, start + len)));
+    partial(&mut response, digest, start, len, source.size);
     Ok(response)
+}
+
+/// The `Range` a GET asks for, as (start, length) within `size`: `None`
+/// for the whole blob, the 416 answer when it cannot be satisfied.
+fn requested_range(request: &Req<'_>, size: u64) -> Result<Option<(u64, u64)>, Response> {
+    let Some(text) = request.header(header::RANGE) else {
+        return Ok(None);
+    };
+    parse_range(text, size).map(Some).ok_or_else(|| {
+        let mut response = ApiError::new(ErrorCode::RangeNotSatisfiable).into_response();
+        set(&mut response, "content-range", format!("bytes */{size}"));
+        response
+    })
+}
+
+/// The headers of a `206` answer with `len` bytes from `start` of a blob
+/// of `size` bytes.
+fn partial(response: &mut Response, digest: &Digest, start: u64, len: u64, size: u64) {
+    headers(response, digest, len);
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    set(
+        response,
+        "content-range",
+        format!("bytes {start}-{}/{size}", start + len - 1),
+    );
 }
 
 /// GET a stored blob of `size` bytes, whole or the range asked for.
 async fn serve_stored(request: &Req<'_>, digest: &Digest, size: u64) -> Reply {
-    let storage = request.storage();
-    let range = match request.header(header::RANGE) {
-        None => None,
-        Some(text) => match parse_range(text, size) {
-            Some(range) => Some(range),
-            None => {
-                let mut response = ApiError::new(ErrorCode::RangeNotSatisfiable).into_response();
-                set(&mut response, "content-range", format!("bytes */{size}"));
-                return Ok(response);
-            }
-        },
+    let range = match requested_range(request, size) {
+        Ok(range) => range,
+        Err(unsatisfiable) => return Ok(unsatisfiable),
     };
     let (start, len) = range.unwrap_or((0, size));
-    let blob = storage.open_blob(digest, start).await?;
+    let blob = request.storage().open_blob(digest, start).await?;
     let stream = ReaderStream::with_capacity(blob.file.take(len), STREAM_CHUNK);
     let mut response = Response::new(Body::from_stream(stream));
-    headers(&mut response, digest, len);
-    if range.is_some() {
-        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        set(
-            &mut response,
-            "content-range",
-            format!("bytes {start}-{}/{}", start + len - 1, blob.size),
-        );
+    match range {
+        Some(_) => partial(&mut response, digest, start, len, blob.size),
+        None => headers(&mut response, digest, len),
     }
     Ok(response)
 }
