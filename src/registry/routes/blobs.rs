@@ -70,7 +70,7 @@ async fn pull_through(
     };
     let range = match requested_range(request, source.size) {
         Ok(range) => range,
-        Err(unsatisfiable) => return Ok(unsatisfiable),
+        Err(unsatisfiable) => return Ok(unsatisfiable.answer()),
     };
     flight.started().await?;
     let Some((start, len)) = range else {
@@ -83,17 +83,29 @@ async fn pull_through(
     Ok(response)
 }
 
+/// A `Range` that a blob of this many bytes cannot satisfy.
+struct Unsatisfiable(u64);
+
+impl Unsatisfiable {
+    /// The spec's 416 answer, with the blob's size.
+    fn answer(self) -> Response {
+        let mut response = ApiError::new(ErrorCode::RangeNotSatisfiable).into_response();
+        set(
+            &mut response,
+            "content-range",
+            format!("bytes */{}", self.0),
+        );
+        response
+    }
+}
+
 /// The `Range` a GET asks for, as (start, length) within `size`: `None`
-/// for the whole blob, the 416 answer when it cannot be satisfied.
-fn requested_range(request: &Req<'_>, size: u64) -> Result<Option<(u64, u64)>, Response> {
+/// for the whole blob.
+fn requested_range(request: &Req<'_>, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(text) = request.header(header::RANGE) else {
         return Ok(None);
     };
-    parse_range(text, size).map(Some).ok_or_else(|| {
-        let mut response = ApiError::new(ErrorCode::RangeNotSatisfiable).into_response();
-        set(&mut response, "content-range", format!("bytes */{size}"));
-        response
-    })
+    parse_range(text, size).map(Some).ok_or(Unsatisfiable(size))
 }
 
 /// The headers of a `206` answer with `len` bytes from `start` of a blob
@@ -112,7 +124,7 @@ fn partial(response: &mut Response, digest: &Digest, start: u64, len: u64, size:
 async fn serve_stored(request: &Req<'_>, digest: &Digest, size: u64) -> Reply {
     let range = match requested_range(request, size) {
         Ok(range) => range,
-        Err(unsatisfiable) => return Ok(unsatisfiable),
+        Err(unsatisfiable) => return Ok(unsatisfiable.answer()),
     };
     let (start, len) = range.unwrap_or((0, size));
     let blob = request.storage().open_blob(digest, start).await?;
