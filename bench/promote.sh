@@ -12,13 +12,15 @@
 # registry's request log (token requests included).
 #
 #   bench/promote.sh [RUNS]      default 5 runs of each
+#   BENCH_TAGS="latest"          the tags each run promotes (default
+#                                "latest v1 v2 v3")
 #   SPECULATIVE_IMAGES_BIN=...   the binary to measure (default: a release
 #                                build here)
 #   BENCH_KEEP_LOG=FILE          keep the registry's request log there
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
-TAGS=(latest v1 v2 v3)
+read -ra TAGS <<<"${BENCH_TAGS:-latest v1 v2 v3}"
 
 BIN=${SPECULATIVE_IMAGES_BIN:-}
 if [[ -z $BIN ]]; then
