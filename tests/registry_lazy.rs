@@ -1319,5 +1319,10 @@ fn registry_lazy_a_range_is_served_while_the_blob_is_still_being_fetched() {
     );
     let whole = whole.join().unwrap().unwrap();
     assert_eq!(Digest::sha256(&whole), digest);
-    assert_eq!(upstream_gets(&site, "org/img", &digest), 1, "{}", site.log());
+    assert_eq!(
+        upstream_gets(&site, "org/img", &digest),
+        1,
+        "{}",
+        site.log()
+    );
 }
