@@ -193,6 +193,38 @@ class OurRegistry(Registry):
         return [self.BINARY, 'serve', '--config', config]
 
 
+class SiteRegistry(Registry):
+    """This project's registry server as a site's intermediate registry,
+    configured by examples/intermediate-registry/registry.yaml as shipped,
+    moved under this test's directory and onto its port: htpasswd users
+    (zuul read-write), no anonymous pulls, delegated pull-only tokens."""
+
+    def command(self):
+        for sub in ('certs', 'auth', 'lib'):
+            os.makedirs(os.path.join(self.root, sub), mode=0o700,
+                        exist_ok=True)
+        shutil.copy(self.crt, os.path.join(self.root, 'certs', 'domain.crt'))
+        shutil.copy(self.key, os.path.join(self.root, 'certs', 'domain.key'))
+        with open(os.path.join(self.root, 'auth', 'htpasswd'), 'w') as f:
+            f.write('%s:%s\n' % (self.username, self.password_bcrypt))
+        with open(os.path.join(REPO, 'examples', 'intermediate-registry',
+                               'registry.yaml')) as f:
+            config = f.read()
+        for old, new in (
+                ('listen: ["0.0.0.0:5000", "[::]:5000"]',
+                 'listen: ["127.0.0.1:%d"]' % self.port),
+                ('https://insecure-ci-registry.example.org:5000',
+                 'https://127.0.0.1:%d' % self.port)):
+            config = replace_once(config, old, new)
+        config = config.replace('/var/registry', self.root)
+        config = config.replace('/var/lib/speculative-images',
+                                os.path.join(self.root, 'lib'))
+        path = os.path.join(self.root, 'registry.yaml')
+        with open(path, 'w') as f:
+            f.write(config)
+        return [OurRegistry.BINARY, 'serve', '--config', path]
+
+
 def encrypt(plaintext):
     """The !encrypted/pkcs1-oaep value `zuul-client encrypt` prints for
     plaintext, with the project's public key."""
@@ -225,14 +257,17 @@ class TestSpeculativeGate(AnsibleZuulTestCase):
     # directory in between: SSH's ControlPath (a Unix socket, at most 104
     # bytes) lives in each build's directory.
     use_tmpdir = False
+    # The site's intermediate registry: Debian's docker-registry, as the
+    # seed deploys registry:2.
+    intermediate_registry = Registry
 
     def setUp(self):
         self.stop_buildset_registries()
         self.work = tempfile.mkdtemp(
             prefix='g', dir=os.environ.get('ZUUL_TEST_ROOT'))
         # The user the shipped secret names; deletes off, as in the seed.
-        self.intermediate = Registry(self.work, 'intermediate', 'zuul',
-                                     delete=False)
+        self.intermediate = self.intermediate_registry(
+            self.work, 'intermediate', 'zuul', delete=False)
         # The user the projects' secrets name; promote deletes tags.
         self.target = OurRegistry(self.work, 'target', 'zuultest',
                                   delete=True)
@@ -542,3 +577,31 @@ class TestSpeculativeGate(AnsibleZuulTestCase):
         task = output.index('TASK [speculative.images.push_to_intermediate_'
                             "registry : Push this change's images")
         self.assertIn('localhost | skipping', output[task:task + 400])
+
+
+class TestSpeculativeGateOurIntermediate(TestSpeculativeGate):
+    """The gate of two projects with our server as the site's intermediate
+    registry: B's buildset registry gets A's image lazily (its manifests
+    copied, its layers fetched on demand with a pull-only token the
+    intermediate registry issued), and the gate ends on the same digests.
+    With docker-registry there (the class above) the pull step copies
+    every byte, since distribution issues no tokens."""
+
+    intermediate_registry = SiteRegistry
+    # Only the gate: the other scenarios do not pull from the
+    # intermediate registry.
+    test_check_producers_only = None
+    test_failing_build_pushes_nothing = None
+
+    def test_gate_two_projects_then_promote(self):
+        super().test_gate_two_projects_then_promote()
+        b_registry, = [b for b in self.history
+                       if b.name == 'yoursite-buildset-registry'
+                       and b.changes == '1,1 2,1']
+        returned = self.result_data(b_registry)['data']['speculative_images']
+        self.assertEqual(
+            [(p['repository'], p['tag'], p['mode'])
+             for p in returned['pulled']],
+            [('zuultest/app', 'latest', 'lazy')], returned)
+        # No reason to fall back (Ansible's templating makes the null '').
+        self.assertIn(returned['lazy_reason'], (None, ''), returned)
