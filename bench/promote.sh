@@ -17,10 +17,14 @@
 #   SPECULATIVE_IMAGES_BIN=...   the binary to measure (default: a release
 #                                build here)
 #   BENCH_KEEP_LOG=FILE          keep the registry's request log there
+#   BENCH_TRACE=FILE             also run ours once more per image under
+#                                strace -f -tt (untimed), into FILE.<name>,
+#                                to see where its time goes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
 read -ra TAGS <<<"${BENCH_TAGS:-latest v1 v2 v3}"
+TRACE=()
 
 BIN=${SPECULATIVE_IMAGES_BIN:-}
 if [[ -z $BIN ]]; then
@@ -134,7 +138,7 @@ ours() { # NAME -> "ms requests wire_ms deletes manifest_requests"
        zuul: {change: "1", pipeline: "promote"}}' >"$args"
   before=$(requests); before_deletes=$(deletes); before_manifests=$(manifest_requests)
   start=$(now_ns)
-  HOME=$WORK "$BIN" "$args" >"$WORK/out.json"
+  HOME=$WORK "${TRACE[@]}" "$BIN" "$args" >"$WORK/out.json"
   end=$(now_ns)
   jq -e '.failed == false' "$WORK/out.json" >/dev/null || { cat "$WORK/out.json" >&2; exit 1; }
   echo "$(( (end - start) / 1000000 )) $(( $(requests) - before )) $(wire_ms "$before") \
@@ -164,6 +168,12 @@ for spec in "small 1 5" "big 8 64"; do
     temporary_tags "$name"
     read -r ms req wire <<<"$(theirs "$name")"; t_ms+=("$ms"); t_req+=("$req"); t_wire+=("$wire")
   done
+  if [[ -n ${BENCH_TRACE:-} ]]; then
+    temporary_tags "$name"
+    TRACE=(strace -f -tt -o "$BENCH_TRACE.$name")
+    ours "$name" >/dev/null
+    TRACE=()
+  fi
   om=$(printf '%s\n' "${o_ms[@]}" | median); orq=$(printf '%s\n' "${o_req[@]}" | median)
   tm=$(printf '%s\n' "${t_ms[@]}" | median); trq=$(printf '%s\n' "${t_req[@]}" | median)
   odel=$(printf '%s\n' "${o_del[@]}" | median); oman=$(printf '%s\n' "${o_man[@]}" | median)
