@@ -1326,3 +1326,57 @@ fn registry_lazy_a_range_is_served_while_the_blob_is_still_being_fetched() {
         site.log()
     );
 }
+
+#[test]
+fn registry_lazy_a_prefetch_is_tried_again_while_the_upstream_is_unavailable() {
+    // The relay has nowhere to go at first: every connection is dropped.
+    let relay = Relay::start(0);
+    let site = Site::start(Options {
+        public_port: Some(relay.port),
+        ..Options::default()
+    });
+    let buildset = BuildsetServer::start();
+    let img = image(17, &[1 << 20]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    let mut source = Source::of(&site, "org/img");
+    source.url = format!("https://127.0.0.1:{}", relay.port);
+    let digest = img.layer_digests()[0].clone();
+    let body = serde_json::json!({
+        "upstream": {"url": source.url, "repository": source.repository,
+                     "username": "token", "password": source.token, "ca_pem": source.ca_pem},
+        "blobs": [{"digest": digest.to_string(), "size": 1 << 20, "mediaType": LAYER,
+                   "prefetch": true}],
+    });
+    let reply = buildset
+        .client()
+        .put(format!(
+            "{}/v2/org/img/_speculative/sources",
+            buildset.url()
+        ))
+        .basic_auth(&buildset.username, Some(&buildset.password))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 200, "{}", buildset.log());
+
+    wait_until(
+        "the first prefetch to fail",
+        Duration::from_secs(20),
+        || buildset.log().contains("attempt 1 of 3 failed"),
+    );
+    assert!(!stored(&buildset, &digest));
+    // The intermediate registry is back before the second attempt.
+    relay.target.store(site.port, Ordering::SeqCst);
+    wait_until(
+        "the blob to be prefetched on a later attempt",
+        Duration::from_secs(20),
+        || stored(&buildset, &digest),
+    );
+    assert_eq!(
+        upstream_gets(&site, "org/img", &digest),
+        1,
+        "{}",
+        site.log()
+    );
+    assert_eq!(get_digest(&buildset, "org/img", &digest), digest);
+}

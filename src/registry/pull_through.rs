@@ -33,6 +33,13 @@ use crate::oci::{Digest, RepositoryName};
 /// Bytes handed to a client per read of the growing file.
 const READ_CHUNK: usize = 256 << 10;
 
+/// Prefetches of one blob while the upstream registry is unavailable,
+/// and the pause after the first failed one (twice that after the
+/// second): an intermediate registry restarting for a few seconds does
+/// not leave the buildset registry without its layers.
+const PREFETCH_ATTEMPTS: u32 = 3;
+const PREFETCH_PAUSE: Duration = Duration::from_secs(2);
+
 /// Retries of the upstream GET before the fetch fails: a registry that
 /// refuses connections fails it within a second or so.
 const FETCH_RETRY: RetryPolicy = RetryPolicy {
@@ -175,8 +182,10 @@ impl PullThrough {
     /// it on a task of its own). A client's GET does not wait for the
     /// queue: it joins or starts its own fetch at once, so it jumps ahead
     /// of every blob still queued; one fetch at a time leaves the
-    /// bandwidth to such GETs. A failed prefetch is logged by the fetch
-    /// and left for a client's GET to try again.
+    /// bandwidth to such GETs. A prefetch that fails because the upstream
+    /// registry is unavailable is tried again, [`PREFETCH_ATTEMPTS`] times
+    /// in all with a growing pause; any other failure is logged by the
+    /// fetch and left for a client's GET to try again.
     pub async fn prefetch(&self, storage: Arc<Storage>) {
         loop {
             let next = self
@@ -194,8 +203,22 @@ impl PullThrough {
             let Some(source) = storage.sources().get(&repository, &digest) else {
                 continue;
             };
-            if let Ok(Joined::Flight(flight)) = self.join(&storage, &digest, &source) {
-                let _ = flight.finished().await;
+            for attempt in 1..=PREFETCH_ATTEMPTS {
+                let Ok(Joined::Flight(flight)) = self.join(&storage, &digest, &source) else {
+                    break;
+                };
+                match flight.finished().await {
+                    Err(FetchError::Unavailable) if attempt < PREFETCH_ATTEMPTS => {
+                        let pause = PREFETCH_PAUSE * attempt;
+                        tracing::info!(
+                            "prefetching blob {digest} of {repository}: attempt {attempt} of \
+                             {PREFETCH_ATTEMPTS} failed, the next in {} s",
+                            pause.as_secs()
+                        );
+                        tokio::time::sleep(pause).await;
+                    }
+                    _ => break,
+                }
             }
         }
     }
