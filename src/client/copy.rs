@@ -600,20 +600,7 @@ mod tests {
         arch: &str,
         layers: &[&str],
     ) -> Manifest {
-        let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#);
-        let descriptor = |media: &str, content: &str| {
-            json!({"mediaType": media, "digest": registry.insert_blob(repository, content.to_string()),
-                   "size": content.len()})
-        };
-        let doc = json!({
-            "schemaVersion": 2,
-            "mediaType": media_type::OCI_MANIFEST,
-            "config": descriptor(media_type::OCI_CONFIG, &config),
-            "layers": layers.iter().map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l)).collect::<Vec<_>>(),
-        });
-        let manifest = Manifest::new("", Bytes::from(doc.to_string()));
-        registry.insert_manifest(repository, tag, &manifest);
-        manifest
+        registry.insert_image(repository, tag, arch, layers)
     }
 
     /// Copy `from_tag` of `from` on `src` to `to` on `dst`, tagged `to_tag`.

@@ -140,6 +140,35 @@ impl MemoryRegistry {
         }
     }
 
+    /// Store an image directly (test setup): an OCI manifest whose config
+    /// names `arch` and whose layers hold `layers`, in `repository`,
+    /// tagged `tag` if given. Returns the manifest.
+    pub fn insert_image(
+        &self,
+        repository: &RepositoryName,
+        tag: Option<&Tag>,
+        arch: &str,
+        layers: &[&str],
+    ) -> Manifest {
+        let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#);
+        let descriptor = |media: &str, content: &str| {
+            serde_json::json!({"mediaType": media, "size": content.len(),
+                "digest": self.insert_blob(repository, content.to_string())})
+        };
+        let doc = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::media_type::OCI_MANIFEST,
+            "config": descriptor(crate::oci::media_type::OCI_CONFIG, &config),
+            "layers": layers
+                .iter()
+                .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l))
+                .collect::<Vec<_>>(),
+        });
+        let manifest = Manifest::new("", Bytes::from(doc.to_string()));
+        self.insert_manifest(repository, tag, &manifest);
+        manifest
+    }
+
     /// Whether `repository` holds blob `digest`.
     pub fn has_blob(&self, repository: &RepositoryName, digest: &Digest) -> bool {
         self.lock()

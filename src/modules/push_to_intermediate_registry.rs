@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::ansible::{Context, Module, Outcome};
-use crate::client::{copy_reference, predict_copy, runtime, CopyOptions, Endpoint, RemoteRegistry};
+use crate::client::{
+    copy_reference, predict_copy, runtime, CopyOptions, Endpoint, Registry, RemoteRegistry,
+};
 use crate::oci::{Digest, Reference, RepositoryName, Tag};
 use crate::zuul::records::{write_record, ChangeRecord, RecordWritten, RECORDS_REPOSITORY};
 use crate::zuul::{
@@ -134,7 +136,7 @@ impl Module for PushToIntermediateRegistry {
             &args.zuul,
         )?;
         let check_mode = ctx.check_mode;
-        let pushed = runtime::block_on(push_all(&plan, &buildset, &intermediate, check_mode))
+        let pushed = runtime::block_on(push_to(&plan, &buildset, &intermediate, check_mode))
             .context("starting the async runtime")??;
         let artifacts: Vec<Value> = plan.iter().map(|p| p.artifact()).collect();
         let record = if args.change_records {
@@ -286,7 +288,9 @@ pub fn plan(images: &[Image], build: &str, intermediate: &str) -> anyhow::Result
     Ok(pushes)
 }
 
-async fn push_all(
+/// Reach both registries, find what the buildset registry records as
+/// living in the intermediate registry, and [`push_all`].
+async fn push_to(
     plan: &[Push],
     buildset: &BuildsetRegistry,
     intermediate: &IntermediateRegistry,
@@ -294,10 +298,38 @@ async fn push_all(
 ) -> anyhow::Result<Vec<Pushed>> {
     let src = RemoteRegistry::new(Endpoint::from(buildset))?;
     let dst = RemoteRegistry::new(Endpoint::from(intermediate))?;
+    let mut hints = MountHints::new();
+    if !check_mode {
+        for push in plan {
+            if !hints.contains_key(&push.source_repository) {
+                let found = mount_hints(&src, &push.source_repository, intermediate).await;
+                hints.insert(push.source_repository.clone(), found);
+            }
+        }
+    }
+    push_all(plan, &src, &buildset.authority(), &dst, &hints, check_mode).await
+}
+
+/// By repository of the buildset registry, the blobs to mount from the
+/// intermediate registry's repository that holds them (see
+/// [`mount_hints`]).
+type MountHints = HashMap<RepositoryName, Arc<HashMap<Digest, RepositoryName>>>;
+
+/// Copy every push of `plan` from `src` (the buildset registry, named
+/// `src_authority` in references) to `dst` (the intermediate registry),
+/// or in check mode predict what each copy would do.
+async fn push_all<S: Registry, D: Registry>(
+    plan: &[Push],
+    src: &Arc<S>,
+    src_authority: &str,
+    dst: &Arc<D>,
+    hints: &MountHints,
+    check_mode: bool,
+) -> anyhow::Result<Vec<Pushed>> {
     let mut pushed = Vec::new();
     for push in plan {
         let source = Reference::new(
-            buildset.authority(),
+            src_authority.to_string(),
             push.source_repository.clone(),
             Some(push.tag.clone()),
         );
@@ -306,10 +338,13 @@ async fn push_all(
             predict_copy(src.as_ref(), &source, dst.as_ref(), &push.destination).await
         } else {
             let options = CopyOptions {
-                mount_from: mount_hints(&src, &push.source_repository, intermediate).await,
+                mount_from: hints
+                    .get(&push.source_repository)
+                    .cloned()
+                    .unwrap_or_default(),
                 ..CopyOptions::default()
             };
-            copy_reference(&src, &source, &dst, &push.destination, &options).await
+            copy_reference(src, &source, dst, &push.destination, &options).await
         }
         .with_context(|| format!("pushing {}:{}", push.repository, push.tag))?;
         pushed.push(Pushed {
@@ -348,6 +383,7 @@ async fn mount_hints(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::ManifestReference;
 
     #[test]
     fn plans_one_copy_per_tag_with_zuul_shaped_artifacts() {
@@ -376,6 +412,71 @@ mod tests {
         let pulls =
             super::super::pull_from_intermediate_registry::plan(&[plan[1].artifact()]).unwrap();
         assert_eq!(pulls[0].source, plan[1].destination);
+    }
+
+    #[tokio::test]
+    async fn pushes_each_tag_once_mounts_what_the_intermediate_holds_and_check_mode_predicts() {
+        use crate::client::MemoryRegistry;
+        let (buildset, intermediate) = (
+            MemoryRegistry::new("bsr:5000"),
+            MemoryRegistry::new("inter:5000"),
+        );
+        let repo: RepositoryName = "org/img".parse().unwrap();
+        let tag: Tag = "latest".parse().unwrap();
+        let manifest = buildset.insert_image(&repo, Some(&tag), "amd64", &["base", "app"]);
+        // A layer of a change ahead, pulled lazily: the intermediate
+        // registry holds it in that change's repository.
+        let ahead: RepositoryName = "org/base".parse().unwrap();
+        let base = intermediate.insert_blob(&ahead, "base");
+        let hints = MountHints::from([(
+            repo.clone(),
+            Arc::new(HashMap::from([(base.clone(), ahead.clone())])),
+        )]);
+        let images = vec![Image {
+            repository: "org/img".into(),
+            tags: latest(),
+        }];
+        let plan = plan(&images, "b1", "inter:5000").unwrap();
+        let push = |check_mode| {
+            push_all(
+                &plan,
+                &buildset,
+                "bsr:5000",
+                &intermediate,
+                &hints,
+                check_mode,
+            )
+        };
+
+        let predicted = push(true).await.unwrap();
+        assert!(predicted[0].changed);
+        assert!(intermediate
+            .operations()
+            .iter()
+            .all(|o| !o.contains("_put")));
+        let pushed = push(false).await.unwrap();
+        assert_eq!(
+            pushed[0].digest.as_deref(),
+            Some(manifest.digest.to_string().as_str())
+        );
+        assert!(pushed[0].changed);
+        // The config and the new layer were sent; the base layer mounted.
+        assert_eq!(pushed[0].blobs_copied, 2, "{:?}", intermediate.operations());
+        assert!(intermediate
+            .operations()
+            .iter()
+            .any(|o| o.starts_with("blob_mount org/img") && o.contains(&base.to_string())));
+        let b1_latest: Tag = "b1_latest".parse().unwrap();
+        assert_eq!(
+            intermediate
+                .manifest_head(&repo, &ManifestReference::Tag(b1_latest))
+                .await
+                .unwrap(),
+            Some(manifest.digest.clone())
+        );
+        // Then check mode and a second push both find it there.
+        assert!(!push(true).await.unwrap()[0].changed);
+        assert!(!push(false).await.unwrap()[0].changed);
     }
 
     #[test]
