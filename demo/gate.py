@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -422,8 +423,10 @@ def main() -> int:
         # B has its own image build job (provides: docker-image), so real
         # Zuul gives B's jobs no artifacts of A: only the queue, zuul.items.
         b_ahead = [item("example/app", "1001")]
+        before_pull = intermediate_log_mark()
         b_registry = run_job(
             buildset_job, "1002", "gate", consumer_src, ahead=b_ahead, pause=True)
+        after_pull = intermediate_log_mark()
         expect(b_registry.success, "B: buildset registry job pulled A's image", failures)
         b_changes_ahead = b_registry.data.get("speculative_images", {}).get("changes_ahead", [])
         for change in b_changes_ahead:
@@ -445,6 +448,11 @@ def main() -> int:
                  + (f"; its playbook: {pre_seconds:.1f} s" if pre_seconds else ""))
         if b_pull.get("lazy_reason"):
             info(f"pull step not lazy: {b_pull['lazy_reason']}")
+        if INTERMEDIATE == "ours":
+            count, size = blobs_served("example/app", before_pull, after_pull)
+            info(f"hop intermediate -> B's buildset registry, by the end of the pull step: "
+                 f"{count} blob(s), {size} bytes (the config, and what the background "
+                 f"prefetch had fetched by then)")
         want_mode = "lazy" if INTERMEDIATE == "ours" else "copy"
         expect([i.get("mode") for i in b_pull.get("pulled", [])] == [want_mode],
                f"B's pull step: {want_mode}", failures)
@@ -473,6 +481,10 @@ def main() -> int:
         )
         b_test = run_job(test_job, "1002", "gate", consumer_src, parent=b_registry, ahead=b_ahead)
         expect(b_test.success, "B: test job ran the consumer", failures)
+        if INTERMEDIATE == "ours":
+            count, size = blobs_served("example/app", after_pull, intermediate_log_mark())
+            info(f"hop intermediate -> B's buildset registry, after the pull step (prefetch and "
+                 f"pull-through for B's build and test): {count} blob(s), {size} bytes")
         output = b_test.data.get("demo_test_output", "")
         for line in output.splitlines():
             info(f"test job saw: {line}")
@@ -541,6 +553,27 @@ def main() -> int:
         return 1
     print(f"    {GREEN}every hop carried the same digest; B tested A's speculative image{RESET}")
     return 0
+
+
+def intermediate_log_mark() -> int:
+    """How many lines our intermediate registry has logged so far (its
+    one line per request); 0 for distribution, which logs none here."""
+    log = DEMO / "intermediate" / "registry.log"
+    try:
+        return len(log.read_text(errors="replace").splitlines())
+    except OSError:
+        return 0
+
+
+def blobs_served(repository: str, start: int, end: int) -> tuple[int, int]:
+    """Blob GETs of ``repository`` that our intermediate registry answered
+    between log lines ``start`` and ``end``: how many, and the bytes sent."""
+    served = re.compile(
+        rf" GET /v2/{re.escape(repository)}/blobs/sha256:[0-9a-f]{{64}} 20[06] in=\d+ out=(\d+) ")
+    log = DEMO / "intermediate" / "registry.log"
+    lines = log.read_text(errors="replace").splitlines()[start:end]
+    sizes = [int(m.group(1)) for m in map(served.search, lines) if m]
+    return len(sizes), sum(sizes)
 
 
 def stop_buildset_registry() -> None:
