@@ -22,6 +22,7 @@ use speculative_images::host::{docker_daemon, HostPaths};
 use speculative_images::zuul::BUILDSET_REGISTRY_ALIAS as REGISTRY_ALIAS;
 
 use crate::support::buildset::BuildsetServer;
+use crate::support::module::ModuleRun;
 use crate::support::{busybox_context, random_password, run, wait_until};
 
 /// Serializes the tests of this file across processes (nextest runs each
@@ -171,29 +172,10 @@ fn run_module(args: Value) -> Value {
 
 /// The same, with everything the module printed (stdout and stderr).
 fn run_module_printing(args: Value) -> (Value, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = args;
-    args["_ansible_module_name"] = json!("speculative.images.use_buildset_registry");
-    args["_ansible_diff"] = json!(true);
-    let file = dir.path().join("args.json");
-    fs::write(&file, serde_json::to_vec(&args).unwrap()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_speculative-images"))
-        .arg(&file)
-        .output()
-        .expect("run the module");
-    let result = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "module output is not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (result, printed)
+    let out = ModuleRun::new("use_buildset_registry", args)
+        .ansible("diff", json!(true))
+        .run();
+    (out.result, out.printed)
 }
 
 /// The system CA bundle `update-ca-certificates` rebuilds (Debian).

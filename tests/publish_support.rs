@@ -7,6 +7,8 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::support::module::ModuleRun;
+
 /// Run module `name` as Ansible would: the binary with one args file,
 /// `HOME` set to `home`. Returns the one JSON object it printed.
 pub fn run_module(name: &str, args: Value, home: &Path) -> Value {
@@ -19,23 +21,12 @@ pub fn run_module_in_tmp(name: &str, args: Value, home: &Path, tmp: &Path) -> Va
     run_module_with(name, args, home, Some(tmp))
 }
 
-fn run_module_with(name: &str, mut args: Value, home: &Path, tmp: Option<&Path>) -> Value {
-    args["_ansible_module_name"] = json!(format!("speculative.images.{name}"));
-    let file = tempfile::NamedTempFile::new().expect("args file");
-    std::fs::write(file.path(), args.to_string()).expect("write args");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_speculative-images"));
-    cmd.arg(file.path()).env("HOME", home);
+fn run_module_with(name: &str, args: Value, home: &Path, tmp: Option<&Path>) -> Value {
+    let mut run = ModuleRun::new(name, args).env("HOME", home);
     if let Some(tmp) = tmp {
-        cmd.env("TMPDIR", tmp);
+        run = run.env("TMPDIR", tmp);
     }
-    let out = cmd.output().expect("run the module binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{name} printed no JSON ({e}):\nstdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    run.run().result
 }
 
 /// Assert a module left no credentials on the node: no

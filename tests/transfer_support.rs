@@ -13,6 +13,7 @@ use speculative_images::client::{Endpoint, RemoteRegistry};
 
 use crate::support::buildset::BuildsetServer;
 use crate::support::distribution::Distribution;
+use crate::support::module::ModuleRun;
 use crate::support::run;
 
 /// A registry a test started: Debian's docker-registry (the intermediate
@@ -107,39 +108,22 @@ pub fn client_for(reg: &impl TestRegistry) -> std::sync::Arc<RemoteRegistry> {
 /// Run module `name` with `args` (plus Ansible's internal keys) and return
 /// its JSON result. Panics if the module touched its home directory or
 /// left a process running.
-pub fn run_module(name: &str, mut args: Value, check_mode: bool) -> Value {
+pub fn run_module(name: &str, args: Value, check_mode: bool) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
     let marker = format!("speculative-test-{}", crate::support::random_password());
-    let obj = args.as_object_mut().unwrap();
-    obj.insert(
-        "_ansible_module_name".into(),
-        json!(format!("speculative.images.{name}")),
-    );
-    obj.insert("_ansible_check_mode".into(), json!(check_mode));
-    obj.insert("_ansible_diff".into(), json!(false));
-    obj.insert("_ansible_no_log".into(), json!(false));
-    obj.insert("_ansible_tmpdir".into(), json!(dir.path()));
-    let args_path = dir.path().join("args");
-    std::fs::write(&args_path, serde_json::to_vec(&args).unwrap()).unwrap();
     let real_docker_config = docker_config_snapshot();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_speculative-images"))
-        .arg(&args_path)
+    let out = ModuleRun::new(name, args)
+        .ansible("check_mode", json!(check_mode))
+        .ansible("tmpdir", json!(dir.path()))
         .env("HOME", &home)
         .env("SPECULATIVE_TEST_MARKER", &marker)
-        .output()
-        .expect("run the module binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "module output is not one JSON object ({e}):\n{stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+        .run();
+    let result = out.result;
     assert_eq!(
-        out.status.success(),
+        out.success,
         result["failed"] == json!(false),
         "exit status and `failed` disagree: {result}"
     );

@@ -5,6 +5,7 @@
 pub mod buildset;
 pub mod distribution;
 pub mod fault_proxy;
+pub mod module;
 pub mod proxy;
 pub mod tls;
 
