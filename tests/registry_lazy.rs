@@ -562,19 +562,31 @@ impl Relay {
     }
 }
 
+/// A site whose public address is `relay`'s (its token realm too); the
+/// relay is pointed at it by the caller.
+fn site_behind(relay: &Relay) -> Site {
+    Site::start(Options {
+        public_port: Some(relay.port),
+        ..Options::default()
+    })
+}
+
+/// `repo` of `site` as the buildset registry reaches it: through `relay`.
+fn source_through<'a>(site: &Site, relay: &Relay, repo: &'a str) -> Source<'a> {
+    let mut source = Source::of(site, repo);
+    source.url = format!("https://127.0.0.1:{}", relay.port);
+    source
+}
+
 #[test]
 fn registry_lazy_a_fetch_killed_midway_is_fetched_again_whole_after_restart() {
     let relay = Relay::start(4 << 20);
-    let site = Site::start(Options {
-        public_port: Some(relay.port),
-        ..Options::default()
-    });
+    let site = site_behind(&relay);
     relay.target.store(site.port, Ordering::SeqCst);
     let mut buildset = BuildsetServer::start();
     let img = image(7, &[32 << 20]);
     push_to_site(&site, "org/img", "1_latest", &img);
-    let mut source = Source::of(&site, "org/img");
-    source.url = format!("https://127.0.0.1:{}", relay.port);
+    let source = source_through(&site, &relay, "org/img");
     put_lazily(&buildset, "org/img", "latest", &img, &source);
     let digest = img.layer_digests()[0].clone();
 
@@ -1281,16 +1293,12 @@ fn registry_lazy_deleting_a_blob_only_recorded_drops_its_record_alone() {
 fn registry_lazy_a_range_is_served_while_the_blob_is_still_being_fetched() {
     // 16 MiB at 2 MiB/s: about 8 s to fetch whole.
     let relay = Relay::start(2 << 20);
-    let site = Site::start(Options {
-        public_port: Some(relay.port),
-        ..Options::default()
-    });
+    let site = site_behind(&relay);
     relay.target.store(site.port, Ordering::SeqCst);
     let buildset = BuildsetServer::start();
     let img = image(13, &[16 << 20]);
     push_to_site(&site, "org/img", "1_latest", &img);
-    let mut source = Source::of(&site, "org/img");
-    source.url = format!("https://127.0.0.1:{}", relay.port);
+    let source = source_through(&site, &relay, "org/img");
     put_lazily(&buildset, "org/img", "latest", &img, &source);
     let digest = img.layer_digests()[0].clone();
 
@@ -1331,15 +1339,11 @@ fn registry_lazy_a_range_is_served_while_the_blob_is_still_being_fetched() {
 fn registry_lazy_a_prefetch_is_tried_again_while_the_upstream_is_unavailable() {
     // The relay has nowhere to go at first: every connection is dropped.
     let relay = Relay::start(0);
-    let site = Site::start(Options {
-        public_port: Some(relay.port),
-        ..Options::default()
-    });
+    let site = site_behind(&relay);
     let buildset = BuildsetServer::start();
     let img = image(17, &[1 << 20]);
     push_to_site(&site, "org/img", "1_latest", &img);
-    let mut source = Source::of(&site, "org/img");
-    source.url = format!("https://127.0.0.1:{}", relay.port);
+    let source = source_through(&site, &relay, "org/img");
     let digest = img.layer_digests()[0].clone();
     let body = serde_json::json!({
         "upstream": {"url": source.url, "repository": source.repository,

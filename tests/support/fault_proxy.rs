@@ -184,14 +184,7 @@ async fn proxy_request_inner(
         parts.method.clone(),
         format!("http://{}{path}", state.upstream),
     );
-    for (name, value) in &parts.headers {
-        if !matches!(
-            name.as_str(),
-            "content-length" | "transfer-encoding" | "connection"
-        ) {
-            forward = forward.header(name, value);
-        }
-    }
+    forward = crate::support::forward_headers(forward, &parts.headers);
     let upstream = forward
         .body(body)
         .send()

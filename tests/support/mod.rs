@@ -85,3 +85,21 @@ pub fn busybox_context(dir: &std::path::Path, files: &[(&str, &str)], tail: &str
     dockerfile.push_str(tail);
     std::fs::write(dir.join("Dockerfile"), dockerfile).expect("write the Dockerfile");
 }
+
+/// `request` carrying the headers of a request a test proxy passes on,
+/// but the ones that belong to one connection and the length (the client
+/// sets those for the body it sends).
+pub fn forward_headers(
+    mut request: reqwest::RequestBuilder,
+    headers: &axum::http::HeaderMap,
+) -> reqwest::RequestBuilder {
+    for (name, value) in headers {
+        if !matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "connection"
+        ) {
+            request = request.header(name, value);
+        }
+    }
+    request
+}

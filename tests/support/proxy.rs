@@ -289,14 +289,7 @@ async fn handle(
         parts.method.clone(),
         format!("https://{}{path}", state.upstream),
     );
-    for (name, value) in &parts.headers {
-        if !matches!(
-            name.as_str(),
-            "content-length" | "transfer-encoding" | "connection"
-        ) {
-            forward = forward.header(name, value);
-        }
-    }
+    forward = crate::support::forward_headers(forward, &parts.headers);
     if let (Side::Elsewhere, None) = (side, parts.headers.get("authorization")) {
         forward = forward.header("authorization", &state.upstream_basic);
     }
