@@ -32,5 +32,7 @@ mod transfer_support;
 mod publish_support;
 
 mod build_docker_image;
+mod publish_container;
 mod publish_promote;
+mod publish_tag_apis;
 mod publish_upload;

@@ -4,7 +4,10 @@
 
 pub mod buildset;
 pub mod distribution;
+pub mod hub;
 pub mod proxy;
+pub mod quay;
+pub mod stand_in;
 pub mod tls;
 
 use std::net::TcpListener;
