@@ -15,8 +15,8 @@ use speculative_images::publish::credentials::RegistryCredentials;
 use speculative_images::publish::promote::TagPromotion;
 
 use crate::publish_support::{
-    digest_of, failure_msg, oci_image, push_to, push_to_distribution, run_module, skopeo_inspect,
-    succeeded,
+    digest_of, distribution_digest, failure_msg, oci_image, push_to, push_to_distribution,
+    run_module, succeeded,
 };
 use crate::registry_clients::OciLayout;
 use crate::support::buildset::BuildsetServer;
@@ -238,15 +238,7 @@ fn on_docker_registry_old_matching_tags_go_by_manifest_delete() {
         ],
     );
     let home = tempfile::tempdir().unwrap();
-    let digest_at = |tag: &str| {
-        skopeo_inspect(
-            &format!("{}/org/app:{tag}", registry.authority()),
-            &registry.tls.cert_pem,
-            &registry.username,
-            &registry.password,
-        )
-        .map(|found| found["Digest"].as_str().unwrap().to_string())
-    };
+    let digest_at = |tag: &str| distribution_digest(&registry, &format!("org/app:{tag}"));
     let args = json!({
         "repository": format!("{}/org/app", registry.authority()),
         "registry_cert": registry.tls.cert_pem,

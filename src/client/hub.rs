@@ -117,13 +117,7 @@ impl HubApi {
             .send()
             .await
             .map_err(|e| failed(&action, &e))?;
-        match response.status() {
-            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::ACCEPTED => {
-                Ok(TagDeleted::Deleted)
-            }
-            StatusCode::NOT_FOUND => Ok(TagDeleted::Absent),
-            status => Err(status_error(status, &action)),
-        }
+        tag_deleted(response.status(), HUB, &action)
     }
 
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
@@ -172,8 +166,17 @@ pub(super) async fn read_service_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn status_error(status: StatusCode, action: &str) -> Error {
-    service_status_error(status, HUB, action)
+/// What the answer `status` of a registry API's tag delete means.
+pub(super) fn tag_deleted(
+    status: StatusCode,
+    service: &str,
+    action: &str,
+) -> Result<TagDeleted, Error> {
+    match status {
+        StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::ACCEPTED => Ok(TagDeleted::Deleted),
+        StatusCode::NOT_FOUND => Ok(TagDeleted::Absent),
+        status => Err(service_status_error(status, service, action)),
+    }
 }
 
 /// The error for an unexpected `status` from `service`.

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::error::{redact_url, Error, ErrorKind};
-use super::hub::{read_service_json, service_failed, service_status_error};
+use super::hub::{read_service_json, service_failed, tag_deleted};
 use super::registry::TagDeleted;
 use crate::oci::{RepositoryName, Tag};
 
@@ -127,13 +127,7 @@ impl QuayApi {
             .send()
             .await
             .map_err(|e| service_failed(&self.name, &action, &e))?;
-        match response.status() {
-            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::ACCEPTED => {
-                Ok(TagDeleted::Deleted)
-            }
-            StatusCode::NOT_FOUND => Ok(TagDeleted::Absent),
-            status => Err(service_status_error(status, &self.name, &action)),
-        }
+        tag_deleted(response.status(), &self.name, &action)
     }
 
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {

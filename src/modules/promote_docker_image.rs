@@ -100,11 +100,11 @@ impl Module for PromoteDockerImage {
     type Args = Args;
 
     fn run(args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
-        let credentials = Credentials::from_args(
+        let credentials = Credentials::given(
             args.docker_credentials.as_ref(),
             args.container_registry_credentials.as_ref(),
+            &mut ctx.secrets,
         )?;
-        credentials.mask(&mut ctx.secrets);
         if let Some(inter) = &args.intermediate_registry {
             ctx.secrets.add(inter.password.clone());
         }

@@ -65,11 +65,11 @@ impl Module for RemoveRegistryTag {
     type Args = Args;
 
     fn run(args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
-        let credentials = Credentials::from_args(
+        let credentials = Credentials::given(
             args.docker_credentials.as_ref(),
             args.container_registry_credentials.as_ref(),
+            &mut ctx.secrets,
         )?;
-        credentials.mask(&mut ctx.secrets);
         if !args.repository.contains('/') {
             anyhow::bail!(
                 "repository {:?} must be the full repository, registry first \

@@ -64,11 +64,11 @@ impl Module for UploadDockerImage {
     type Args = Args;
 
     fn run(args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
-        let credentials = Credentials::from_args(
+        let credentials = Credentials::given(
             args.docker_credentials.as_ref(),
             args.container_registry_credentials.as_ref(),
+            &mut ctx.secrets,
         )?;
-        credentials.mask(&mut ctx.secrets);
         // Before anything is sent anywhere.
         let bases = image_references(&args.docker_images, args.docker_registry.as_deref())?;
         credentials.permit(&args.docker_images, &bases)?;

@@ -213,50 +213,63 @@ impl<'a, R: Registry> TagStore<'a, R> {
         repository: &RepositoryName,
         wanted: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<(Tag, Option<DateTime<Utc>>)>, String> {
-        match self {
-            TagStore::Hub(hub) => Ok(hub
+        // The registries' own APIs list each tag with when it was written.
+        let listed: Vec<(String, Option<DateTime<Utc>>)> = match self {
+            TagStore::Hub(hub) => hub
                 .tags(repository)
                 .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .filter(|t| wanted(&t.name))
-                .filter_map(|t| {
+                .map(|t| {
                     let written = t.last_updated.as_deref().and_then(parse_time);
-                    t.name.parse().ok().map(|tag| (tag, written))
+                    (t.name, written)
                 })
-                .collect()),
-            TagStore::Quay(quay) => Ok(quay
+                .collect(),
+            TagStore::Quay(quay) => quay
                 .tags(repository)
                 .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .filter(|t| wanted(&t.name))
-                .filter_map(|t| {
+                .map(|t| {
                     let written = t.written();
-                    t.name.parse().ok().map(|tag| (tag, written))
+                    (t.name, written)
                 })
-                .collect()),
+                .collect(),
             TagStore::Registry(registry) => {
-                let tags = registry
-                    .tags_list(repository)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let candidates: Vec<Tag> =
-                    tags.into_iter().filter(|t| wanted(t.as_str())).collect();
-                let ages = join_all(
-                    candidates
-                        .iter()
-                        .map(|tag| created(*registry, repository, tag)),
-                )
-                .await;
-                Ok(candidates
-                    .into_iter()
-                    .zip(ages)
-                    .map(|(tag, age)| (tag, age.ok().flatten()))
-                    .collect())
+                return dated_on_registry(*registry, repository, wanted).await
             }
-        }
+        };
+        Ok(listed
+            .into_iter()
+            .filter(|(name, _)| wanted(name))
+            .filter_map(|(name, written)| name.parse().ok().map(|tag| (tag, written)))
+            .collect())
     }
+}
+
+/// The tags of `repository` on a registry that `wanted` accepts, dated by
+/// their image configs' `created`.
+async fn dated_on_registry<R: Registry>(
+    registry: &R,
+    repository: &RepositoryName,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<(Tag, Option<DateTime<Utc>>)>, String> {
+    let tags = registry
+        .tags_list(repository)
+        .await
+        .map_err(|e| e.to_string())?;
+    let candidates: Vec<Tag> = tags.into_iter().filter(|t| wanted(t.as_str())).collect();
+    let ages = join_all(
+        candidates
+            .iter()
+            .map(|tag| created(registry, repository, tag)),
+    )
+    .await;
+    Ok(candidates
+        .into_iter()
+        .zip(ages)
+        .map(|(tag, age)| (tag, age.ok().flatten()))
+        .collect())
 }
 
 /// The cleanup after a promote on `registry`: the promoted temporary tags

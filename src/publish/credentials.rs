@@ -277,6 +277,18 @@ impl Credentials {
         }
     }
 
+    /// [`Credentials::from_args`], every password and API token
+    /// registered with `secrets` before anything can print them.
+    pub fn given(
+        docker: Option<&DockerCredentials>,
+        container: Option<&BTreeMap<String, RegistryCredentials>>,
+        secrets: &mut Secrets,
+    ) -> Result<Credentials, CredentialsError> {
+        let credentials = Credentials::from_args(docker, container)?;
+        credentials.mask(secrets);
+        Ok(credentials)
+    }
+
     /// Register every password and API token with `secrets`.
     pub fn mask(&self, secrets: &mut Secrets) {
         let all: Vec<&RegistryCredentials> = match self {

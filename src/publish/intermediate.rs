@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{copy_reference, predict_copy, CopyOptions, Error as ClientError, Registry};
+use super::upload::copy_or_predict;
+use crate::client::{Error as ClientError, Registry};
 use crate::oci::{Digest, Reference};
 use crate::zuul::Artifact;
 
@@ -250,18 +251,7 @@ pub async fn promote_all<S: Registry, D: Registry>(
                     p.source
                 )],
             })?;
-        let report = if check_mode {
-            predict_copy(source.as_ref(), &p.source, target.as_ref(), &p.target).await?
-        } else {
-            copy_reference(
-                source,
-                &p.source,
-                target,
-                &p.target,
-                &CopyOptions::default(),
-            )
-            .await?
-        };
+        let report = copy_or_predict(source, &p.source, target, &p.target, check_mode).await?;
         let digest = if check_mode {
             gate_digest.clone()
         } else {
