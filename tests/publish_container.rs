@@ -408,3 +408,87 @@ fn promote_from_the_intermediate_registry_asks_zuuls_api_for_the_gate_build() {
          not set, so the gate build cannot be found"
     );
 }
+
+#[test]
+fn check_mode_predicts_a_promote_from_the_intermediate_registry_and_writes_nothing() {
+    let intermediate = BuildsetServer::start();
+    let target = BuildsetServer::start_without_port();
+    let (gate_digest, artifacts) = gate_build(&intermediate, &target, "b1", &["latest"]);
+    let home = tempfile::tempdir().unwrap();
+    let mut args = intermediate_args(&intermediate, &target, &["latest"], &artifacts);
+    args["_ansible_check_mode"] = json!(true);
+    let mark = log_mark(&target);
+
+    let result = succeeded(run_module("promote_docker_image", args, home.path()));
+    assert_eq!(result["changed"], true);
+    assert_eq!(result["promoted"][0]["gate_digest"], gate_digest);
+    assert!(result["msg"]
+        .as_str()
+        .unwrap()
+        .starts_with("would promote 1 tag(s)"));
+    assert_eq!(digest_of(&target, "org/app", "latest"), None);
+    let writes: Vec<String> = log_since(&target, mark)
+        .into_iter()
+        .filter(|l| l.contains("PUT") || l.contains("POST") || l.contains("PATCH"))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+}
+
+#[test]
+fn promote_by_tag_on_a_quay_registry_removes_the_temporary_and_leaked_tags_through_its_api() {
+    use crate::support::quay::QuayStandIn;
+    let source = BuildsetServer::start();
+    let target = BuildsetServer::start_without_port();
+    let digest = built(&source, &target, &["latest"]);
+    let home = tempfile::tempdir().unwrap();
+    succeeded(run_module(
+        "upload_docker_image",
+        upload_args(&source, &target, &["latest"]),
+        home.path(),
+    ));
+    // quay.io's tag API sees the tags the upload left, and one leaked two
+    // days ago.
+    let token = "quay-Token-abcdef0123";
+    let quay = QuayStandIn::start(
+        token,
+        &[
+            ("org/app", "change_42_latest", Utc::now()),
+            (
+                "org/app",
+                "change_7_latest",
+                Utc::now() - chrono::Duration::days(2),
+            ),
+            (
+                "org/app",
+                "change_9_latest",
+                Utc::now() - chrono::Duration::hours(1),
+            ),
+        ],
+    );
+    let mut credentials = credentials(&target, "/org/");
+    credentials[target.authority()]["type"] = json!("quay");
+    credentials[target.authority()]["api_token"] = json!(token);
+
+    let result = succeeded(run_module(
+        "promote_docker_image",
+        json!({
+            "container_images": images(&target, &["latest"]),
+            "container_registry_credentials": credentials,
+            "docker_registry_cert": target.ca_pem,
+            "quay_api": quay.api,
+            "zuul": {"change": "42", "pipeline": "promote"},
+        }),
+        home.path(),
+    ));
+    assert_eq!(digest_of(&target, "org/app", "latest"), Some(digest));
+    assert_eq!(
+        quay.deleted(),
+        ["org/app:change_42_latest", "org/app:change_7_latest"]
+    );
+    assert_eq!(quay.tags("org/app"), ["change_9_latest"]);
+    assert_eq!(
+        result["deleted"],
+        json!(["org/app:change_42_latest", "org/app:change_7_latest"])
+    );
+    assert!(!result.to_string().contains(token));
+}
