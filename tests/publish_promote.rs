@@ -6,9 +6,9 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::publish_support::{
-    digest_of, docker_image, docker_list, failure_msg, log_mark, log_since, manifest_of, oci_image,
-    oci_index, push_raw, push_to, push_to_distribution, run_module, skopeo_inspect, succeeded,
-    DOCKER_LIST, DOCKER_MANIFEST,
+    digest_of, distribution_digest, docker_image, docker_list, failure_msg, log_mark, log_since,
+    manifest_of, oci_image, oci_index, push_raw, push_to, push_to_distribution, run_module,
+    succeeded, DOCKER_LIST, DOCKER_MANIFEST,
 };
 use crate::registry_clients::OciLayout;
 use crate::support::buildset::BuildsetServer;
@@ -312,15 +312,7 @@ fn deletes_the_registry_refuses_are_warnings_not_a_failed_promote() {
     let leaked = oci_image(&layout, "amd64", &old, 1024);
     let leaked_digest = push_to_distribution(&registry, &layout, leaked, "org/app:change_1_latest");
     let home = tempfile::tempdir().unwrap();
-    let digest_at = |tag: &str| {
-        skopeo_inspect(
-            &format!("{}/org/app:{tag}", registry.authority()),
-            &registry.tls.cert_pem,
-            &registry.username,
-            &registry.password,
-        )
-        .map(|found| found["Digest"].as_str().unwrap().to_string())
-    };
+    let digest_at = |tag: &str| distribution_digest(&registry, &format!("org/app:{tag}"));
 
     let promote_args = json!({
         "docker_images": [{"repository": "org/app"}],

@@ -152,6 +152,21 @@ pub fn skopeo_inspect(
     Some(serde_json::from_slice(&out.stdout).expect("skopeo JSON"))
 }
 
+/// The digest `repository_tag` names on the Debian `docker-registry`
+/// `registry`, as skopeo sees it; `None` when it does not exist.
+pub fn distribution_digest(
+    registry: &crate::support::distribution::Distribution,
+    repository_tag: &str,
+) -> Option<String> {
+    skopeo_inspect(
+        &format!("{}/{repository_tag}", registry.authority()),
+        &registry.tls.cert_pem,
+        &registry.username,
+        &registry.password,
+    )
+    .map(|found| found["Digest"].as_str().unwrap().to_string())
+}
+
 /// Media types of the documents test images are made of.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI index.

@@ -33,5 +33,7 @@ mod publish_support;
 
 mod build_docker_image;
 mod build_preload;
+mod publish_container;
 mod publish_promote;
+mod publish_tag_apis;
 mod publish_upload;

@@ -54,6 +54,7 @@ pub mod limits;
 mod manifest;
 pub mod memory;
 mod pages;
+mod quay;
 mod registry;
 mod remote;
 pub mod runtime;
@@ -72,10 +73,9 @@ pub use copy::{
 };
 pub use endpoint::{Credentials, Endpoint};
 pub use error::{redact_url, Error, ErrorDetail, ErrorKind, SpecError};
-#[cfg(test)]
-pub(crate) use hub::stand_in as hub_stand_in;
 pub use hub::{HubApi, HubTag, HUB_API_URL};
 pub use memory::{MemoryRegistry, Operation};
+pub use quay::{QuayApi, QuayTag};
 pub use registry::{BlobStream, Registry, TagDeleted};
 pub use remote::RemoteRegistry;
 pub use sources::{BlobSources, RecordedBlob, RecordedUpstream};

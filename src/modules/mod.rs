@@ -11,6 +11,7 @@ pub mod build_docker_image;
 pub mod promote_docker_image;
 pub mod pull_from_intermediate_registry;
 pub mod push_to_intermediate_registry;
+pub mod remove_registry_tag;
 pub mod run_buildset_registry;
 pub mod upload_docker_image;
 pub mod use_buildset_registry;
@@ -36,6 +37,10 @@ pub const MODULES: &[(&str, Entry)] = &[
     (
         "push_to_intermediate_registry",
         run_module::<push_to_intermediate_registry::PushToIntermediateRegistry>,
+    ),
+    (
+        "remove_registry_tag",
+        run_module::<remove_registry_tag::RemoveRegistryTag>,
     ),
     (
         "run_buildset_registry",

@@ -1,11 +1,12 @@
-//! Deleting tags after a promote: the temporary tags just promoted, then
+//! Deleting tags: after a promote, the temporary tags just promoted, then
 //! the temporary tags older than a day that earlier uploads leaked
-//! ([`super::retention`] says which). Every failure here is a warning: the
-//! image is already published.
+//! ([`super::retention`] says which; every failure there is a warning,
+//! the image is already published); and `remove_registry_tag`'s removals.
 //!
-//! Two kinds of tag store: a registry speaking the distribution spec
-//! (delete a tag by name; ages from the image config's `created`), and
-//! Docker Hub (its own API; ages from `last_updated`). A registry that
+//! Three kinds of tag store: a registry speaking the distribution spec
+//! (delete a tag by name; ages from the image config's `created`),
+//! Docker Hub (its own API; ages from `last_updated`) and quay.io (its own
+//! API with a bearer `api_token`; ages from `start_ts`). A registry that
 //! only deletes manifests by digest gets that, but only when no other
 //! tag names the same manifest, so a final tag is never taken along.
 
@@ -13,21 +14,72 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use futures_util::StreamExt;
 
-use super::credentials::DockerCredentials;
+use super::credentials::RegistryCredentials;
 use super::promote::TagPromotion;
-use super::retention::{is_stale, is_temporary, parse_time};
-use crate::client::{Children, Error as ClientError, HubApi, Registry, TagDeleted};
+use super::retention::{is_older, is_temporary, parse_time, MAX_AGE_SECONDS};
+use crate::client::{
+    Children, Error as ClientError, HubApi, QuayApi, Registry, TagDeleted, HUB_API_URL,
+};
 use crate::oci::{Digest, ManifestReference, RepositoryName, Tag};
 
 /// The largest image config read to learn an image's age.
 const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 
+/// Which API a registry's tags are deleted through (`type` of
+/// `container_registry_credentials`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagApi {
+    /// The distribution spec's tag (or manifest) delete.
+    Registry,
+    /// Docker Hub's own API.
+    Hub,
+    /// quay.io's own API.
+    Quay,
+}
+
+impl TagApi {
+    /// The API named by `kind` (`quay`, `docker`, `registry`), else guessed
+    /// from the host as zuul-jobs does: quay.io's and Docker Hub's own,
+    /// the distribution spec elsewhere.
+    pub fn of(registry: &str, kind: Option<&str>) -> Result<TagApi, String> {
+        match kind {
+            Some("quay") => Ok(TagApi::Quay),
+            Some("docker") => Ok(TagApi::Hub),
+            Some("registry") => Ok(TagApi::Registry),
+            Some(other) => Err(format!(
+                "type {other:?} of the credentials for {registry} is none of quay, docker, registry"
+            )),
+            None if registry.contains("quay.io") => Ok(TagApi::Quay),
+            None if matches!(
+                registry,
+                "docker.io" | "index.docker.io" | "registry-1.docker.io"
+            ) =>
+            {
+                Ok(TagApi::Hub)
+            }
+            None => Ok(TagApi::Registry),
+        }
+    }
+
+    /// Where the API answers for `registry`, unless `api_url` says.
+    pub fn base(self, registry: &str, api_url: Option<&str>) -> String {
+        match (api_url, self) {
+            (Some(url), _) if !url.is_empty() => url.to_string(),
+            (_, TagApi::Hub) => HUB_API_URL.to_string(),
+            (_, TagApi::Quay) => format!("https://{registry}/api/v1"),
+            (_, TagApi::Registry) => format!("https://{registry}/v2"),
+        }
+    }
+}
+
 /// Where tags are deleted.
 pub enum TagStore<'a, R: Registry> {
     /// A distribution-spec registry.
     Registry(&'a R),
-    /// Docker Hub's API (the registry handle is still used for nothing).
-    Hub(&'a HubApi),
+    /// Docker Hub's API.
+    Hub(HubApi),
+    /// quay.io's API.
+    Quay(QuayApi),
 }
 
 /// What a cleanup did.
@@ -39,7 +91,40 @@ pub struct Cleanup {
     pub warnings: Vec<String>,
 }
 
-impl<R: Registry> TagStore<'_, R> {
+impl<'a, R: Registry> TagStore<'a, R> {
+    /// The store of `api` for `registry`: Docker Hub's logged in with the
+    /// user and password of `credentials`, quay.io's with its `api_token`.
+    pub async fn open(
+        registry: &'a R,
+        api: TagApi,
+        base: &str,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<TagStore<'a, R>, String> {
+        match api {
+            TagApi::Registry => Ok(TagStore::Registry(registry)),
+            TagApi::Hub => {
+                let Some((username, password)) = credentials.and_then(|c| c.login()) else {
+                    return Err("Docker Hub's API needs a username and password".to_string());
+                };
+                HubApi::login(base, username, password)
+                    .await
+                    .map(TagStore::Hub)
+                    .map_err(|e| format!("could not log in to Docker Hub's API: {e}"))
+            }
+            TagApi::Quay => {
+                let Some(token) = credentials.and_then(|c| c.api_token.as_deref()) else {
+                    return Err(format!(
+                        "quay.io's API needs the api_token of the credentials for {}",
+                        registry.name()
+                    ));
+                };
+                QuayApi::new(base, token)
+                    .map(TagStore::Quay)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
     /// Delete every `(repository, tag)`, all at once, recording each
     /// outcome in `report` in the order given.
     pub async fn delete_all(&self, tags: &[(RepositoryName, Tag)], report: &mut Cleanup) {
@@ -63,6 +148,11 @@ impl<R: Registry> TagStore<'_, R> {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            TagStore::Quay(quay) => quay
+                .delete_tag(repository, tag)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -76,105 +166,136 @@ impl<R: Registry> TagStore<'_, R> {
         now: DateTime<Utc>,
         report: &mut Cleanup,
     ) {
-        let aged = match self.temporary_tags(repository, pipeline, keep).await {
-            Ok(aged) => aged,
-            Err(why) => {
-                report.warnings.push(format!(
-                    "could not list the tags of {repository} to remove leaked temporary tags: {why}"
-                ));
-                return;
-            }
-        };
+        let wanted =
+            |name: &str| is_temporary(name, pipeline) && !keep.iter().any(|k| k.as_str() == name);
+        match self
+            .stale_tags(repository, &wanted, MAX_AGE_SECONDS, now, report)
+            .await
+        {
+            Ok(stale) => self.delete_all(&stale, report).await,
+            Err(why) => report.warnings.push(format!(
+                "could not list the tags of {repository} to remove leaked temporary tags: {why}"
+            )),
+        }
+    }
+
+    /// The tags of `repository` that `wanted` accepts and that are more
+    /// than `max_age` whole seconds old at `now`; a tag whose age cannot be
+    /// told is left, with a warning in `report`.
+    pub async fn stale_tags(
+        &self,
+        repository: &RepositoryName,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+        max_age: u64,
+        now: DateTime<Utc>,
+        report: &mut Cleanup,
+    ) -> Result<Vec<(RepositoryName, Tag)>, String> {
+        let aged = self.dated_tags(repository, wanted).await?;
         let mut stale = Vec::new();
         for (tag, written) in aged {
             match written {
-                Some(written) if is_stale(written, now) => stale.push((repository.clone(), tag)),
+                Some(written) if is_older(written, now, max_age) => {
+                    stale.push((repository.clone(), tag))
+                }
                 Some(_) => {}
                 None => report.warnings.push(format!(
                     "could not tell the age of {repository}:{tag}; left in place"
                 )),
             }
         }
-        self.delete_all(&stale, report).await;
+        Ok(stale)
     }
 
-    /// The temporary tags of `repository` not in `keep`, with when they
-    /// were written (when known).
-    async fn temporary_tags(
+    /// The tags of `repository` that `wanted` accepts, with when they were
+    /// written (when known).
+    pub async fn dated_tags(
         &self,
         repository: &RepositoryName,
-        pipeline: Option<&str>,
-        keep: &[Tag],
+        wanted: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<(Tag, Option<DateTime<Utc>>)>, String> {
-        let wanted =
-            |name: &str| is_temporary(name, pipeline) && !keep.iter().any(|k| k.as_str() == name);
-        match self {
-            TagStore::Hub(hub) => Ok(hub
+        // The registries' own APIs list each tag with when it was written.
+        let listed: Vec<(String, Option<DateTime<Utc>>)> = match self {
+            TagStore::Hub(hub) => hub
                 .tags(repository)
                 .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .filter(|t| wanted(&t.name))
-                .filter_map(|t| {
+                .map(|t| {
                     let written = t.last_updated.as_deref().and_then(parse_time);
-                    t.name.parse().ok().map(|tag| (tag, written))
+                    (t.name, written)
                 })
-                .collect()),
+                .collect(),
+            TagStore::Quay(quay) => quay
+                .tags(repository)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| {
+                    let written = t.written();
+                    (t.name, written)
+                })
+                .collect(),
             TagStore::Registry(registry) => {
-                let tags = registry
-                    .tags_list(repository)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let candidates: Vec<Tag> =
-                    tags.into_iter().filter(|t| wanted(t.as_str())).collect();
-                let ages = join_all(
-                    candidates
-                        .iter()
-                        .map(|tag| created(*registry, repository, tag)),
-                )
-                .await;
-                Ok(candidates
-                    .into_iter()
-                    .zip(ages)
-                    .map(|(tag, age)| (tag, age.ok().flatten()))
-                    .collect())
+                return dated_on_registry(*registry, repository, wanted).await
             }
-        }
+        };
+        Ok(listed
+            .into_iter()
+            .filter(|(name, _)| wanted(name))
+            .filter_map(|(name, written)| name.parse().ok().map(|tag| (tag, written)))
+            .collect())
     }
+}
+
+/// The tags of `repository` on a registry that `wanted` accepts, dated by
+/// their image configs' `created`.
+async fn dated_on_registry<R: Registry>(
+    registry: &R,
+    repository: &RepositoryName,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<(Tag, Option<DateTime<Utc>>)>, String> {
+    let tags = registry
+        .tags_list(repository)
+        .await
+        .map_err(|e| e.to_string())?;
+    let candidates: Vec<Tag> = tags.into_iter().filter(|t| wanted(t.as_str())).collect();
+    let ages = join_all(
+        candidates
+            .iter()
+            .map(|tag| created(registry, repository, tag)),
+    )
+    .await;
+    Ok(candidates
+        .into_iter()
+        .zip(ages)
+        .map(|(tag, age)| (tag, age.ok().flatten()))
+        .collect())
 }
 
 /// The cleanup after a promote on `registry`: the promoted temporary tags
 /// first, then the leaked temporary tags of the same repositories older
-/// than a day at `now`. On Docker Hub (`hub_api` is where its API answers)
-/// through that API, logged in with `credentials`; elsewhere through the
-/// registry. Never fails: what could not be done is a warning in `report`,
-/// since the image is published already.
+/// than a day at `now`, through `api` at `base`, logged in with
+/// `credentials`. Never fails: what could not be done is a warning in
+/// `report`, since the image is published already.
+#[allow(clippy::too_many_arguments)]
 pub async fn after_promote<R: Registry>(
     registry: &R,
-    hub_api: Option<&str>,
-    credentials: &DockerCredentials,
+    api: TagApi,
+    base: &str,
+    credentials: &RegistryCredentials,
     promotions: &[TagPromotion],
     pipeline: Option<&str>,
     now: DateTime<Utc>,
     report: &mut Cleanup,
 ) {
-    let hub;
-    let store = match hub_api {
-        Some(base) => {
-            match HubApi::login(base, &credentials.username, &credentials.password).await {
-                Ok(api) => {
-                    hub = api;
-                    TagStore::Hub(&hub)
-                }
-                Err(e) => {
-                    report.warnings.push(format!(
-                        "could not log in to Docker Hub's API to delete temporary tags: {e}"
-                    ));
-                    return;
-                }
-            }
+    let store = match TagStore::open(registry, api, base, Some(credentials)).await {
+        Ok(store) => store,
+        Err(why) => {
+            report
+                .warnings
+                .push(format!("{why}; temporary tags were not deleted"));
+            return;
         }
-        None => TagStore::Registry(registry),
     };
     let temporaries: Vec<_> = promotions
         .iter()
@@ -300,26 +421,22 @@ pub async fn created<R: Registry>(
 
 #[cfg(test)]
 mod tests {
-    //! The cleanup after a promote on Docker Hub, against the stand-in for
-    //! Hub's tag API (Hub itself cannot be reached here). `after_promote`
-    //! is what `promote_docker_image` runs once every final tag is written,
-    //! and it cannot fail: a Hub problem only adds warnings.
+    //! The cleanup after a promote on a registry (the Docker Hub and
+    //! quay.io stores are tested against their stand-ins in
+    //! `tests/publish_tag_apis.rs`).
 
     use chrono::Duration;
     use serde_json::json;
 
     use super::*;
-    use crate::client::hub_stand_in as stand_in;
-    use crate::client::{Endpoint, RemoteRegistry};
 
     const PASSWORD: &str = "hub-Secret-9";
 
-    fn credentials(password: &str) -> DockerCredentials {
-        DockerCredentials {
-            username: "zuul".into(),
-            password: password.into(),
-            repository: None,
-            token_hosts: Vec::new(),
+    fn credentials(password: &str) -> RegistryCredentials {
+        RegistryCredentials {
+            username: Some("zuul".into()),
+            password: Some(password.into()),
+            ..RegistryCredentials::default()
         }
     }
 
@@ -329,101 +446,6 @@ mod tests {
             temporary: temporary.parse().unwrap(),
             final_tag: final_tag.parse().unwrap(),
         }
-    }
-
-    #[tokio::test]
-    async fn on_docker_hub_the_tag_api_deletes_temporary_and_leaked_tags() {
-        let now = Utc::now();
-        let old = (now - Duration::hours(25)).to_rfc3339();
-        let fresh = (now - Duration::hours(23)).to_rfc3339();
-        let hub = stand_in::start(
-            "zuul",
-            PASSWORD,
-            &[
-                ("org/app", "latest", Some(&old)),
-                ("org/app", "change_42_latest", Some(&fresh)),
-                ("org/app", "change_7_latest", Some(&old)),
-                ("org/app", "change_9_latest", Some(&fresh)),
-                ("org/app", "promote_v2", Some(&old)),
-                ("org/app", "change_5_latest", None),
-                ("org/other", "change_1_latest", Some(&old)),
-            ],
-        )
-        .await;
-        let registry = RemoteRegistry::new(Endpoint::new("docker.io")).unwrap();
-        let mut report = Cleanup::default();
-        after_promote(
-            registry.as_ref(),
-            Some(&hub.base),
-            &credentials(PASSWORD),
-            &[promotion("change_42_latest", "latest")],
-            Some("promote"),
-            now,
-            &mut report,
-        )
-        .await;
-
-        assert_eq!(
-            hub.logins(),
-            [json!({"username": "zuul", "password": PASSWORD})]
-        );
-        let deleted = [
-            "org/app:change_42_latest",
-            "org/app:change_7_latest",
-            "org/app:promote_v2",
-        ];
-        assert_eq!(hub.deleted(), deleted);
-        assert_eq!(report.deleted, deleted);
-        assert_eq!(
-            report.warnings,
-            ["could not tell the age of org/app:change_5_latest; left in place"]
-        );
-        // The final tag, the fresh temporary tag and the undated one stay;
-        // another repository is not touched.
-        assert_eq!(
-            hub.tags("org/app"),
-            ["latest", "change_9_latest", "change_5_latest"]
-        );
-        assert_eq!(hub.tags("org/other"), ["change_1_latest"]);
-    }
-
-    #[tokio::test]
-    async fn a_failed_docker_hub_login_is_a_warning_without_the_password() {
-        let hub = stand_in::start(
-            "zuul",
-            PASSWORD,
-            &[("org/app", "change_42_latest", Some("2026-01-01T00:00:00Z"))],
-        )
-        .await;
-        let registry = RemoteRegistry::new(Endpoint::new("docker.io")).unwrap();
-        let mut report = Cleanup::default();
-        let wrong = "wrong-Secret-1";
-        after_promote(
-            registry.as_ref(),
-            Some(&hub.base),
-            &credentials(wrong),
-            &[promotion("change_42_latest", "latest")],
-            None,
-            Utc::now(),
-            &mut report,
-        )
-        .await;
-
-        assert_eq!(
-            hub.logins(),
-            [json!({"username": "zuul", "password": wrong})]
-        );
-        assert_eq!(
-            report.warnings,
-            [format!(
-                "could not log in to Docker Hub's API to delete temporary tags: POST {}/v2/users/login/: 401 Unauthorized: registry hub.docker.com refused the credentials of user \"zuul\"",
-                hub.base
-            )]
-        );
-        assert!(!format!("{report:?}").contains(wrong));
-        assert!(report.deleted.is_empty());
-        assert!(hub.deleted().is_empty());
-        assert_eq!(hub.tags("org/app"), ["change_42_latest"]);
     }
 
     /// An image whose config says it was `created`, tagged `tags`.
@@ -467,7 +489,8 @@ mod tests {
         let mut report = Cleanup::default();
         after_promote(
             registry.as_ref(),
-            None,
+            TagApi::Registry,
+            "",
             &credentials(PASSWORD),
             &[promotion("change_42_latest", "latest")],
             None,

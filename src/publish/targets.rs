@@ -19,7 +19,8 @@ pub struct TagUpload {
     pub local: String,
     /// Where the build pushed it in the buildset registry, if there is one.
     pub source: Option<Reference>,
-    /// Where it goes: the target registry, temporary tag.
+    /// Where it goes: the target registry, under the temporary tag (or the
+    /// final tag, for an upload that is not promoted later).
     pub target: Reference,
 }
 
@@ -36,23 +37,50 @@ pub enum TargetError {
     },
 }
 
-/// Every tag upload of `images`, in order.
+/// Where each image is published (`<docker_registry>/<repository>`), in
+/// order, without a tag.
+pub fn image_references(
+    images: &[ContainerImage],
+    docker_registry: Option<&str>,
+) -> Result<Vec<Reference>, TargetError> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(index, image)| {
+            full_repository(&image.repository, docker_registry)
+                .parse()
+                .map_err(|e| TargetError::Invalid {
+                    index,
+                    problem: format!("{e}"),
+                })
+        })
+        .collect()
+}
+
+/// Every tag upload of `images`, in order: under the temporary tag for a
+/// later promote, or with `promote` false (a release pipeline) under the
+/// final tag itself.
 pub fn uploads(
     images: &[ContainerImage],
     docker_registry: Option<&str>,
     buildset_authority: Option<&str>,
     change: Option<&str>,
     pipeline: &str,
+    promote: bool,
 ) -> Result<Vec<TagUpload>, TargetError> {
     let mut all = Vec::new();
-    for (index, image) in images.iter().enumerate() {
+    let bases = image_references(images, docker_registry)?;
+    for (index, (image, base)) in images.iter().zip(bases).enumerate() {
         let invalid = |problem: String| TargetError::Invalid { index, problem };
         let full = full_repository(&image.repository, docker_registry);
-        let base: Reference = full.parse().map_err(|e| invalid(format!("{e}")))?;
         for tag in &image.tags {
-            let temporary: Tag = temporary_tag(change, pipeline, tag)
-                .parse()
-                .map_err(|e| invalid(format!("{e}")))?;
+            let published: Tag = if promote {
+                temporary_tag(change, pipeline, tag)
+            } else {
+                tag.clone()
+            }
+            .parse()
+            .map_err(|e| invalid(format!("{e}")))?;
             let source = match buildset_authority {
                 Some(authority) => Some(
                     format!(
@@ -68,7 +96,7 @@ pub fn uploads(
                 tag: tag.clone(),
                 local: format!("{full}:{tag}"),
                 source,
-                target: base.with_tag(temporary),
+                target: base.with_tag(published),
             });
         }
     }
@@ -94,6 +122,7 @@ mod tests {
             Some("[::1]:5000"),
             Some("42"),
             "gate",
+            true,
         )
         .unwrap();
         assert_eq!(all.len(), 2);
@@ -115,6 +144,7 @@ mod tests {
             Some("127.0.0.1:5000"),
             None,
             "periodic",
+            true,
         )
         .unwrap();
         assert_eq!(all[0].target.registry, "quay.io");
@@ -127,7 +157,10 @@ mod tests {
             "127.0.0.1:5000/org/app:latest"
         );
         assert_eq!(all[0].local, "quay.io/org/app:latest");
-        let none = uploads(&[image("org/app")], None, None, Some("1"), "gate").unwrap();
+        let none = uploads(&[image("org/app")], None, None, Some("1"), "gate", true).unwrap();
         assert_eq!(none[0].source, None);
+        let release =
+            uploads(&[image("org/app")], None, None, Some("1"), "release", false).unwrap();
+        assert_eq!(release[1].target.to_string(), "docker.io/org/app:v1");
     }
 }

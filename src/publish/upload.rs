@@ -11,9 +11,10 @@ use std::sync::Arc;
 use super::targets::TagUpload;
 use crate::builder::{docker::Docker, BuildError, Builder, RegistryLogin};
 use crate::client::{
-    copy_reference, predict_copy, CopyOptions, Error as ClientError, RemoteRegistry,
+    copy_reference, predict_copy, CopyOptions, CopyReport, Error as ClientError, Registry,
+    RemoteRegistry,
 };
-use crate::oci::Digest;
+use crate::oci::{Digest, Reference};
 
 /// One tag published.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -58,18 +59,7 @@ pub async fn copy_from_buildset(
             continue;
         };
         let target = &targets[&upload.target.registry];
-        let report = if check_mode {
-            predict_copy(source.as_ref(), from, target.as_ref(), &upload.target).await?
-        } else {
-            copy_reference(
-                source,
-                from,
-                target,
-                &upload.target,
-                &CopyOptions::default(),
-            )
-            .await?
-        };
+        let report = copy_or_predict(source, from, target, &upload.target, check_mode).await?;
         done.push(Uploaded {
             tag: upload.tag.clone(),
             target: upload.target.to_string(),
@@ -78,6 +68,23 @@ pub async fn copy_from_buildset(
         });
     }
     Ok(done)
+}
+
+/// Copy `from` on `source` to `to` on `target` (every platform, blobs the
+/// target has skipped); in check mode only find out, with read-only
+/// requests, whether it would change.
+pub async fn copy_or_predict<S: Registry, D: Registry>(
+    source: &Arc<S>,
+    from: &Reference,
+    target: &Arc<D>,
+    to: &Reference,
+    check_mode: bool,
+) -> Result<CopyReport, ClientError> {
+    if check_mode {
+        predict_copy(source.as_ref(), from, target.as_ref(), to).await
+    } else {
+        copy_reference(source, from, target, to, &CopyOptions::default()).await
+    }
 }
 
 /// Push every upload from the local Docker daemon, logging in with

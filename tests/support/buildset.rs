@@ -48,7 +48,26 @@ impl BuildsetServer {
         BuildsetServer::start_on("::1")
     }
 
+    /// Start one on HTTPS's own port 443 of a loopback address of its own
+    /// (`127.0.0.<n>`), so that its registry name has no port: the
+    /// container family names images `<registry>/<repository>`, and a
+    /// `host:port` cannot be the first path element of a repository in
+    /// the buildset or intermediate registry.
+    pub fn start_without_port() -> BuildsetServer {
+        for _ in 0..50 {
+            let host = format!("127.0.0.{}", 2 + rand::random::<u8>() % 250);
+            if std::net::TcpListener::bind((host.as_str(), 443)).is_ok() {
+                return BuildsetServer::start_at(&host, Some(443));
+            }
+        }
+        panic!("no loopback address with port 443 free");
+    }
+
     fn start_on(host: &str) -> BuildsetServer {
+        BuildsetServer::start_at(host, None)
+    }
+
+    fn start_at(host: &str, port: Option<u16>) -> BuildsetServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls = server_pki(
             dir.path(),
@@ -57,13 +76,14 @@ impl BuildsetServer {
                 "127.0.0.1",
                 "::1",
                 "zuul-jobs.buildset-registry",
+                host,
             ],
         );
         let username = "zuul".to_string();
         let password = random_password();
         let token_secret = hex::encode(rand::random::<[u8; 32]>());
         let storage = dir.path().join("storage");
-        let port = free_port_on(host);
+        let port = port.unwrap_or_else(|| free_port_on(host));
         let ip: IpAddr = host.parse().expect("ip");
         let config = ServerConfig {
             listen: vec![SocketAddr::new(ip, port)],
@@ -132,8 +152,11 @@ impl BuildsetServer {
         });
     }
 
-    /// `host:port`, IPv6 in brackets.
+    /// `host:port`, IPv6 in brackets; `host` alone on port 443.
     pub fn authority(&self) -> String {
+        if self.port == 443 {
+            return self.host.clone();
+        }
         match self.host.parse::<IpAddr>() {
             Ok(IpAddr::V6(_)) => format!("[{}]:{}", self.host, self.port),
             _ => format!("{}:{}", self.host, self.port),

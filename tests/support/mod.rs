@@ -5,8 +5,11 @@
 pub mod buildset;
 pub mod distribution;
 pub mod fault_proxy;
+pub mod hub;
 pub mod module;
 pub mod proxy;
+pub mod quay;
+pub mod stand_in;
 pub mod tls;
 
 use std::net::TcpListener;
