@@ -32,5 +32,6 @@ mod transfer_support;
 mod publish_support;
 
 mod build_docker_image;
+mod build_multiarch;
 mod publish_promote;
 mod publish_upload;

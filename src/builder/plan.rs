@@ -16,29 +16,51 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::siblings;
-use super::BuildSpec;
+use super::{BuildSpec, TargetPlatform};
 use crate::oci::{Reference, Tag};
 use crate::zuul::full_repository;
 use crate::zuul::{buildset_repository, temporary_tag, ContainerImage};
 
 /// The label every image built for a change carries.
 pub const CHANGE_LABEL: &str = "org.zuul-ci.change";
+/// The label naming the change's URL (`zuul.change_url`), beside it.
+pub const CHANGE_URL_LABEL: &str = "org.zuul-ci.change_url";
+
+/// The file a context is built from when neither the image nor the run
+/// names one: the container family's choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultFile {
+    /// This file (`docker_dockerfile`, `container_filename`).
+    Named(String),
+    /// `Containerfile` when the context has one, else `Dockerfile`.
+    ContainerfileOrDockerfile,
+}
+
+impl Default for DefaultFile {
+    fn default() -> Self {
+        DefaultFile::Named("Dockerfile".to_string())
+    }
+}
 
 /// Settings shared by every image of one run.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// `zuul_work_dir`: contexts are relative to it.
     pub work_dir: PathBuf,
-    /// `docker_dockerfile`: the Dockerfile when an image names none.
-    pub default_dockerfile: String,
+    /// The Dockerfile when an image names none.
+    pub default_dockerfile: DefaultFile,
     /// `docker_registry`: prefix of every repository, when set.
     pub docker_registry: Option<String>,
     /// `zuul.change`.
     pub change: Option<String>,
+    /// `zuul.change_url`.
+    pub change_url: Option<String>,
     /// `zuul.pipeline`, naming the extra tag when there is no change.
     pub pipeline: Option<String>,
     /// The buildset registry's `host:port` as container tools write it.
     pub buildset_authority: Option<String>,
+    /// Added to every build command's environment.
+    pub build_env: std::collections::BTreeMap<String, String>,
 }
 
 /// One local image pushed to one remote name.
@@ -55,6 +77,9 @@ pub struct Push {
 pub struct ImagePlan {
     /// The repository built, with the `docker_registry` prefix.
     pub repository: String,
+    /// The repository in the buildset registry (see
+    /// [`buildset_repository`]).
+    pub buildset_repository: String,
     /// The build itself (sibling build arg included).
     pub spec: BuildSpec,
     /// Siblings to copy into the context.
@@ -77,6 +102,14 @@ pub enum PlanError {
     /// A tag, or a tag derived from it, is not a valid tag.
     #[error("docker_images[{index}].tags: {problem}")]
     Tag {
+        /// Position in `docker_images`.
+        index: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An entry of `arch` is not a platform, or one is listed twice.
+    #[error("docker_images[{index}].arch: {problem}")]
+    Arch {
         /// Position in `docker_images`.
         index: usize,
         /// What is wrong.
@@ -114,7 +147,8 @@ pub fn plan_image(
     options: &PlanOptions,
 ) -> Result<ImagePlan, PlanError> {
     let repository = checked_repository(index, image, options)?;
-    let tags = local_tags(index, image, options)?;
+    let platforms = platforms(index, image)?;
+    let tags = local_tags(index, image, options, &platforms)?;
 
     let context_dir = options.work_dir.join(&image.context);
     if !context_dir.is_dir() {
@@ -124,10 +158,16 @@ pub fn plan_image(
             path: context_dir,
         });
     }
-    let dockerfile = image
-        .dockerfile
-        .clone()
-        .unwrap_or_else(|| options.default_dockerfile.clone());
+    let dockerfile = match (&image.dockerfile, &options.default_dockerfile) {
+        (Some(named), _) | (None, DefaultFile::Named(named)) => named.clone(),
+        (None, DefaultFile::ContainerfileOrDockerfile) => {
+            if context_dir.join("Containerfile").is_file() {
+                "Containerfile".to_string()
+            } else {
+                "Dockerfile".to_string()
+            }
+        }
+    };
     if !context_dir.join(&dockerfile).is_file() {
         return Err(PlanError::Missing {
             index,
@@ -139,6 +179,9 @@ pub fn plan_image(
     let mut labels = image.labels.clone();
     if let Some(change) = &options.change {
         labels.insert(CHANGE_LABEL.to_string(), change.clone());
+    }
+    if let Some(url) = &options.change_url {
+        labels.insert(CHANGE_URL_LABEL.to_string(), url.clone());
     }
     let mut build_args = image.build_args.clone();
     if !image.siblings.is_empty() {
@@ -169,9 +212,11 @@ pub fn plan_image(
             build_args,
             labels,
             tags: tags.iter().map(|t| format!("{repository}:{t}")).collect(),
-            platforms: image.arch.clone(),
+            platforms,
+            env: options.build_env.clone(),
         },
         repository,
+        buildset_repository: buildset_repository(&image.repository).to_string(),
         siblings: image.siblings.clone(),
         pushes,
     })
@@ -198,11 +243,33 @@ fn checked_repository(
     Ok(full)
 }
 
-/// Every tag the build gets: each of `tags` and its change tag.
+/// The platforms of `arch`, each once.
+fn platforms(index: usize, image: &ContainerImage) -> Result<Vec<TargetPlatform>, PlanError> {
+    let mut platforms: Vec<TargetPlatform> = Vec::new();
+    for entry in &image.arch {
+        let platform: TargetPlatform = entry.parse().map_err(|e| PlanError::Arch {
+            index,
+            problem: format!("{e}"),
+        })?;
+        if platforms.contains(&platform) {
+            return Err(PlanError::Arch {
+                index,
+                problem: format!("{entry:?} is listed twice"),
+            });
+        }
+        platforms.push(platform);
+    }
+    Ok(platforms)
+}
+
+/// Every tag the build gets: each of `tags` and its change tag (each of
+/// which must stay a valid tag with a platform's suffix, for the builders
+/// that tag each platform's image).
 fn local_tags(
     index: usize,
     image: &ContainerImage,
     options: &PlanOptions,
+    platforms: &[TargetPlatform],
 ) -> Result<Vec<String>, PlanError> {
     if image.tags.is_empty() {
         return Err(PlanError::Tag {
@@ -218,10 +285,13 @@ fn local_tags(
             names.push(temporary_tag(options.change.as_deref(), pipeline, tag));
         }
         for name in names {
-            name.parse::<Tag>().map_err(|e| PlanError::Tag {
-                index,
-                problem: e.to_string(),
-            })?;
+            let suffixed = platforms.iter().map(|p| p.tagged(&name));
+            for candidate in std::iter::once(name.clone()).chain(suffixed) {
+                candidate.parse::<Tag>().map_err(|e| PlanError::Tag {
+                    index,
+                    problem: e.to_string(),
+                })?;
+            }
             all.push(name);
         }
     }
@@ -248,11 +318,13 @@ mod tests {
         std::fs::write(dir.join("app/Dockerfile"), "FROM scratch\n").unwrap();
         PlanOptions {
             work_dir: dir.to_path_buf(),
-            default_dockerfile: "Dockerfile".into(),
+            default_dockerfile: DefaultFile::default(),
             docker_registry: None,
             change: Some("42".into()),
+            change_url: Some("https://review.example.org/42".into()),
             pipeline: Some("gate".into()),
             buildset_authority: Some("127.0.0.1:5000".into()),
+            build_env: Default::default(),
         }
     }
 
@@ -273,6 +345,10 @@ mod tests {
             plan.spec.labels,
             BTreeMap::from([
                 ("org.zuul-ci.change".to_string(), "42".to_string()),
+                (
+                    "org.zuul-ci.change_url".to_string(),
+                    "https://review.example.org/42".to_string()
+                ),
                 ("team".to_string(), "infra".to_string())
             ])
         );
@@ -316,6 +392,7 @@ mod tests {
 
         opts.docker_registry = None;
         opts.change = None;
+        opts.change_url = None;
         let plan = plan_image(0, &image("docker.io/org/app"), &opts).unwrap();
         assert_eq!(plan.spec.tags[1], "docker.io/org/app:gate_latest");
         assert_eq!(plan.pushes[0].remote, "127.0.0.1:5000/org/app:latest");
@@ -325,6 +402,7 @@ mod tests {
             "127.0.0.1:5000/quay.io/org/app:latest"
         );
         assert!(!plan.spec.labels.contains_key(CHANGE_LABEL));
+        assert!(!plan.spec.labels.contains_key(CHANGE_URL_LABEL));
     }
 
     #[test]
@@ -360,5 +438,52 @@ mod tests {
                 .starts_with("docker_images[0].tags: tag \"-x\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn arch_entries_are_platforms_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+        let mut multi = image("org/app");
+        multi.arch = vec!["linux/amd64".into(), "linux/arm64".into()];
+        let plan = plan_image(0, &multi, &opts).unwrap();
+        assert_eq!(
+            plan.spec.platforms,
+            [
+                "linux/amd64".parse::<TargetPlatform>().unwrap(),
+                "linux/arm64".parse().unwrap()
+            ]
+        );
+        multi.arch = vec!["linux/arm64".into(), "arm64".into()];
+        assert_eq!(
+            plan_image(2, &multi, &opts).unwrap_err().to_string(),
+            "docker_images[2].arch: \"arm64\" is not a platform of the form \
+             os/architecture[/variant] (e.g. linux/arm64)"
+        );
+        multi.arch = vec!["linux/arm64".into(), "linux/arm64".into()];
+        assert_eq!(
+            plan_image(0, &multi, &opts).unwrap_err().to_string(),
+            "docker_images[0].arch: \"linux/arm64\" is listed twice"
+        );
+        // With a platform's suffix the change tag would pass 128 characters.
+        multi.arch = vec!["linux/arm64".into()];
+        multi.tags = vec!["t".repeat(110)];
+        let err = plan_image(0, &multi, &opts).unwrap_err().to_string();
+        assert!(err.starts_with("docker_images[0].tags: "), "{err}");
+    }
+
+    #[test]
+    fn the_container_family_prefers_a_containerfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.default_dockerfile = DefaultFile::ContainerfileOrDockerfile;
+        let plan = plan_image(0, &image("org/app"), &opts).unwrap();
+        assert_eq!(plan.spec.dockerfile, "Dockerfile");
+        std::fs::write(dir.path().join("app/Containerfile"), "FROM scratch\n").unwrap();
+        let plan = plan_image(0, &image("org/app"), &opts).unwrap();
+        assert_eq!(plan.spec.dockerfile, "Containerfile");
+        opts.default_dockerfile = DefaultFile::default();
+        let plan = plan_image(0, &image("org/app"), &opts).unwrap();
+        assert_eq!(plan.spec.dockerfile, "Dockerfile");
     }
 }
