@@ -375,3 +375,61 @@ fn podman_and_buildah_build_and_push_with_their_own_ca() {
         let _ = Command::new(command).args(["rmi", "-f", &id]).output();
     }
 }
+
+#[test]
+fn the_container_family_builds_the_containerfile_with_podman_and_its_extra_env() {
+    let home = tempfile::tempdir().unwrap();
+    let work = write_project(home.path());
+    // Beside the Containerfile, a Dockerfile that cannot be built.
+    std::fs::write(
+        work.join("tool/Dockerfile"),
+        "FROM scratch\nCOPY not-in-the-context /x\n",
+    )
+    .unwrap();
+    let reg = BuildsetServer::start();
+    let prefix = unique("pubfamily");
+    let mut zuul = zuul(home.path());
+    zuul["change_url"] = json!("https://review.example.org/c/org/project/+/42");
+    let result = succeeded(run_module(
+        "build_docker_image",
+        json!({"family": "container",
+               "container_images": [{"context": "tool", "repository": format!("{prefix}/tool"),
+                                     "labels": ["team=infra"]}],
+               // podman writes Docker's image format when its environment says so.
+               "container_build_extra_env": {"BUILDAH_FORMAT": "docker"},
+               "zuul": zuul, "buildset_registry": buildset(&reg)}),
+        home.path(),
+    ));
+    assert!(
+        result["msg"].as_str().unwrap().contains("with podman"),
+        "{result:#}"
+    );
+    let remote = format!("{}/{prefix}/tool:latest", reg.authority());
+    let found = skopeo_inspect(&remote, &reg.ca_pem, &reg.username, &reg.password)
+        .unwrap_or_else(|| panic!("{remote} not pushed"));
+    let labels = &found["Labels"];
+    assert_eq!(labels["org.zuul-ci.change"], "42");
+    assert_eq!(
+        labels["org.zuul-ci.change_url"],
+        "https://review.example.org/c/org/project/+/42"
+    );
+    assert_eq!(labels["team"], "infra");
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::write(certs.path().join("ca.crt"), &reg.ca_pem).unwrap();
+    let raw: Value = serde_json::from_str(&run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--cert-dir"])
+        .arg(certs.path())
+        .arg("--creds")
+        .arg(format!("{}:{}", reg.username, reg.password))
+        .arg(format!("docker://{remote}"))))
+    .unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let id = result["images"][0]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = Command::new("podman").args(["rmi", "-f", &id]).output();
+}
