@@ -328,7 +328,7 @@ fn without_a_buildset_registry_podman_leaves_the_manifest_list_under_every_tag()
             &format!("{repository}:{tag}"),
         ])))
         .unwrap();
-        let platforms: Vec<String> = list["manifests"]
+        let mut platforms: Vec<String> = list["manifests"]
             .as_array()
             .unwrap()
             .iter()
@@ -340,6 +340,8 @@ fn without_a_buildset_registry_podman_leaves_the_manifest_list_under_every_tag()
                 )
             })
             .collect();
+        // In the order the builds finished.
+        platforms.sort();
         assert_eq!(platforms, PLATFORMS, "{tag}");
     }
     let local: Vec<&str> = result["images"][0]["local_platforms"]

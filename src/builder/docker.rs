@@ -46,7 +46,7 @@ impl Builder for Docker {
         spec: &BuildSpec,
         log: &mut dyn Write,
     ) -> Result<PlatformsBuilt, BuildError> {
-        docker_platforms::build(self, spec, log)
+        docker_platforms::build(spec, log)
     }
 
     fn push_platforms(

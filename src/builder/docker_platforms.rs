@@ -53,9 +53,6 @@ fn find_buildkit_cli() -> Result<PathBuf, String> {
                 .output()
                 .ok()
         };
-        if output(&["buildx", "version"]).is_some_and(|o| o.status.success()) {
-            return Ok(cli);
-        }
         // Printed also when the daemon does not answer (then it fails).
         let version = output(&["version", "--format", "{{.Client.Version}}"])
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -64,7 +61,9 @@ fn find_buildkit_cli() -> Result<PathBuf, String> {
             .split('.')
             .next()
             .and_then(|m| m.parse::<u32>().ok());
-        if major.is_some_and(|m| m < FIRST_CLI_WITHOUT_BUILTIN_BUILDKIT) {
+        if major.is_some_and(|m| m < FIRST_CLI_WITHOUT_BUILTIN_BUILDKIT)
+            || output(&["buildx", "version"]).is_some_and(|o| o.status.success())
+        {
             return Ok(cli);
         }
         seen.push((cli, version));
@@ -101,22 +100,32 @@ fn local_names(spec: &BuildSpec, platform: &TargetPlatform) -> Vec<String> {
     names
 }
 
+/// The image IDs `names` name, in order, from one `docker image inspect`;
+/// `None` when any of them names no image.
+fn ids_of(names: &[String]) -> Option<Vec<String>> {
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}"])
+        .args(names)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(super::bare_id)
+        .collect();
+    (ids.len() == names.len()).then_some(ids)
+}
+
 /// Build every platform of `spec`, one BuildKit build each.
-pub fn build(
-    docker: &Docker,
-    spec: &BuildSpec,
-    log: &mut dyn Write,
-) -> Result<PlatformsBuilt, BuildError> {
+pub fn build(spec: &BuildSpec, log: &mut dyn Write) -> Result<PlatformsBuilt, BuildError> {
     let cli = buildkit_cli()?;
     let scratch = scratch_dir()?;
     let mut images = Vec::new();
     let mut changed = false;
     for (n, platform) in spec.platforms.iter().enumerate() {
         let names = local_names(spec, platform);
-        let before = names
-            .iter()
-            .map(|name| docker.image_id(name))
-            .collect::<Result<Vec<_>, _>>()?;
+        let before = ids_of(&names);
         let iidfile = scratch.path().join(format!("iid-{n}"));
         let platform_flag = platform.to_string();
         run_streamed(
@@ -134,7 +143,7 @@ pub fn build(
             log,
         )?;
         let id = super::bare_id(&read_image_id(&iidfile)?);
-        changed |= before.iter().any(|b| b.as_deref() != Some(id.as_str()));
+        changed |= before.is_none_or(|ids| ids.iter().any(|b| *b != id));
         images.push((platform.clone(), id));
     }
     Ok(PlatformsBuilt { images, changed })
