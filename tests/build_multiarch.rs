@@ -363,7 +363,7 @@ fn a_bad_platform_is_refused_before_anything_is_built() {
     let result = run_module("build_docker_image", args, home.path());
     assert_eq!(
         failure_msg(&result),
-        "docker_images[0].arch: \"arm64\" is not a platform of the form \
+        "container_images[0].arch: \"arm64\" is not a platform of the form \
          os/architecture[/variant] (e.g. linux/arm64)"
     );
     assert!(!home.path().join("zuul-output").exists());

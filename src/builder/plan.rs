@@ -42,9 +42,46 @@ impl Default for DefaultFile {
     }
 }
 
+/// The name the images' list has in the role family that passes it, as
+/// messages name its entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImageList {
+    /// `docker_images`.
+    #[default]
+    DockerImages,
+    /// `container_images`.
+    ContainerImages,
+}
+
+impl std::fmt::Display for ImageList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImageList::DockerImages => "docker_images",
+            ImageList::ContainerImages => "container_images",
+        })
+    }
+}
+
+/// One entry of the images' list (`container_images[2]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The list.
+    pub list: ImageList,
+    /// Position in it.
+    pub index: usize,
+}
+
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.list, self.index)
+    }
+}
+
 /// Settings shared by every image of one run.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
+    /// What the images' list is called.
+    pub list: ImageList,
     /// `zuul_work_dir`: contexts are relative to it.
     pub work_dir: PathBuf,
     /// The Dockerfile when an image names none.
@@ -92,34 +129,34 @@ pub struct ImagePlan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// The repository is not an image name without tag.
-    #[error("docker_images[{index}].repository: {problem}")]
+    #[error("{entry}.repository: {problem}")]
     Repository {
-        /// Position in `docker_images`.
-        index: usize,
+        /// The entry.
+        entry: Entry,
         /// What is wrong.
         problem: String,
     },
     /// A tag, or a tag derived from it, is not a valid tag.
-    #[error("docker_images[{index}].tags: {problem}")]
+    #[error("{entry}.tags: {problem}")]
     Tag {
-        /// Position in `docker_images`.
-        index: usize,
+        /// The entry.
+        entry: Entry,
         /// What is wrong.
         problem: String,
     },
     /// An entry of `arch` is not a platform, or one is listed twice.
-    #[error("docker_images[{index}].arch: {problem}")]
+    #[error("{entry}.arch: {problem}")]
     Arch {
-        /// Position in `docker_images`.
-        index: usize,
+        /// The entry.
+        entry: Entry,
         /// What is wrong.
         problem: String,
     },
     /// The context directory or Dockerfile is not there.
-    #[error("docker_images[{index}].{field}: {path} does not exist")]
+    #[error("{entry}.{field}: {path} does not exist")]
     Missing {
-        /// Position in `docker_images`.
-        index: usize,
+        /// The entry.
+        entry: Entry,
         /// `context` or `dockerfile`.
         field: &'static str,
         /// The path looked for.
@@ -146,14 +183,18 @@ pub fn plan_image(
     image: &ContainerImage,
     options: &PlanOptions,
 ) -> Result<ImagePlan, PlanError> {
-    let repository = checked_repository(index, image, options)?;
-    let platforms = platforms(index, image)?;
-    let tags = local_tags(index, image, options, &platforms)?;
+    let entry = Entry {
+        list: options.list,
+        index,
+    };
+    let repository = checked_repository(entry, image, options)?;
+    let platforms = platforms(entry, image)?;
+    let tags = local_tags(entry, image, options, &platforms)?;
 
     let context_dir = options.work_dir.join(&image.context);
     if !context_dir.is_dir() {
         return Err(PlanError::Missing {
-            index,
+            entry,
             field: "context",
             path: context_dir,
         });
@@ -170,7 +211,7 @@ pub fn plan_image(
     };
     if !context_dir.join(&dockerfile).is_file() {
         return Err(PlanError::Missing {
-            index,
+            entry,
             field: "dockerfile",
             path: context_dir.join(&dockerfile),
         });
@@ -225,11 +266,11 @@ pub fn plan_image(
 /// `<docker_registry>/<repository>`, validated as an image name without a
 /// tag or digest.
 fn checked_repository(
-    index: usize,
+    entry: Entry,
     image: &ContainerImage,
     options: &PlanOptions,
 ) -> Result<String, PlanError> {
-    let problem = |problem: String| PlanError::Repository { index, problem };
+    let problem = |problem: String| PlanError::Repository { entry, problem };
     if image.repository.is_empty() {
         return Err(problem("must not be empty".into()));
     }
@@ -244,17 +285,17 @@ fn checked_repository(
 }
 
 /// The platforms of `arch`, each once.
-fn platforms(index: usize, image: &ContainerImage) -> Result<Vec<TargetPlatform>, PlanError> {
+fn platforms(entry: Entry, image: &ContainerImage) -> Result<Vec<TargetPlatform>, PlanError> {
     let mut platforms: Vec<TargetPlatform> = Vec::new();
-    for entry in &image.arch {
-        let platform: TargetPlatform = entry.parse().map_err(|e| PlanError::Arch {
-            index,
+    for name in &image.arch {
+        let platform: TargetPlatform = name.parse().map_err(|e| PlanError::Arch {
+            entry,
             problem: format!("{e}"),
         })?;
         if platforms.contains(&platform) {
             return Err(PlanError::Arch {
-                index,
-                problem: format!("{entry:?} is listed twice"),
+                entry,
+                problem: format!("{name:?} is listed twice"),
             });
         }
         platforms.push(platform);
@@ -266,14 +307,14 @@ fn platforms(index: usize, image: &ContainerImage) -> Result<Vec<TargetPlatform>
 /// which must stay a valid tag with a platform's suffix, for the builders
 /// that tag each platform's image).
 fn local_tags(
-    index: usize,
+    entry: Entry,
     image: &ContainerImage,
     options: &PlanOptions,
     platforms: &[TargetPlatform],
 ) -> Result<Vec<String>, PlanError> {
     if image.tags.is_empty() {
         return Err(PlanError::Tag {
-            index,
+            entry,
             problem: "must list at least one tag".into(),
         });
     }
@@ -288,7 +329,7 @@ fn local_tags(
             let suffixed = platforms.iter().map(|p| p.tagged(&name));
             for candidate in std::iter::once(name.clone()).chain(suffixed) {
                 candidate.parse::<Tag>().map_err(|e| PlanError::Tag {
-                    index,
+                    entry,
                     problem: e.to_string(),
                 })?;
             }
@@ -317,6 +358,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("app")).unwrap();
         std::fs::write(dir.join("app/Dockerfile"), "FROM scratch\n").unwrap();
         PlanOptions {
+            list: ImageList::DockerImages,
             work_dir: dir.to_path_buf(),
             default_dockerfile: DefaultFile::default(),
             docker_registry: None,
@@ -485,5 +527,13 @@ mod tests {
         opts.default_dockerfile = DefaultFile::default();
         let plan = plan_image(0, &image("org/app"), &opts).unwrap();
         assert_eq!(plan.spec.dockerfile, "Dockerfile");
+        // Its messages name its list.
+        opts.list = ImageList::ContainerImages;
+        let err = plan_image(3, &image("Org/App"), &opts).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("container_images[3].repository: "),
+            "{err}"
+        );
     }
 }

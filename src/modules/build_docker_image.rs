@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ansible::{Context, Module, Outcome};
 use crate::builder::index::{self, PublishedIndex};
-use crate::builder::plan::{plan_all, DefaultFile, ImagePlan, PlanOptions, Push};
+use crate::builder::plan::{plan_all, DefaultFile, Entry, ImageList, ImagePlan, PlanOptions, Push};
 use crate::builder::siblings::SiblingsCopy;
 use crate::builder::{self, Builder, PlatformsBuilt, PlatformsPushed, RegistryLogin};
 use crate::client::{runtime, Endpoint, RemoteRegistry};
@@ -133,7 +133,13 @@ impl Module for BuildDockerImage {
         if let Some(registry) = &registry {
             ctx.secrets.add(registry.password.clone());
         }
+        let list = match args.family {
+            Family::Docker => ImageList::DockerImages,
+            Family::Container => ImageList::ContainerImages,
+        };
+        let entry = |index| Entry { list, index };
         let options = PlanOptions {
+            list,
             work_dir: work_dir(&args)?,
             default_dockerfile: match (&args.docker_dockerfile, args.family) {
                 (Some(name), _) => DefaultFile::Named(name.clone()),
@@ -154,7 +160,7 @@ impl Module for BuildDockerImage {
         for (index, plan) in plans.iter().enumerate() {
             builder
                 .check(&plan.spec)
-                .with_context(|| format!("docker_images[{index}] ({})", plan.repository))?;
+                .with_context(|| format!("{} ({})", entry(index), plan.repository))?;
         }
 
         if ctx.check_mode {
@@ -178,7 +184,8 @@ impl Module for BuildDockerImage {
                 .with_context(|| format!("creating the build log {}", log_path.display()))?;
             let failed = |what: &str| {
                 format!(
-                    "{what} docker_images[{index}] ({}), log in {}",
+                    "{what} {} ({}), log in {}",
+                    entry(index),
                     plan.repository,
                     log_path.display()
                 )
