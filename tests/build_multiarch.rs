@@ -112,8 +112,9 @@ fn manifest(
         .unwrap_or_else(|e| panic!("{reference}: {e}"))
 }
 
-/// The `os/architecture` each image of `index` says in its config, in
-/// the order of the index, beside what the index says of it.
+/// The `os/architecture` each image of `index` says in its config, beside
+/// what the index says of it, sorted (builders list platforms in the
+/// order their builds finished).
 fn platforms_of(
     client: &std::sync::Arc<RemoteRegistry>,
     repository: &str,
@@ -126,7 +127,7 @@ fn platforms_of(
         index.media_type
     );
     let repo: speculative_images::oci::RepositoryName = repository.parse().unwrap();
-    index
+    let mut found: Vec<(String, String)> = index
         .index()
         .unwrap()
         .manifests
@@ -160,7 +161,9 @@ fn platforms_of(
                 ),
             )
         })
-        .collect()
+        .collect::<Vec<_>>();
+    found.sort();
+    found
 }
 
 /// Build a two-platform image with `command` into a buildset registry and
@@ -197,8 +200,7 @@ fn two_platforms_with(command: &str) -> Value {
     assert_eq!(manifest(&client, &repository, "v1").digest, latest.digest);
     // Exactly the two platforms (in whatever order the builder listed
     // them), each image's config saying its platform.
-    let mut found = platforms_of(&client, &repository, &latest);
-    found.sort();
+    let found = platforms_of(&client, &repository, &latest);
     assert_eq!(
         found,
         PLATFORMS.map(|p| (p.to_string(), p.to_string())),
@@ -450,26 +452,39 @@ fn a_run_step_in_the_arm64_stage_runs_emulated() {
 
 #[test]
 fn the_index_digest_is_carried_through_the_whole_gate_and_the_amd64_image_runs() {
+    through_the_gate_with("docker");
+}
+
+#[test]
+fn a_podman_index_is_carried_through_the_whole_gate_and_the_amd64_image_runs() {
+    through_the_gate_with("podman");
+}
+
+/// Build a two-platform image with `command` and carry it through every
+/// hop of the gate to its final tag, checking its digest at each.
+fn through_the_gate_with(command: &str) {
     let home = tempfile::tempdir().unwrap();
     let work = project(home.path(), "");
     let build_id = std::fs::read_to_string(work.join("app/build-id")).unwrap();
     let buildset = BuildsetServer::start();
     let inter = Distribution::start();
     crate::support::docker_trust(&buildset.authority(), &buildset.ca_pem);
-    let prefix = unique("multiarch-gate");
+    let prefix = unique(&format!("multiarch-gate-{command}"));
     let _docker = DockerCleanup {
         prefix: prefix.clone(),
         certs_d: Some(buildset.authority()),
     };
+    let _storage = StorageCleanup(prefix.clone());
     let repository = format!("{prefix}/app");
     let images = json!([{"context": "app", "repository": repository, "tags": ["latest"],
-                         "arch": PLATFORMS}]);
+                         "arch": PLATFORMS, "labels": {TEST_LABEL: repository}}]);
 
     // The gate job builds into its buildset registry ...
     let built = succeeded(run_module(
         "build_docker_image",
         json!({"docker_images": images, "docker_dockerfile": "Containerfile",
-               "zuul": zuul(), "buildset_registry": registry_facts(&buildset)}),
+               "container_command": command, "zuul": zuul(),
+               "buildset_registry": registry_facts(&buildset)}),
         home.path(),
     ));
     let digest = built["images"][0]["index"]["digest"]
