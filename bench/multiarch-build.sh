@@ -48,6 +48,7 @@ done
 
 WORK=$(mktemp -d /tmp/bench-multiarch.XXXXXX)
 PREFIX=bench-multiarch-$$
+BENCH_LABEL=speculative-bench=$PREFIX
 SERVER_PID=
 REGISTRY=
 cleanup() {
@@ -120,6 +121,10 @@ local_cleanup() {
       "$tool" manifest rm "$n" >/dev/null 2>&1 || "$tool" rmi -f "$n" >/dev/null 2>&1 || true
     done
   done
+  # The per-platform images of the manifest lists have no name: both sides
+  # label them.
+  names=$(podman images -q --filter "label=$BENCH_LABEL" 2>/dev/null || true)
+  [[ -n $names ]] && echo "$names" | xargs podman rmi -f >/dev/null 2>&1
   rm -rf "$WORK/layout"
   return 0
 }
@@ -130,10 +135,10 @@ ours() { # TOOL -> ms
   local tool=$1 start end
   jq -n --arg repo "$PREFIX/$tool" --arg project "$PROJECT" --arg logs "$WORK/logs" --arg host "$HOST_IP" \
      --arg tool "$tool" --arg port "$PORT" --arg user "$USER_NAME" --arg password "$PASSWORD" \
-     --rawfile cert "$WORK/domain.crt" \
+     --rawfile cert "$WORK/domain.crt" --arg bench_label "$BENCH_LABEL" \
      '{_ansible_module_name: "speculative.images.build_docker_image",
        container_images: [{repository: $repo, context: ".", tags: ["latest", "v1"],
-                           arch: ["linux/amd64", "linux/arm64"]}],
+                           arch: ["linux/amd64", "linux/arm64"], labels: [$bench_label]}],
        family: "container", container_command: $tool,
        zuul_work_dir: $project, build_log_dir: $logs, zuul: {change: "1", pipeline: "gate"},
        buildset_registry: {host: $host, port: ($port | tonumber), username: $user,
@@ -156,7 +161,7 @@ theirs() { # TOOL -> ms
     case $tool in
       podman | buildah)
         "$tool" build -q --platform linux/amd64,linux/arm64 --manifest "$local:latest" \
-          --layers=false --label org.zuul-ci.change=1 -f Containerfile . >/dev/null
+          --layers=false --label org.zuul-ci.change=1 --label "$BENCH_LABEL" -f Containerfile . >/dev/null
         "$tool" manifest push -q --all "$local:latest" "oci:$WORK/layout:latest" >/dev/null
         skopeo copy -q --all "${creds[@]}" "oci:$WORK/layout:latest" "docker://$repo:latest"
         skopeo copy -q --all "${creds[@]}" --src-creds "$USER_NAME:$PASSWORD" \
@@ -166,7 +171,7 @@ theirs() { # TOOL -> ms
         login_docker
         for p in amd64 arm64; do
           DOCKER_BUILDKIT=1 "$DOCKER_BK" build -q --platform "linux/$p" -t "$repo:latest-linux-$p" \
-            --label org.zuul-ci.change=1 -f Containerfile . >/dev/null
+            --label org.zuul-ci.change=1 --label "$BENCH_LABEL" -f Containerfile . >/dev/null
           "$DOCKER_BK" push -q "$repo:latest-linux-$p" >/dev/null
         done
         "$DOCKER_BK" manifest create "$repo:latest" "$repo:latest-linux-amd64" "$repo:latest-linux-arm64" >/dev/null
