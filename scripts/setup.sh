@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 APT_PACKAGES=(docker.io docker-registry skopeo podman buildah busybox-static
-              apache2-utils jq curl make iproute2 python3-venv file shellcheck)
+              apache2-utils jq curl make iproute2 python3-venv file shellcheck
+              qemu-user-static)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -32,3 +33,5 @@ if [[ ! -x .venv/bin/ansible-playbook || ! -x .venv/bin/molecule ]]; then
 fi
 
 scripts/ensure-dockerd.sh
+# RUN steps of foreign-architecture stages in multi-arch builds.
+scripts/ensure-binfmt.sh

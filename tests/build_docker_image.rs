@@ -377,47 +377,59 @@ fn podman_and_buildah_build_and_push_with_their_own_ca() {
 }
 
 #[test]
-fn arch_is_refused_by_every_builder_before_anything_is_built() {
+fn the_container_family_builds_the_containerfile_with_podman_and_its_extra_env() {
     let home = tempfile::tempdir().unwrap();
-    write_project(home.path());
+    let work = write_project(home.path());
+    // Beside the Containerfile, a Dockerfile that cannot be built.
+    std::fs::write(
+        work.join("tool/Dockerfile"),
+        "FROM scratch\nCOPY not-in-the-context /x\n",
+    )
+    .unwrap();
     let reg = BuildsetServer::start();
-    for command in ["docker", "podman"] {
-        let prefix = unique(&format!("pubarch{command}"));
-        let _cleanup = DockerCleanup {
-            prefix: prefix.clone(),
-            certs_d: None,
-        };
-        // The first image could be built; the second asks for `arch`.
-        let result = run_module(
-            "build_docker_image",
-            json!({"docker_images": [
-                       {"context": "tool", "dockerfile": "Containerfile",
-                        "repository": format!("{prefix}/plain")},
-                       {"context": "tool", "dockerfile": "Containerfile",
-                        "repository": format!("{prefix}/multi"),
-                        "arch": ["linux/amd64", "linux/arm64"]}],
-                   "zuul": zuul(home.path()), "container_command": command,
-                   "buildset_registry": buildset(&reg)}),
-            home.path(),
-        );
-        assert_eq!(
-            failure_msg(&result),
-            format!(
-                "docker_images[1] ({prefix}/multi): `arch` is not supported by the {command} \
-                 builder"
-            )
-        );
-        // Nothing built, logged or pushed.
-        for image in ["plain", "multi"] {
-            let listed =
-                run(Command::new(command).args(["images", "-q", &format!("{prefix}/{image}")]));
-            assert_eq!(listed, "", "{command} built {prefix}/{image}");
-            let remote = format!("{}/{prefix}/{image}:latest", reg.authority());
-            assert_eq!(
-                skopeo_inspect(&remote, &reg.ca_pem, &reg.username, &reg.password),
-                None
-            );
-        }
-        assert!(!home.path().join("zuul-output").exists());
-    }
+    let prefix = unique("pubfamily");
+    let mut zuul = zuul(home.path());
+    zuul["change_url"] = json!("https://review.example.org/c/org/project/+/42");
+    let result = succeeded(run_module(
+        "build_docker_image",
+        json!({"family": "container",
+               "container_images": [{"context": "tool", "repository": format!("{prefix}/tool"),
+                                     "labels": ["team=infra"]}],
+               // podman writes Docker's image format when its environment says so.
+               "container_build_extra_env": {"BUILDAH_FORMAT": "docker"},
+               "zuul": zuul, "buildset_registry": buildset(&reg)}),
+        home.path(),
+    ));
+    assert!(
+        result["msg"].as_str().unwrap().contains("with podman"),
+        "{result:#}"
+    );
+    let remote = format!("{}/{prefix}/tool:latest", reg.authority());
+    let found = skopeo_inspect(&remote, &reg.ca_pem, &reg.username, &reg.password)
+        .unwrap_or_else(|| panic!("{remote} not pushed"));
+    let labels = &found["Labels"];
+    assert_eq!(labels["org.zuul-ci.change"], "42");
+    assert_eq!(
+        labels["org.zuul-ci.change_url"],
+        "https://review.example.org/c/org/project/+/42"
+    );
+    assert_eq!(labels["team"], "infra");
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::write(certs.path().join("ca.crt"), &reg.ca_pem).unwrap();
+    let raw: Value = serde_json::from_str(&run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--cert-dir"])
+        .arg(certs.path())
+        .arg("--creds")
+        .arg(format!("{}:{}", reg.username, reg.password))
+        .arg(format!("docker://{remote}"))))
+    .unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let id = result["images"][0]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = Command::new("podman").args(["rmi", "-f", &id]).output();
 }

@@ -32,6 +32,7 @@ mod transfer_support;
 mod publish_support;
 
 mod build_docker_image;
+mod build_multiarch;
 mod build_preload;
 mod publish_container;
 mod publish_promote;

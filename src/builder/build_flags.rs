@@ -8,7 +8,20 @@ use super::BuildSpec;
 /// `build` arguments for `spec`, writing the image ID to `iidfile`. The
 /// context path comes last.
 pub fn build_args(spec: &BuildSpec, iidfile: &Path) -> Vec<OsString> {
+    build_args_with(spec, &spec.tags, &[], Some(iidfile))
+}
+
+/// `build` arguments for `spec` tagged `tags` instead of its own, with
+/// `extra` flags (`--platform ...`), writing the image ID to `iidfile`
+/// when given.
+pub fn build_args_with(
+    spec: &BuildSpec,
+    tags: &[String],
+    extra: &[&str],
+    iidfile: Option<&Path>,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["build".into(), "-f".into(), (&spec.dockerfile).into()];
+    args.extend(extra.iter().map(OsString::from));
     if let Some(target) = &spec.target {
         args.extend(["--target".into(), target.into()]);
     }
@@ -18,10 +31,12 @@ pub fn build_args(spec: &BuildSpec, iidfile: &Path) -> Vec<OsString> {
     for (key, value) in &spec.labels {
         args.extend(["--label".into(), format!("{key}={value}").into()]);
     }
-    for tag in &spec.tags {
+    for tag in tags {
         args.extend(["--tag".into(), tag.into()]);
     }
-    args.extend(["--iidfile".into(), iidfile.as_os_str().to_owned()]);
+    if let Some(iidfile) = iidfile {
+        args.extend(["--iidfile".into(), iidfile.as_os_str().to_owned()]);
+    }
     args.push((&spec.path).into());
     args
 }
@@ -49,6 +64,7 @@ mod tests {
             labels: BTreeMap::from([("org.zuul-ci.change".into(), "42".into())]),
             tags: vec!["org/app:latest".into(), "org/app:change_42_latest".into()],
             platforms: vec![],
+            env: Default::default(),
         };
         let args: Vec<String> = build_args(&spec, Path::new("/tmp/iid"))
             .into_iter()

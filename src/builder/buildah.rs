@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use super::podman::{oci_build, oci_push};
-use super::{BuildError, BuildSpec, Builder, RegistryLogin};
+use super::{manifest_list, BuildError, BuildSpec, Builder, RegistryLogin};
+use super::{PlatformsBuilt, PlatformsPushed};
 
 /// The buildah CLI.
 pub struct Buildah;
@@ -16,6 +17,25 @@ impl Builder for Buildah {
 
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError> {
         oci_build("buildah", spec, log)
+    }
+
+    fn build_platforms(
+        &self,
+        spec: &BuildSpec,
+        log: &mut dyn Write,
+    ) -> Result<PlatformsBuilt, BuildError> {
+        manifest_list::build("buildah", spec, log)
+    }
+
+    fn push_platforms(
+        &self,
+        _spec: &BuildSpec,
+        local: &str,
+        remote: &str,
+        login: &RegistryLogin,
+        log: &mut dyn Write,
+    ) -> Result<PlatformsPushed, BuildError> {
+        manifest_list::push("buildah", local, remote, login, log)
     }
 
     fn image_id(&self, name: &str) -> Result<Option<String>, BuildError> {

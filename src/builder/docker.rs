@@ -9,7 +9,8 @@ use std::process::Command;
 use super::auth_file::AuthFile;
 use super::build_flags::{build_args, read_image_id};
 use super::process::{run_captured, run_streamed};
-use super::{BuildError, BuildSpec, Builder, RegistryLogin};
+use super::{docker_platforms, BuildError, BuildSpec, Builder, RegistryLogin};
+use super::{PlatformsBuilt, PlatformsPushed};
 
 /// The docker CLI.
 pub struct Docker;
@@ -19,17 +20,44 @@ impl Builder for Docker {
         "docker"
     }
 
+    fn check(&self, spec: &BuildSpec) -> Result<(), BuildError> {
+        if !spec.platforms.is_empty() {
+            docker_platforms::buildkit_cli()?;
+        }
+        Ok(())
+    }
+
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError> {
         let scratch = scratch_dir()?;
         let iidfile = scratch.path().join("iid");
         run_streamed(
             Command::new("docker")
+                .envs(&spec.env)
                 .args(build_args(spec, &iidfile))
                 .current_dir(&spec.context_dir),
             "docker build",
             log,
         )?;
         read_image_id(&iidfile).map(|id| super::bare_id(&id))
+    }
+
+    fn build_platforms(
+        &self,
+        spec: &BuildSpec,
+        log: &mut dyn Write,
+    ) -> Result<PlatformsBuilt, BuildError> {
+        docker_platforms::build(spec, log)
+    }
+
+    fn push_platforms(
+        &self,
+        spec: &BuildSpec,
+        local: &str,
+        remote: &str,
+        login: &RegistryLogin,
+        log: &mut dyn Write,
+    ) -> Result<PlatformsPushed, BuildError> {
+        docker_platforms::push(self, spec, local, remote, login, log)
     }
 
     fn image_id(&self, name: &str) -> Result<Option<String>, BuildError> {

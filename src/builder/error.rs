@@ -10,13 +10,24 @@ pub enum BuildError {
     /// `container_command` names no builder we have.
     #[error("container_command {0:?} is not a known builder: use docker, podman or buildah")]
     UnknownBuilder(String),
-    /// The builder cannot do what the image asks for.
-    #[error("`{feature}` is not supported by the {builder} builder")]
-    Unsupported {
-        /// `docker`, `podman`, `buildah`.
-        builder: &'static str,
-        /// The image option asked for (`arch`).
-        feature: &'static str,
+    /// A multi-arch docker build needs BuildKit, which no docker CLI on
+    /// `PATH` drives here.
+    #[error(
+        "`arch` with docker needs BuildKit: a docker CLI with the buildx plugin, or one \
+         older than 23 (Debian's docker.io), which drives the daemon's own BuildKit; \
+         none on PATH does ({found})"
+    )]
+    NoBuildKit {
+        /// The docker CLIs found, with their versions.
+        found: String,
+    },
+    /// A command succeeded but did not leave what it should have.
+    #[error("`{command}` {problem}")]
+    Output {
+        /// The command.
+        command: String,
+        /// What is missing or wrong.
+        problem: String,
     },
     /// The command could not be started.
     #[error("running {program}: {source}")]

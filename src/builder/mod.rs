@@ -7,11 +7,21 @@
 //! last lines travel in its [`BuildError`]. What to build, under which
 //! names, is decided beforehand by [`plan`]; sibling projects are copied
 //! into the context by [`siblings`].
+//!
+//! A multi-arch build (`arch`, see [`platform`]) is each builder's own
+//! (`build_platforms`, `push_platforms`): podman and buildah build and push
+//! a manifest list, docker builds and pushes one image per platform; the
+//! one index under every tag of the buildset registry is then written by
+//! [`index`].
 
 pub mod buildah;
 pub mod docker;
+mod docker_platforms;
 pub mod error;
+pub mod index;
+mod manifest_list;
 pub mod plan;
+pub mod platform;
 pub mod podman;
 pub mod process;
 pub mod siblings;
@@ -26,6 +36,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub use error::BuildError;
+pub use platform::TargetPlatform;
 
 use crate::zuul::BUILDSET_REGISTRY_ALIAS;
 
@@ -46,8 +57,29 @@ pub struct BuildSpec {
     pub labels: BTreeMap<String, String>,
     /// Full local names to tag the result with (`org/img:latest`).
     pub tags: Vec<String>,
-    /// Platforms of a multi-arch build (empty: the host's).
-    pub platforms: Vec<String>,
+    /// Platforms of a multi-arch build (empty: the host's, one image).
+    pub platforms: Vec<TargetPlatform>,
+    /// Variables added to the build command's environment.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A multi-arch build as it is left locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformsBuilt {
+    /// Per platform, in the order of `arch`: its image's local ID (docker)
+    /// or manifest digest in the local manifest list (podman, buildah).
+    pub images: Vec<(TargetPlatform, String)>,
+    /// Whether a local name now names something it did not before.
+    pub changed: bool,
+}
+
+/// What a builder pushed of a multi-arch build to the remote repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlatformsPushed {
+    /// Its own manifest list, under this tag.
+    Index(String),
+    /// One image per platform, each under its own tag.
+    PerPlatform(Vec<(TargetPlatform, String)>),
 }
 
 /// How to log in to a registry to push.
@@ -69,23 +101,34 @@ pub trait Builder {
     fn name(&self) -> &'static str;
 
     /// Refuse, before anything is built, what this builder cannot do with
-    /// `spec`. No builder here builds for other platforms (`arch`: that
-    /// needs docker buildx, or a manifest list assembled from per-platform
-    /// podman/buildah builds, neither of which is implemented).
-    fn check(&self, spec: &BuildSpec) -> Result<(), BuildError> {
-        if spec.platforms.is_empty() {
-            Ok(())
-        } else {
-            Err(BuildError::Unsupported {
-                builder: self.name(),
-                feature: "arch",
-            })
-        }
+    /// `spec` on this host.
+    fn check(&self, _spec: &BuildSpec) -> Result<(), BuildError> {
+        Ok(())
     }
 
-    /// Build `spec` (which [`Builder::check`] accepted), streaming the
-    /// output to `log`; returns the image ID.
+    /// Build `spec` (which [`Builder::check`] accepted, and which names no
+    /// platforms), streaming the output to `log`; returns the image ID.
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError>;
+
+    /// Build every one of `spec.platforms`, leaving them locally under
+    /// `spec.tags` as the builder can hold them (a manifest list for
+    /// podman and buildah, one tag per platform for docker).
+    fn build_platforms(
+        &self,
+        spec: &BuildSpec,
+        log: &mut dyn Write,
+    ) -> Result<PlatformsBuilt, BuildError>;
+
+    /// Push the multi-arch build of `spec` known locally as `local` (one
+    /// of `spec.tags`) to `remote`, a full name under `login.authority`.
+    fn push_platforms(
+        &self,
+        spec: &BuildSpec,
+        local: &str,
+        remote: &str,
+        login: &RegistryLogin,
+        log: &mut dyn Write,
+    ) -> Result<PlatformsPushed, BuildError>;
 
     /// The ID of the local image `name`, or `None` when there is none
     /// (IDs compare equal across builders: no `sha256:` prefix).
@@ -162,32 +205,6 @@ mod tests {
             tool_authority("[fd00::5]", 5000),
             "zuul-jobs.buildset-registry:5000"
         );
-    }
-
-    #[test]
-    fn every_builder_refuses_arch_by_its_name() {
-        let mut spec = BuildSpec {
-            context_dir: "/src/app".into(),
-            path: ".".into(),
-            dockerfile: "Dockerfile".into(),
-            target: None,
-            build_args: vec![],
-            labels: Default::default(),
-            tags: vec!["org/app:latest".into()],
-            platforms: vec![],
-        };
-        for name in ["docker", "podman", "buildah"] {
-            let builder = for_command(name).unwrap();
-            assert!(builder.check(&spec).is_ok(), "{name}");
-        }
-        spec.platforms = vec!["linux/arm64".into()];
-        for name in ["docker", "podman", "buildah"] {
-            let builder = for_command(name).unwrap();
-            assert_eq!(
-                builder.check(&spec).unwrap_err().to_string(),
-                format!("`arch` is not supported by the {name} builder")
-            );
-        }
     }
 
     #[test]

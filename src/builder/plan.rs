@@ -16,29 +16,88 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::siblings;
-use super::BuildSpec;
+use super::{BuildSpec, TargetPlatform};
 use crate::oci::{Reference, Tag};
 use crate::zuul::full_repository;
 use crate::zuul::{buildset_repository, temporary_tag, ContainerImage};
 
 /// The label every image built for a change carries.
 pub const CHANGE_LABEL: &str = "org.zuul-ci.change";
+/// The label naming the change's URL (`zuul.change_url`), beside it.
+pub const CHANGE_URL_LABEL: &str = "org.zuul-ci.change_url";
+
+/// The file a context is built from when neither the image nor the run
+/// names one: the container family's choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultFile {
+    /// This file (`docker_dockerfile`, `container_filename`).
+    Named(String),
+    /// `Containerfile` when the context has one, else `Dockerfile`.
+    ContainerfileOrDockerfile,
+}
+
+impl Default for DefaultFile {
+    fn default() -> Self {
+        DefaultFile::Named("Dockerfile".to_string())
+    }
+}
+
+/// The name the images' list has in the role family that passes it, as
+/// messages name its entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImageList {
+    /// `docker_images`.
+    #[default]
+    DockerImages,
+    /// `container_images`.
+    ContainerImages,
+}
+
+impl std::fmt::Display for ImageList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImageList::DockerImages => "docker_images",
+            ImageList::ContainerImages => "container_images",
+        })
+    }
+}
+
+/// One entry of the images' list (`container_images[2]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The list.
+    pub list: ImageList,
+    /// Position in it.
+    pub index: usize,
+}
+
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.list, self.index)
+    }
+}
 
 /// Settings shared by every image of one run.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
+    /// What the images' list is called.
+    pub list: ImageList,
     /// `zuul_work_dir`: contexts are relative to it.
     pub work_dir: PathBuf,
-    /// `docker_dockerfile`: the Dockerfile when an image names none.
-    pub default_dockerfile: String,
+    /// The Dockerfile when an image names none.
+    pub default_dockerfile: DefaultFile,
     /// `docker_registry`: prefix of every repository, when set.
     pub docker_registry: Option<String>,
     /// `zuul.change`.
     pub change: Option<String>,
+    /// `zuul.change_url`.
+    pub change_url: Option<String>,
     /// `zuul.pipeline`, naming the extra tag when there is no change.
     pub pipeline: Option<String>,
     /// The buildset registry's `host:port` as container tools write it.
     pub buildset_authority: Option<String>,
+    /// Added to every build command's environment.
+    pub build_env: std::collections::BTreeMap<String, String>,
 }
 
 /// One local image pushed to one remote name.
@@ -55,6 +114,9 @@ pub struct Push {
 pub struct ImagePlan {
     /// The repository built, with the `docker_registry` prefix.
     pub repository: String,
+    /// The repository in the buildset registry (see
+    /// [`buildset_repository`]).
+    pub buildset_repository: String,
     /// The build itself (sibling build arg included).
     pub spec: BuildSpec,
     /// Siblings to copy into the context.
@@ -67,26 +129,34 @@ pub struct ImagePlan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// The repository is not an image name without tag.
-    #[error("docker_images[{index}].repository: {problem}")]
+    #[error("{entry}.repository: {problem}")]
     Repository {
-        /// Position in `docker_images`.
-        index: usize,
+        /// The entry.
+        entry: Entry,
         /// What is wrong.
         problem: String,
     },
     /// A tag, or a tag derived from it, is not a valid tag.
-    #[error("docker_images[{index}].tags: {problem}")]
+    #[error("{entry}.tags: {problem}")]
     Tag {
-        /// Position in `docker_images`.
-        index: usize,
+        /// The entry.
+        entry: Entry,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An entry of `arch` is not a platform, or one is listed twice.
+    #[error("{entry}.arch: {problem}")]
+    Arch {
+        /// The entry.
+        entry: Entry,
         /// What is wrong.
         problem: String,
     },
     /// The context directory or Dockerfile is not there.
-    #[error("docker_images[{index}].{field}: {path} does not exist")]
+    #[error("{entry}.{field}: {path} does not exist")]
     Missing {
-        /// Position in `docker_images`.
-        index: usize,
+        /// The entry.
+        entry: Entry,
         /// `context` or `dockerfile`.
         field: &'static str,
         /// The path looked for.
@@ -113,24 +183,35 @@ pub fn plan_image(
     image: &ContainerImage,
     options: &PlanOptions,
 ) -> Result<ImagePlan, PlanError> {
-    let repository = checked_repository(index, image, options)?;
-    let tags = local_tags(index, image, options)?;
+    let entry = Entry {
+        list: options.list,
+        index,
+    };
+    let repository = checked_repository(entry, image, options)?;
+    let platforms = platforms(entry, image)?;
+    let tags = local_tags(entry, image, options, &platforms)?;
 
     let context_dir = options.work_dir.join(&image.context);
     if !context_dir.is_dir() {
         return Err(PlanError::Missing {
-            index,
+            entry,
             field: "context",
             path: context_dir,
         });
     }
-    let dockerfile = image
-        .dockerfile
-        .clone()
-        .unwrap_or_else(|| options.default_dockerfile.clone());
+    let dockerfile = match (&image.dockerfile, &options.default_dockerfile) {
+        (Some(named), _) | (None, DefaultFile::Named(named)) => named.clone(),
+        (None, DefaultFile::ContainerfileOrDockerfile) => {
+            if context_dir.join("Containerfile").is_file() {
+                "Containerfile".to_string()
+            } else {
+                "Dockerfile".to_string()
+            }
+        }
+    };
     if !context_dir.join(&dockerfile).is_file() {
         return Err(PlanError::Missing {
-            index,
+            entry,
             field: "dockerfile",
             path: context_dir.join(&dockerfile),
         });
@@ -139,6 +220,9 @@ pub fn plan_image(
     let mut labels = image.labels.clone();
     if let Some(change) = &options.change {
         labels.insert(CHANGE_LABEL.to_string(), change.clone());
+    }
+    if let Some(url) = &options.change_url {
+        labels.insert(CHANGE_URL_LABEL.to_string(), url.clone());
     }
     let mut build_args = image.build_args.clone();
     if !image.siblings.is_empty() {
@@ -169,9 +253,11 @@ pub fn plan_image(
             build_args,
             labels,
             tags: tags.iter().map(|t| format!("{repository}:{t}")).collect(),
-            platforms: image.arch.clone(),
+            platforms,
+            env: options.build_env.clone(),
         },
         repository,
+        buildset_repository: buildset_repository(&image.repository).to_string(),
         siblings: image.siblings.clone(),
         pushes,
     })
@@ -180,11 +266,11 @@ pub fn plan_image(
 /// `<docker_registry>/<repository>`, validated as an image name without a
 /// tag or digest.
 fn checked_repository(
-    index: usize,
+    entry: Entry,
     image: &ContainerImage,
     options: &PlanOptions,
 ) -> Result<String, PlanError> {
-    let problem = |problem: String| PlanError::Repository { index, problem };
+    let problem = |problem: String| PlanError::Repository { entry, problem };
     if image.repository.is_empty() {
         return Err(problem("must not be empty".into()));
     }
@@ -198,15 +284,37 @@ fn checked_repository(
     Ok(full)
 }
 
-/// Every tag the build gets: each of `tags` and its change tag.
+/// The platforms of `arch`, each once.
+fn platforms(entry: Entry, image: &ContainerImage) -> Result<Vec<TargetPlatform>, PlanError> {
+    let mut platforms: Vec<TargetPlatform> = Vec::new();
+    for name in &image.arch {
+        let platform: TargetPlatform = name.parse().map_err(|e| PlanError::Arch {
+            entry,
+            problem: format!("{e}"),
+        })?;
+        if platforms.contains(&platform) {
+            return Err(PlanError::Arch {
+                entry,
+                problem: format!("{name:?} is listed twice"),
+            });
+        }
+        platforms.push(platform);
+    }
+    Ok(platforms)
+}
+
+/// Every tag the build gets: each of `tags` and its change tag (each of
+/// which must stay a valid tag with a platform's suffix, for the builders
+/// that tag each platform's image).
 fn local_tags(
-    index: usize,
+    entry: Entry,
     image: &ContainerImage,
     options: &PlanOptions,
+    platforms: &[TargetPlatform],
 ) -> Result<Vec<String>, PlanError> {
     if image.tags.is_empty() {
         return Err(PlanError::Tag {
-            index,
+            entry,
             problem: "must list at least one tag".into(),
         });
     }
@@ -218,10 +326,13 @@ fn local_tags(
             names.push(temporary_tag(options.change.as_deref(), pipeline, tag));
         }
         for name in names {
-            name.parse::<Tag>().map_err(|e| PlanError::Tag {
-                index,
-                problem: e.to_string(),
-            })?;
+            let suffixed = platforms.iter().map(|p| p.tagged(&name));
+            for candidate in std::iter::once(name.clone()).chain(suffixed) {
+                candidate.parse::<Tag>().map_err(|e| PlanError::Tag {
+                    entry,
+                    problem: e.to_string(),
+                })?;
+            }
             all.push(name);
         }
     }
@@ -247,12 +358,15 @@ mod tests {
         std::fs::create_dir_all(dir.join("app")).unwrap();
         std::fs::write(dir.join("app/Dockerfile"), "FROM scratch\n").unwrap();
         PlanOptions {
+            list: ImageList::DockerImages,
             work_dir: dir.to_path_buf(),
-            default_dockerfile: "Dockerfile".into(),
+            default_dockerfile: DefaultFile::default(),
             docker_registry: None,
             change: Some("42".into()),
+            change_url: Some("https://review.example.org/42".into()),
             pipeline: Some("gate".into()),
             buildset_authority: Some("127.0.0.1:5000".into()),
+            build_env: Default::default(),
         }
     }
 
@@ -273,6 +387,10 @@ mod tests {
             plan.spec.labels,
             BTreeMap::from([
                 ("org.zuul-ci.change".to_string(), "42".to_string()),
+                (
+                    "org.zuul-ci.change_url".to_string(),
+                    "https://review.example.org/42".to_string()
+                ),
                 ("team".to_string(), "infra".to_string())
             ])
         );
@@ -316,6 +434,7 @@ mod tests {
 
         opts.docker_registry = None;
         opts.change = None;
+        opts.change_url = None;
         let plan = plan_image(0, &image("docker.io/org/app"), &opts).unwrap();
         assert_eq!(plan.spec.tags[1], "docker.io/org/app:gate_latest");
         assert_eq!(plan.pushes[0].remote, "127.0.0.1:5000/org/app:latest");
@@ -325,6 +444,7 @@ mod tests {
             "127.0.0.1:5000/quay.io/org/app:latest"
         );
         assert!(!plan.spec.labels.contains_key(CHANGE_LABEL));
+        assert!(!plan.spec.labels.contains_key(CHANGE_URL_LABEL));
     }
 
     #[test]
@@ -358,6 +478,61 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("docker_images[0].tags: tag \"-x\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn arch_entries_are_platforms_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+        let mut multi = image("org/app");
+        multi.arch = vec!["linux/amd64".into(), "linux/arm64".into()];
+        let plan = plan_image(0, &multi, &opts).unwrap();
+        assert_eq!(
+            plan.spec.platforms,
+            [
+                "linux/amd64".parse::<TargetPlatform>().unwrap(),
+                "linux/arm64".parse().unwrap()
+            ]
+        );
+        multi.arch = vec!["linux/arm64".into(), "arm64".into()];
+        assert_eq!(
+            plan_image(2, &multi, &opts).unwrap_err().to_string(),
+            "docker_images[2].arch: \"arm64\" is not a platform of the form \
+             os/architecture[/variant] (e.g. linux/arm64)"
+        );
+        multi.arch = vec!["linux/arm64".into(), "linux/arm64".into()];
+        assert_eq!(
+            plan_image(0, &multi, &opts).unwrap_err().to_string(),
+            "docker_images[0].arch: \"linux/arm64\" is listed twice"
+        );
+        // With a platform's suffix the change tag would pass 128 characters.
+        multi.arch = vec!["linux/arm64".into()];
+        multi.tags = vec!["t".repeat(110)];
+        let err = plan_image(0, &multi, &opts).unwrap_err().to_string();
+        assert!(err.starts_with("docker_images[0].tags: "), "{err}");
+    }
+
+    #[test]
+    fn the_container_family_prefers_a_containerfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path());
+        opts.default_dockerfile = DefaultFile::ContainerfileOrDockerfile;
+        let plan = plan_image(0, &image("org/app"), &opts).unwrap();
+        assert_eq!(plan.spec.dockerfile, "Dockerfile");
+        std::fs::write(dir.path().join("app/Containerfile"), "FROM scratch\n").unwrap();
+        let plan = plan_image(0, &image("org/app"), &opts).unwrap();
+        assert_eq!(plan.spec.dockerfile, "Containerfile");
+        opts.default_dockerfile = DefaultFile::default();
+        let plan = plan_image(0, &image("org/app"), &opts).unwrap();
+        assert_eq!(plan.spec.dockerfile, "Dockerfile");
+        // Its messages name its list.
+        opts.list = ImageList::ContainerImages;
+        let err = plan_image(3, &image("Org/App"), &opts).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("container_images[3].repository: "),
             "{err}"
         );
     }

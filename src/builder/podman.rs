@@ -9,7 +9,8 @@ use super::auth_file::AuthFile;
 use super::build_flags::{build_args, read_image_id};
 use super::docker::scratch_dir;
 use super::process::run_streamed;
-use super::{BuildError, BuildSpec, Builder, RegistryLogin};
+use super::{manifest_list, BuildError, BuildSpec, Builder, RegistryLogin};
+use super::{PlatformsBuilt, PlatformsPushed};
 
 /// The podman CLI.
 pub struct Podman;
@@ -21,6 +22,25 @@ impl Builder for Podman {
 
     fn build(&self, spec: &BuildSpec, log: &mut dyn Write) -> Result<String, BuildError> {
         oci_build("podman", spec, log)
+    }
+
+    fn build_platforms(
+        &self,
+        spec: &BuildSpec,
+        log: &mut dyn Write,
+    ) -> Result<PlatformsBuilt, BuildError> {
+        manifest_list::build("podman", spec, log)
+    }
+
+    fn push_platforms(
+        &self,
+        _spec: &BuildSpec,
+        local: &str,
+        remote: &str,
+        login: &RegistryLogin,
+        log: &mut dyn Write,
+    ) -> Result<PlatformsPushed, BuildError> {
+        manifest_list::push("podman", local, remote, login, log)
     }
 
     fn image_id(&self, name: &str) -> Result<Option<String>, BuildError> {
@@ -51,6 +71,7 @@ pub(super) fn oci_build(
     let iidfile = scratch.path().join("iid");
     run_streamed(
         Command::new(program)
+            .envs(&spec.env)
             .args(build_args(spec, &iidfile))
             .current_dir(&spec.context_dir),
         &format!("{program} build"),

@@ -2,6 +2,13 @@
 //! host's builder, tag it for the change, and push its tags to the buildset
 //! registry when one is known. The naming rules live in
 //! [`crate::builder::plan`], the builders in [`crate::builder`].
+//!
+//! An image with `arch` is built for each platform and published in the
+//! buildset registry as one image index under every tag
+//! ([`crate::builder::index`]); its digest is what the transfer, upload
+//! and promote modules carry on. The same module serves both families of
+//! Zuul's roles (`family: docker` or `container`), which differ only in
+//! defaults.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,20 +17,27 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::ansible::{Context, Module, Outcome};
-use crate::builder::plan::{plan_all, ImagePlan, PlanOptions, Push};
+use crate::builder::index::{self, PublishedIndex};
+use crate::builder::plan::{plan_all, DefaultFile, Entry, ImageList, ImagePlan, PlanOptions, Push};
 use crate::builder::siblings::SiblingsCopy;
-use crate::builder::{self, AuthFile, RegistryLogin};
-use crate::client::{Endpoint, RemoteRegistry};
+use crate::builder::{self, AuthFile, Builder, PlatformsBuilt, PlatformsPushed, RegistryLogin};
+use crate::client::{runtime, Endpoint, RemoteRegistry};
 use crate::host::docker_preload;
+use crate::oci::{RepositoryName, Tag};
 use crate::zuul::results::find_buildset_registry;
 use crate::zuul::{BuildsetRegistry, ContainerImage, ZuulContext};
 
-fn default_dockerfile() -> String {
-    "Dockerfile".to_string()
-}
-
-fn default_container_command() -> String {
-    "docker".to_string()
+/// Which of Zuul's role families the call comes from: it sets the
+/// defaults of `container_command` and of the file an image is built from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// The `docker_*` roles: docker, `Dockerfile`.
+    #[default]
+    Docker,
+    /// The `container_*` roles: podman, `Containerfile` when the context
+    /// has one, else `Dockerfile`.
+    Container,
 }
 
 /// Arguments of `build_docker_image`.
@@ -39,18 +53,25 @@ pub struct Args {
     /// Directory contexts are relative to (default `~/<zuul.project.src_dir>`).
     #[serde(default)]
     pub zuul_work_dir: Option<PathBuf>,
-    /// Dockerfile of images that name none.
-    #[serde(default = "default_dockerfile")]
-    pub docker_dockerfile: String,
+    /// Dockerfile of images that name none (`container_filename` in the
+    /// container family); default per `family`.
+    #[serde(default, alias = "container_filename")]
+    pub docker_dockerfile: Option<String>,
+    /// The role family whose defaults apply.
+    #[serde(default)]
+    pub family: Family,
     /// Registry prefix of every repository.
     #[serde(default)]
     pub docker_registry: Option<String>,
     /// The buildset registry (default: from the result data file).
     #[serde(default)]
     pub buildset_registry: Option<BuildsetRegistry>,
-    /// `docker`, `podman` or `buildah`.
-    #[serde(default = "default_container_command")]
-    pub container_command: String,
+    /// `docker`, `podman` or `buildah` (default per `family`).
+    #[serde(default)]
+    pub container_command: Option<String>,
+    /// Added to the builder's environment (`container_build_extra_env`).
+    #[serde(default, alias = "container_build_extra_env")]
+    pub build_extra_env: std::collections::BTreeMap<String, String>,
     /// Where build logs go (default `~/zuul-output/logs/container-builds`,
     /// which Zuul collects from nodes).
     #[serde(default)]
@@ -65,8 +86,33 @@ struct Built {
     buildset_registry_tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     image_id: Option<String>,
+    /// The platforms of an `arch` build, as asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    arch: Vec<String>,
+    /// Per platform, the local image (docker: image ID of its own tag;
+    /// podman, buildah: manifest digest in the local manifest list).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    local_platforms: Vec<LocalPlatform>,
+    /// The index published in the buildset registry (`arch` builds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<PublishedIndex>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<PathBuf>,
+}
+
+/// One platform of an `arch` build, as left locally.
+#[derive(Debug, Serialize)]
+struct LocalPlatform {
+    platform: String,
+    image_id: String,
+}
+
+/// What one image's build left.
+enum BuiltImage {
+    /// One image (no `arch`): its ID.
+    Single(String),
+    /// Every platform of `arch`.
+    Platforms(PlatformsBuilt),
 }
 
 /// The `build_docker_image` module.
@@ -76,31 +122,50 @@ impl Module for BuildDockerImage {
     type Args = Args;
 
     fn run(args: Args, ctx: &mut Context) -> anyhow::Result<Outcome> {
-        let builder = builder::for_command(&args.container_command)?;
+        let command = args.container_command.clone().unwrap_or_else(|| {
+            match args.family {
+                Family::Docker => "docker",
+                Family::Container => "podman",
+            }
+            .to_string()
+        });
+        let builder = builder::for_command(&command)?;
         let registry = find_buildset_registry(args.buildset_registry.as_ref(), &args.zuul)?;
         if let Some(registry) = &registry {
             ctx.secrets.add(registry.password.clone());
         }
+        let list = match args.family {
+            Family::Docker => ImageList::DockerImages,
+            Family::Container => ImageList::ContainerImages,
+        };
+        let entry = |index| Entry { list, index };
         let options = PlanOptions {
+            list,
             work_dir: work_dir(&args)?,
-            default_dockerfile: args.docker_dockerfile.clone(),
+            default_dockerfile: match (&args.docker_dockerfile, args.family) {
+                (Some(name), _) => DefaultFile::Named(name.clone()),
+                (None, Family::Docker) => DefaultFile::default(),
+                (None, Family::Container) => DefaultFile::ContainerfileOrDockerfile,
+            },
             docker_registry: args.docker_registry.clone(),
             change: args.zuul.change.clone(),
+            change_url: args.zuul.change_url.clone(),
             pipeline: args.zuul.pipeline.clone(),
             buildset_authority: registry
                 .as_ref()
                 .map(|r| builder::tool_authority(&r.host, r.port)),
+            build_env: args.build_extra_env.clone(),
         };
         let plans = plan_all(&args.docker_images, &options)?;
         // What the builder cannot do fails before anything is built.
         for (index, plan) in plans.iter().enumerate() {
             builder
                 .check(&plan.spec)
-                .with_context(|| format!("docker_images[{index}] ({})", plan.repository))?;
+                .with_context(|| format!("{} ({})", entry(index), plan.repository))?;
         }
 
         if ctx.check_mode {
-            let images: Vec<Built> = plans.iter().map(|p| report(p, None, None)).collect();
+            let images: Vec<Built> = plans.iter().map(|p| report(p, None, None, None)).collect();
             return Ok(Outcome::new(!images.is_empty())
                 .msg(format!("would build {} image(s)", images.len()))
                 .value("images", images)
@@ -134,7 +199,8 @@ impl Module for BuildDockerImage {
                 .with_context(|| format!("creating the build log {}", log_path.display()))?;
             let failed = |what: &str| {
                 format!(
-                    "{what} docker_images[{index}] ({}), log in {}",
+                    "{what} {} ({}), log in {}",
+                    entry(index),
                     plan.repository,
                     log_path.display()
                 )
@@ -147,39 +213,54 @@ impl Module for BuildDockerImage {
                         .with_context(|| failed("preparing the siblings of"))?,
                 )
             };
-            let before = plan
-                .spec
-                .tags
-                .iter()
-                .map(|tag| builder.image_id(tag))
-                .collect::<Result<Vec<_>, _>>()?;
-            let image_id = builder
-                .build(&plan.spec, &mut log)
-                .with_context(|| failed("building"))?;
+            let (image, moved) =
+                build_one(builder.as_ref(), plan, &mut log).with_context(|| failed("building"))?;
             drop(copy);
-            // A rebuild from the cache moves no tag: nothing changed.
-            changed |= before
-                .iter()
-                .any(|id| id.as_deref() != Some(image_id.as_str()));
-            built.push((image_id, log_path));
+            changed |= moved;
+            built.push((image, log_path));
         }
 
+        let mut indexes = vec![None; plans.len()];
         if let Some(registry) = &registry {
             let login = login(registry);
-            for (plan, (_, log_path)) in plans.iter().zip(&built) {
+            let client = RemoteRegistry::new(Endpoint::from(registry))
+                .context("setting up a client of the buildset registry")?;
+            for (n, (plan, (image, log_path))) in plans.iter().zip(&built).enumerate() {
                 let mut log = File::options()
                     .append(true)
                     .open(log_path)
                     .with_context(|| format!("opening the build log {}", log_path.display()))?;
-                for Push { local, remote } in &plan.pushes {
-                    builder
-                        .push(local, remote, &login, &mut log)
-                        .with_context(|| {
-                            format!(
-                                "pushing {local} to the buildset registry, log in {}",
-                                log_path.display()
+                let pushing = |local: &str| {
+                    format!(
+                        "pushing {local} to the buildset registry, log in {}",
+                        log_path.display()
+                    )
+                };
+                match image {
+                    BuiltImage::Single(_) => {
+                        for Push { local, remote } in &plan.pushes {
+                            builder
+                                .push(local, remote, &login, &mut log)
+                                .with_context(|| pushing(local))?;
+                        }
+                    }
+                    BuiltImage::Platforms(_) => {
+                        let Some(first) = plan.pushes.first() else {
+                            continue;
+                        };
+                        let pushed = builder
+                            .push_platforms(
+                                &plan.spec,
+                                &first.local,
+                                &first.remote,
+                                &login,
+                                &mut log,
                             )
-                        })?;
+                            .with_context(|| pushing(&first.local))?;
+                        let published = publish_index(&client, plan, pushed)
+                            .with_context(|| pushing(&first.local))?;
+                        indexes[n] = Some(published);
+                    }
                 }
             }
         }
@@ -187,7 +268,8 @@ impl Module for BuildDockerImage {
         let images: Vec<Built> = plans
             .iter()
             .zip(built)
-            .map(|(plan, (id, log))| report(plan, Some(id), Some(log)))
+            .zip(indexes)
+            .map(|((plan, (image, log)), index)| report(plan, Some(image), index, Some(log)))
             .collect();
         let pushed: usize = images.iter().map(|i| i.buildset_registry_tags.len()).sum();
         Ok(Outcome::new(changed)
@@ -221,12 +303,113 @@ fn preload_other_registries(registry: &BuildsetRegistry) -> anyhow::Result<Vec<S
         .context("preloading the buildset registry's images of other registries into docker")
 }
 
-fn report(plan: &ImagePlan, image_id: Option<String>, log: Option<PathBuf>) -> Built {
+/// Build one image (every platform of an `arch` build); returns what was
+/// built and whether a local name moved (a rebuild from the cache moves
+/// none).
+fn build_one(
+    builder: &dyn Builder,
+    plan: &ImagePlan,
+    log: &mut File,
+) -> Result<(BuiltImage, bool), builder::BuildError> {
+    if !plan.spec.platforms.is_empty() {
+        let built = builder.build_platforms(&plan.spec, log)?;
+        let changed = built.changed;
+        return Ok((BuiltImage::Platforms(built), changed));
+    }
+    let before = plan
+        .spec
+        .tags
+        .iter()
+        .map(|tag| builder.image_id(tag))
+        .collect::<Result<Vec<_>, _>>()?;
+    let image_id = builder.build(&plan.spec, log)?;
+    let changed = before
+        .iter()
+        .any(|id| id.as_deref() != Some(image_id.as_str()));
+    Ok((BuiltImage::Single(image_id), changed))
+}
+
+/// Write the one index of an `arch` build under every buildset tag of
+/// `plan`, from what the builder pushed.
+fn publish_index(
+    client: &std::sync::Arc<RemoteRegistry>,
+    plan: &ImagePlan,
+    pushed: PlatformsPushed,
+) -> anyhow::Result<PublishedIndex> {
+    let repository: RepositoryName = plan
+        .buildset_repository
+        .parse()
+        .with_context(|| format!("buildset repository {:?}", plan.buildset_repository))?;
+    let tag = |name: &str| -> anyhow::Result<Tag> {
+        name.parse().with_context(|| format!("tag {name:?}"))
+    };
+    let tags = plan
+        .pushes
+        .iter()
+        .map(|p| {
+            tag(p
+                .remote
+                .rsplit_once(':')
+                .map(|(_, t)| t)
+                .unwrap_or_default())
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let published = match pushed {
+        PlatformsPushed::Index(from) => {
+            let from = tag(&from)?;
+            runtime::block_on(index::adopt(
+                client,
+                &repository,
+                &from,
+                &plan.spec.platforms,
+                &tags,
+            ))
+        }
+        PlatformsPushed::PerPlatform(parts) => {
+            let parts = parts
+                .into_iter()
+                .map(|(platform, name)| Ok((platform, tag(&name)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            runtime::block_on(index::assemble(client, &repository, &parts, &tags))
+        }
+    };
+    Ok(published.context("starting the client")??)
+}
+
+fn report(
+    plan: &ImagePlan,
+    image: Option<BuiltImage>,
+    index: Option<PublishedIndex>,
+    log: Option<PathBuf>,
+) -> Built {
+    let (image_id, local_platforms) = match image {
+        Some(BuiltImage::Single(id)) => (Some(id), Vec::new()),
+        Some(BuiltImage::Platforms(built)) => (
+            None,
+            built
+                .images
+                .into_iter()
+                .map(|(platform, image_id)| LocalPlatform {
+                    platform: platform.to_string(),
+                    image_id,
+                })
+                .collect(),
+        ),
+        None => (None, Vec::new()),
+    };
     Built {
         repository: plan.repository.clone(),
         tags: plan.spec.tags.clone(),
         buildset_registry_tags: plan.pushes.iter().map(|p| p.remote.clone()).collect(),
         image_id,
+        arch: plan
+            .spec
+            .platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        local_platforms,
+        index,
         log,
     }
 }

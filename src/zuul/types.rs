@@ -162,6 +162,10 @@ pub struct ZuulContext {
     /// Change number, absent in periodic pipelines.
     #[serde(default, deserialize_with = "string_or_number")]
     pub change: Option<String>,
+    /// URL of the change (`zuul.change_url`), labelled on images built
+    /// for it.
+    #[serde(default)]
+    pub change_url: Option<String>,
     /// Patchset of the change (a string; a number is read as one).
     #[serde(default, deserialize_with = "string_or_number")]
     pub patchset: Option<String>,

@@ -2,6 +2,7 @@
 //! on loopback with fresh credentials and certificates.
 #![allow(dead_code)]
 
+pub mod aarch64;
 pub mod buildset;
 pub mod distribution;
 pub mod fault_proxy;
