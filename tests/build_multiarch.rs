@@ -460,6 +460,11 @@ fn a_podman_index_is_carried_through_the_whole_gate_and_the_amd64_image_runs() {
     through_the_gate_with("podman");
 }
 
+#[test]
+fn a_buildah_index_is_carried_through_the_whole_gate_and_the_amd64_image_runs() {
+    through_the_gate_with("buildah");
+}
+
 /// Build a two-platform image with `command` and carry it through every
 /// hop of the gate to its final tag, checking its digest at each.
 fn through_the_gate_with(command: &str) {
