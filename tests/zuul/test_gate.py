@@ -336,9 +336,11 @@ class TestSpeculativeGate(AnsibleZuulTestCase):
         # This repository, which defines promote-docker-image.
         collection = os.path.join(git, 'speculative_images')
         os.makedirs(os.path.join(collection, 'zuul.d'))
-        os.makedirs(os.path.join(collection, 'playbooks', 'docker-image'))
+        for family in ('docker-image', 'container-image'):
+            os.makedirs(os.path.join(collection, 'playbooks', family))
         for path in ('zuul.d/collection-jobs.yaml',
-                     'playbooks/docker-image/promote.yaml'):
+                     'playbooks/docker-image/promote.yaml',
+                     'playbooks/container-image/promote.yaml'):
             shutil.copy(os.path.join(REPO, path),
                         os.path.join(collection, path))
         values = {
