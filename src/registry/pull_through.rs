@@ -183,7 +183,7 @@ impl PullThrough {
     /// queue: it joins or starts its own fetch at once, so it jumps ahead
     /// of every blob still queued; one fetch at a time leaves the
     /// bandwidth to such GETs. A prefetch that fails because the upstream
-    /// registry is unavailable is tried again, [`PREFETCH_ATTEMPTS`] times
+    /// registry is unavailable is tried again, `PREFETCH_ATTEMPTS` times
     /// in all with a growing pause; any other failure is logged by the
     /// fetch and left for a client's GET to try again.
     pub async fn prefetch(&self, storage: Arc<Storage>) {
