@@ -18,7 +18,8 @@ use reqwest::StatusCode;
 
 use super::error::{Error, ErrorKind};
 use super::registry::{BlobStream, Registry, TagDeleted};
-use crate::oci::{Children, Digest, Manifest, ManifestReference, RepositoryName, Tag};
+use super::sources::BlobSources;
+use crate::oci::{Children, Descriptor, Digest, Manifest, ManifestReference, RepositoryName, Tag};
 
 /// One operation of the [`Registry`] trait, to inject faults into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +44,8 @@ pub enum Operation {
     TagDelete,
     /// [`Registry::tags_list`].
     TagsList,
+    /// [`Registry::record_blob_sources`].
+    RecordBlobSources,
 }
 
 impl fmt::Display for Operation {
@@ -58,6 +61,7 @@ impl fmt::Display for Operation {
             Operation::ManifestDelete => "manifest_delete",
             Operation::TagDelete => "tag_delete",
             Operation::TagsList => "tags_list",
+            Operation::RecordBlobSources => "record_blob_sources",
         })
     }
 }
@@ -67,6 +71,9 @@ struct Store {
     blobs: HashMap<(RepositoryName, Digest), Bytes>,
     manifests: HashMap<(RepositoryName, Digest), Manifest>,
     tags: BTreeMap<(RepositoryName, Tag), Digest>,
+    /// Blobs recorded as living elsewhere (a buildset registry's lazy
+    /// pull): where, and whether to prefetch them.
+    sources: BTreeMap<(RepositoryName, Digest), (String, bool)>,
     /// Calls still to fail, per operation.
     faults: HashMap<Operation, u32>,
     /// `"<operation> <repository> <reference>"` of every call, in order.
@@ -77,6 +84,8 @@ struct Store {
 /// registry to the copy engine (which then mounts), as for remote ones.
 pub struct MemoryRegistry {
     name: String,
+    /// Whether it records blob sources, as our buildset registry does.
+    records_sources: bool,
     store: Mutex<Store>,
 }
 
@@ -93,8 +102,30 @@ impl MemoryRegistry {
     pub fn new(name: &str) -> Arc<MemoryRegistry> {
         Arc::new(MemoryRegistry {
             name: name.to_string(),
+            records_sources: false,
             store: Mutex::default(),
         })
+    }
+
+    /// An empty registry that also records blob sources, as our buildset
+    /// registry does for a lazy pull (a recorded blob counts as present).
+    pub fn buildset(name: &str) -> Arc<MemoryRegistry> {
+        Arc::new(MemoryRegistry {
+            name: name.to_string(),
+            records_sources: true,
+            store: Mutex::default(),
+        })
+    }
+
+    /// The blobs of `repository` recorded as living elsewhere: digest,
+    /// where (`<url> <repository>`), and whether to prefetch it.
+    pub fn recorded(&self, repository: &RepositoryName) -> Vec<(Digest, String, bool)> {
+        self.lock()
+            .sources
+            .iter()
+            .filter(|((r, _), _)| r == repository)
+            .map(|((_, d), (at, prefetch))| (d.clone(), at.clone(), *prefetch))
+            .collect()
     }
 
     /// Make the next `times` calls of `operation` fail as a registry
@@ -238,7 +269,10 @@ impl MemoryRegistry {
         Ok(match manifest.children().map_err(|e| e.to_string())? {
             Children::Blobs(blobs) => blobs
                 .into_iter()
-                .find(|b| !store.blobs.contains_key(&key(&b.digest)))
+                .find(|b| {
+                    !store.blobs.contains_key(&key(&b.digest))
+                        && !store.sources.contains_key(&key(&b.digest))
+                })
                 .map(|b| b.digest),
             Children::Manifests(children) => children
                 .into_iter()
@@ -251,6 +285,27 @@ impl MemoryRegistry {
 impl Registry for MemoryRegistry {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    async fn record_blob_sources(
+        &self,
+        repository: &RepositoryName,
+        sources: &BlobSources,
+        blobs: &[(Descriptor, bool)],
+    ) -> Result<(), Error> {
+        let mut store = self.call(Operation::RecordBlobSources, repository, &"")?;
+        if !self.records_sources {
+            let why = "it records no blob sources".to_string();
+            return Err(self.error(ErrorKind::Unsupported(why), "recording blob sources".into()));
+        }
+        let at = format!("{} {}", sources.url, sources.repository);
+        for (descriptor, prefetch) in blobs {
+            store.sources.insert(
+                (repository.clone(), descriptor.digest.clone()),
+                (at.clone(), *prefetch),
+            );
+        }
+        Ok(())
     }
 
     async fn blob_head(

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::error::Error;
-use crate::oci::{Digest, Manifest, ManifestReference, RepositoryName, Tag};
+use super::sources::BlobSources;
+use crate::oci::{Descriptor, Digest, Manifest, ManifestReference, RepositoryName, Tag};
 
 /// What became of a tag delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,4 +116,25 @@ pub trait Registry: Send + Sync + 'static {
         &self,
         repository: &RepositoryName,
     ) -> impl Future<Output = Result<Vec<Tag>, Error>> + Send;
+
+    /// Record that `blobs` of `repository` (each with whether to prefetch
+    /// it) live where `sources` says, for a lazy pull: our buildset
+    /// registry's extension (`PUT /v2/<name>/_speculative/sources`). A
+    /// registry without it fails with [`ErrorKind::Unsupported`].
+    ///
+    /// [`ErrorKind::Unsupported`]: super::ErrorKind::Unsupported
+    fn record_blob_sources(
+        &self,
+        repository: &RepositoryName,
+        sources: &BlobSources,
+        blobs: &[(Descriptor, bool)],
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (repository, sources, blobs);
+        let error = Error::new(
+            super::ErrorKind::Unsupported("it records no blob sources".to_string()),
+            self.name(),
+            "recording blob sources",
+        );
+        async { Err(error) }
+    }
 }

@@ -78,18 +78,6 @@ impl RemoteRegistry {
         self.auth.delegated_token(repositories, expires_in).await
     }
 
-    /// Tell our buildset registry that `blobs` of `repository` live where
-    /// `sources` says (its `_speculative/sources` extension), each with
-    /// whether to fetch it before a client asks.
-    pub async fn record_blob_sources(
-        &self,
-        repository: &RepositoryName,
-        sources: &BlobSources,
-        blobs: &[(Descriptor, bool)],
-    ) -> Result<(), Error> {
-        sources::record(&self.auth, repository, sources, blobs).await
-    }
-
     /// The blobs of `repository` our buildset registry records as living
     /// elsewhere (empty from other registries).
     pub async fn blob_sources(
@@ -109,6 +97,15 @@ impl RemoteRegistry {
 impl Registry for RemoteRegistry {
     fn name(&self) -> &str {
         &self.endpoint().registry
+    }
+
+    async fn record_blob_sources(
+        &self,
+        repository: &RepositoryName,
+        sources: &BlobSources,
+        blobs: &[(Descriptor, bool)],
+    ) -> Result<(), Error> {
+        sources::record(&self.auth, repository, sources, blobs).await
     }
 
     async fn blob_head(

@@ -765,10 +765,35 @@ fn parse_url(url: &str) -> anyhow::Result<Reference> {
     Ok(url.parse::<Reference>()?)
 }
 
-/// Pull every image; also why lazy pulling stopped, if it did.
+/// Reach the buildset and intermediate registries (and any other a pull
+/// names), then [`pull_with`].
 async fn pull_all(
     pulls: Vec<Pull>,
     plan: PullPlan,
+) -> anyhow::Result<(Vec<Pulled>, Option<String>)> {
+    let buildset = RemoteRegistry::new(Endpoint::from(&plan.buildset))?;
+    let intermediate = RemoteRegistry::new(Endpoint::from(&plan.intermediate))?;
+    let mut others: Vec<Arc<RemoteRegistry>> = Vec::new();
+    let connect = |registry: &str| -> anyhow::Result<Arc<RemoteRegistry>> {
+        if let Some(c) = others.iter().find(|c| c.name() == registry) {
+            return Ok(c.clone());
+        }
+        let c = RemoteRegistry::new(Endpoint::new(registry.to_string()))?;
+        others.push(c.clone());
+        Ok(c)
+    };
+    pull_with(pulls, plan, &buildset, &intermediate, connect).await
+}
+
+/// Pull every image into `buildset_client` from `intermediate_client` (or
+/// from the registry `connect` reaches, for an artifact of another
+/// registry); also why lazy pulling stopped, if it did.
+async fn pull_with<B: Registry, S: Registry>(
+    pulls: Vec<Pull>,
+    plan: PullPlan,
+    buildset_client: &Arc<B>,
+    intermediate_client: &Arc<S>,
+    mut connect: impl FnMut(&str) -> anyhow::Result<Arc<S>>,
 ) -> anyhow::Result<(Vec<Pulled>, Option<String>)> {
     let PullPlan {
         buildset,
@@ -778,21 +803,14 @@ async fn pull_all(
         lazy_required,
         prefetch,
     } = plan;
-    let buildset_client = RemoteRegistry::new(Endpoint::from(&buildset))?;
-    let intermediate_client = RemoteRegistry::new(Endpoint::from(&intermediate))?;
-    let mut others: Vec<Arc<RemoteRegistry>> = Vec::new();
     let mut pulled = Vec::new();
     let mut fallback = None;
     for pull in pulls {
         let from_intermediate = pull.source.registry == intermediate.authority();
         let src = if from_intermediate {
             intermediate_client.clone()
-        } else if let Some(c) = others.iter().find(|c| c.name() == pull.source.registry) {
-            c.clone()
         } else {
-            let c = RemoteRegistry::new(Endpoint::new(pull.source.registry.clone()))?;
-            others.push(c.clone());
-            c
+            connect(&pull.source.registry)?
         };
         let repository = buildset_repository(&pull.repository).to_string();
         let destination = Reference::new(
@@ -805,7 +823,7 @@ async fn pull_all(
             copy_reference(
                 &src,
                 &pull.source,
-                &buildset_client,
+                buildset_client,
                 &destination,
                 &copy_options,
             )
@@ -827,7 +845,7 @@ async fn pull_all(
             let lazy = pull_lazily(
                 &src,
                 &pull.source,
-                &buildset_client,
+                buildset_client,
                 &destination,
                 &sources,
                 prefetch.as_deref(),
@@ -888,10 +906,10 @@ fn blob_sources(
 
 /// Copy the manifests and configs of `source` to `destination` and
 /// record its layers as living where `sources` says.
-async fn pull_lazily(
-    src: &Arc<RemoteRegistry>,
+async fn pull_lazily<S: Registry, B: Registry>(
+    src: &Arc<S>,
     source: &Reference,
-    buildset: &Arc<RemoteRegistry>,
+    buildset: &Arc<B>,
     destination: &Reference,
     sources: &BlobSources,
     prefetch: Option<&[String]>,
@@ -929,18 +947,169 @@ async fn pull_lazily(
 }
 
 /// Whether `error` says the buildset registry has no blob sources
-/// extension (404 or 405 to its `PUT`).
+/// extension (404 or 405 to its `PUT`, or a registry that has none).
 fn cannot_record(error: &crate::client::Error) -> bool {
-    error.action.contains("/_speculative/sources")
+    let unsupported = matches!(error.kind, ErrorKind::Unsupported(_));
+    (error.action.contains("/_speculative/sources")
         && (error.is_not_found()
             || error.status == Some(reqwest::StatusCode::METHOD_NOT_ALLOWED)
-            || error.has_code("UNSUPPORTED"))
+            || error.has_code("UNSUPPORTED")))
+        || (unsupported && error.action.contains("recording blob sources"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::MemoryRegistry;
+    use crate::oci::{Digest, Manifest, ManifestReference};
     use serde_json::json;
+
+    /// The image `org/app:b1_latest` (layers `base`, `app`) in an
+    /// intermediate registry in memory, and the pull of it.
+    fn intermediate_with_an_image() -> (Arc<MemoryRegistry>, Manifest, Pull) {
+        let intermediate = MemoryRegistry::new("inter:5000");
+        let repository: RepositoryName = "org/app".parse().unwrap();
+        let tag: Tag = "b1_latest".parse().unwrap();
+        let manifest =
+            intermediate.insert_image(&repository, Some(&tag), "amd64", &["base", "app"]);
+        let pull = Pull {
+            name: "org/app:latest".into(),
+            source: "inter:5000/org/app:b1_latest".parse().unwrap(),
+            repository: "org/app".into(),
+            tag: "latest".parse().unwrap(),
+        };
+        (intermediate, manifest, pull)
+    }
+
+    fn pull_plan(check_mode: bool, credential: Option<NodeCredential>) -> PullPlan {
+        PullPlan {
+            buildset: BuildsetRegistry {
+                host: "bsr".into(),
+                port: 5000,
+                username: "zuul".into(),
+                password: "buildset-password".into(),
+                cert: String::new(),
+            },
+            intermediate: IntermediateRegistry {
+                host: "inter".into(),
+                port: 5000,
+                username: "zuul".into(),
+                password: "read-write-password".into(),
+                cert: None,
+                read_only_username: None,
+                read_only_password: None,
+            },
+            check_mode,
+            credential,
+            lazy_required: false,
+            prefetch: Some(Vec::new()),
+        }
+    }
+
+    async fn pull(
+        buildset: &Arc<MemoryRegistry>,
+        intermediate: &Arc<MemoryRegistry>,
+        pull: &Pull,
+        plan: PullPlan,
+    ) -> (Vec<Pulled>, Option<String>) {
+        let unreachable = |registry: &str| anyhow::bail!("no registry {registry} here");
+        pull_with(
+            vec![pull.clone()],
+            plan,
+            buildset,
+            intermediate,
+            unreachable,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn layers(manifest: &Manifest) -> Vec<Digest> {
+        match manifest.children().unwrap() {
+            crate::oci::Children::Blobs(blobs) => blobs.into_iter().map(|b| b.digest).collect(),
+            crate::oci::Children::Manifests(_) => unreachable!("an image"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lazy_pull_copies_the_manifest_and_records_where_each_layer_lives() {
+        let (intermediate, manifest, app) = intermediate_with_an_image();
+        let buildset = MemoryRegistry::buildset("bsr:5000");
+        let token = NodeCredential::Token("pull-only".into());
+        let (pulled, fallback) = pull(
+            &buildset,
+            &intermediate,
+            &app,
+            pull_plan(false, Some(token)),
+        )
+        .await;
+        assert_eq!(fallback, None);
+        assert_eq!(pulled[0].mode, "lazy");
+        assert_eq!(
+            pulled[0].digest.as_deref(),
+            Some(manifest.digest.to_string().as_str())
+        );
+        assert_eq!(pulled[0].blobs_recorded, 2, "{:?}", buildset.operations());
+        let repository: RepositoryName = "org/app".parse().unwrap();
+        let latest = ManifestReference::Tag("latest".parse().unwrap());
+        assert_eq!(
+            buildset.manifest_head(&repository, &latest).await.unwrap(),
+            Some(manifest.digest.clone())
+        );
+        let recorded = buildset.recorded(&repository);
+        let [_config, base, app_layer] = &layers(&manifest)[..] else {
+            panic!("config and two layers")
+        };
+        for layer in [base, app_layer] {
+            assert!(
+                !buildset.has_blob(&repository, layer),
+                "layer {layer} was copied"
+            );
+            assert!(
+                recorded.contains(&(layer.clone(), "https://inter:5000 org/app".into(), true)),
+                "{recorded:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_buildset_registry_that_records_nothing_gets_a_full_copy_and_the_reason() {
+        let (intermediate, manifest, app) = intermediate_with_an_image();
+        let buildset = MemoryRegistry::new("bsr:5000");
+        let token = NodeCredential::Token("pull-only".into());
+        let (pulled, fallback) = pull(
+            &buildset,
+            &intermediate,
+            &app,
+            pull_plan(false, Some(token)),
+        )
+        .await;
+        assert_eq!(pulled[0].mode, "copy");
+        let reason = fallback.expect("a reason");
+        assert!(
+            reason.starts_with("the buildset registry does not record blob sources"),
+            "{reason}"
+        );
+        let repository: RepositoryName = "org/app".parse().unwrap();
+        for blob in layers(&manifest) {
+            assert!(buildset.has_blob(&repository, &blob), "{blob} not copied");
+        }
+    }
+
+    #[tokio::test]
+    async fn check_mode_predicts_the_pull_and_writes_nothing() {
+        let (intermediate, _manifest, app) = intermediate_with_an_image();
+        let buildset = MemoryRegistry::buildset("bsr:5000");
+        let (pulled, _) = pull(&buildset, &intermediate, &app, pull_plan(true, None)).await;
+        assert_eq!(pulled[0].mode, "check");
+        assert!(pulled[0].changed);
+        let writes: Vec<_> = buildset
+            .operations()
+            .into_iter()
+            .filter(|o| o.contains("_put") || o.starts_with("record"))
+            .collect();
+        assert_eq!(writes, Vec::<String>::new());
+    }
 
     #[test]
     fn plans_container_images_and_ignores_other_artifacts() {
