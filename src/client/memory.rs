@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 
 use super::error::{Error, ErrorKind};
-use super::registry::{BlobStream, Registry, TagDeleted};
+use super::registry::{no_blob_sources, BlobStream, Registry, TagDeleted};
 use super::sources::BlobSources;
 use crate::oci::{Children, Descriptor, Digest, Manifest, ManifestReference, RepositoryName, Tag};
 
@@ -295,8 +295,7 @@ impl Registry for MemoryRegistry {
     ) -> Result<(), Error> {
         let mut store = self.call(Operation::RecordBlobSources, repository, &"")?;
         if !self.records_sources {
-            let why = "it records no blob sources".to_string();
-            return Err(self.error(ErrorKind::Unsupported(why), "recording blob sources".into()));
+            return Err(no_blob_sources(&self.name));
         }
         let at = format!("{} {}", sources.url, sources.repository);
         for (descriptor, prefetch) in blobs {

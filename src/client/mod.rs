@@ -76,7 +76,7 @@ pub use error::{redact_url, Error, ErrorDetail, ErrorKind, SpecError};
 pub use hub::{HubApi, HubTag, HUB_API_URL};
 pub use memory::{MemoryRegistry, Operation};
 pub use quay::{QuayApi, QuayTag};
-pub use registry::{BlobStream, Registry, TagDeleted};
+pub use registry::{no_blob_sources, BlobStream, Registry, TagDeleted, RECORDING_BLOB_SOURCES};
 pub use remote::RemoteRegistry;
 pub use sources::{BlobSources, RecordedBlob, RecordedUpstream};
 pub use tls::{client_config, TlsConfigError};

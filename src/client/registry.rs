@@ -130,11 +130,20 @@ pub trait Registry: Send + Sync + 'static {
         blobs: &[(Descriptor, bool)],
     ) -> impl Future<Output = Result<(), Error>> + Send {
         let _ = (repository, sources, blobs);
-        let error = Error::new(
-            super::ErrorKind::Unsupported("it records no blob sources".to_string()),
-            self.name(),
-            "recording blob sources",
-        );
+        let error = no_blob_sources(self.name());
         async { Err(error) }
     }
+}
+
+/// The action of [`no_blob_sources`], by which callers tell that error.
+pub const RECORDING_BLOB_SOURCES: &str = "recording blob sources";
+
+/// What [`Registry::record_blob_sources`] answers on `registry`, which has
+/// no such extension.
+pub fn no_blob_sources(registry: &str) -> Error {
+    Error::new(
+        super::ErrorKind::Unsupported("it records no blob sources".to_string()),
+        registry,
+        RECORDING_BLOB_SOURCES,
+    )
 }

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use crate::ansible::{Context, Module, Outcome};
 use crate::client::{
     copy_manifests, copy_reference, predict_copy, runtime, BlobSources, CopyOptions, Endpoint,
-    ErrorKind, LazyLayer, Registry, RemoteRegistry,
+    ErrorKind, LazyLayer, Registry, RemoteRegistry, RECORDING_BLOB_SOURCES,
 };
 use crate::oci::{Reference, RepositoryName, Tag};
 use crate::zuul::records::{read_records, ChangeKey, ChangeRecord};
@@ -954,7 +954,7 @@ fn cannot_record(error: &crate::client::Error) -> bool {
         && (error.is_not_found()
             || error.status == Some(reqwest::StatusCode::METHOD_NOT_ALLOWED)
             || error.has_code("UNSUPPORTED")))
-        || (unsupported && error.action.contains("recording blob sources"))
+        || (unsupported && error.action.contains(RECORDING_BLOB_SOURCES))
 }
 
 #[cfg(test)]
