@@ -7,20 +7,28 @@
 #
 #   lazy    pull_from_intermediate_registry, lazy: auto (manifests and
 #           configs copied, layers fetched by the buildset registry when
-#           docker asks; prefetch off, so docker's pull is what fetches)
+#           docker asks, and prefetched in the background for the
+#           consumer's platform, as a site with amd64 nodes sets it)
 #   full    the same module with lazy: off (every byte copied first)
 #   skopeo  `skopeo copy --all` (zuul-jobs' way), then the same docker pull
 #
 # The intermediate registry is our server in site mode (TLS, htpasswd,
 # delegated pull-only tokens); each run gets a fresh buildset registry
-# and docker forgets the image. Images of 64 MiB, 512 MiB and 2 GiB
-# (4 layers of random data each, uncompressed tar). Prints per size and
-# way the median of the runs with min-max, and the ratios lazy/full and
-# lazy/skopeo of the time until docker's pull finished (targets: at most
-# 0.6 and 0.5; pull step under 100 ms at every size).
+# and docker forgets the image. Images of 64 MiB, 512 MiB and 2 GiB in
+# all: by default an index of two platforms (linux/amd64, linux/arm64,
+# half the size each, as in the issue's check), each of 4 layers of
+# random data (uncompressed tar); docker here pulls the amd64 half.
+# Prints per size and way the median of the runs with min-max, docker's
+# own share (its pull after the full copy, from the buildset registry's
+# disk: no way of pulling can end before it), and the ratios lazy/full
+# and lazy/skopeo of the time until docker's pull finished (targets: at
+# most 0.6 and 0.5; pull step under 100 ms at every size).
 #
 #   bench/lazy-pull.sh [runs]           (default 3)
 #   SIZES_MIB="64 512" bench/lazy-pull.sh 1
+#   PLATFORMS=1                         one platform: a plain image manifest
+#   LAZY_PREFETCH=off                   no background prefetch (default:
+#                                       linux/amd64; "all" for every platform)
 #   SPECULATIVE_IMAGES_BIN=...          the binary (default: a release build)
 #   KEEP_WORK=1                         keep the work directory (the registries' logs)
 set -euo pipefail
@@ -29,6 +37,10 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 SIZES_MIB=${SIZES_MIB:-64 512 2048}
 LAYERS=4
+PLATFORMS=${PLATFORMS:-2}
+LAZY_PREFETCH=${LAZY_PREFETCH:-linux/amd64}
+ARCHES=(amd64 arm64)
+((PLATFORMS == 1 || PLATFORMS == 2)) || { echo "PLATFORMS must be 1 or 2, not $PLATFORMS" >&2; exit 2; }
 
 for tool in docker skopeo openssl htpasswd curl python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (run scripts/setup.sh)" >&2; exit 1; }
@@ -86,7 +98,7 @@ EOF
 PIDS+=("$!")
 wait_https "$SITE_PORT"
 
-# push_image MIB: a $LAYERS-layer image of MIB MiB as bench/img:<MIB>.
+# push_image MIB: an image of MIB MiB in all as bench/img:1_<MIB>.
 push_blob() { # file -> "digest size"
   local d s
   d=sha256:$(sha256sum "$1" | cut -d' ' -f1)
@@ -95,8 +107,14 @@ push_blob() { # file -> "digest size"
     --data-binary @"$1" "https://$SITE/v2/bench/img/blobs/uploads/?digest=$d"
   echo "$d $s"
 }
-push_image() {
-  local mib=$1 layers="" diff_ids="" d s i
+put_manifest() { # file media-type reference
+  curl -sf -o /dev/null -u "zuul:$PASS" --cacert "$WORK/domain.crt" -X PUT \
+    -H "Content-Type: $2" --data-binary @"$1" "https://$SITE/v2/bench/img/manifests/$3"
+}
+OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
+OCI_INDEX=application/vnd.oci.image.index.v1+json
+push_platform() { # mib arch -> "digest size" of its manifest (pushed by digest)
+  local mib=$1 arch=$2 layers="" diff_ids="" d s i
   for i in $(seq $LAYERS); do
     mkdir -p "$WORK/l"
     head -c $((mib * 1048576 / LAYERS)) /dev/urandom > "$WORK/l/data-$i"
@@ -107,12 +125,26 @@ push_image() {
     diff_ids+="${diff_ids:+,}\"$d\""
   done
   rm -f "$WORK/layer.tar"
-  printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]},"config":{"Cmd":["/data-1"]}}' "$diff_ids" > "$WORK/config"
+  printf '{"architecture":"%s","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]},"config":{"Cmd":["/data-1"]}}' "$arch" "$diff_ids" > "$WORK/config"
   read -r d s < <(push_blob "$WORK/config")
-  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' "$d" "$s" "$layers" > "$WORK/manifest"
-  curl -sf -o /dev/null -u "zuul:$PASS" --cacert "$WORK/domain.crt" -X PUT \
-    -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$WORK/manifest" \
-    "https://$SITE/v2/bench/img/manifests/1_$mib"
+  printf '{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' "$OCI_MANIFEST" "$d" "$s" "$layers" > "$WORK/manifest"
+  d=sha256:$(sha256sum "$WORK/manifest" | cut -d' ' -f1)
+  put_manifest "$WORK/manifest" "$OCI_MANIFEST" "$d"
+  echo "$d $(stat -c %s "$WORK/manifest")"
+}
+push_image() {
+  local mib=$1 entries="" d s arch
+  if ((PLATFORMS == 1)); then
+    push_platform "$mib" amd64 > /dev/null
+    put_manifest "$WORK/manifest" "$OCI_MANIFEST" "1_$mib"
+    return
+  fi
+  for arch in "${ARCHES[@]:0:PLATFORMS}"; do
+    read -r d s < <(push_platform $((mib / PLATFORMS)) "$arch")
+    entries+="${entries:+,}{\"mediaType\":\"$OCI_MANIFEST\",\"digest\":\"$d\",\"size\":$s,\"platform\":{\"os\":\"linux\",\"architecture\":\"$arch\"}}"
+  done
+  printf '{"schemaVersion":2,"mediaType":"%s","manifests":[%s]}' "$OCI_INDEX" "$entries" > "$WORK/index"
+  put_manifest "$WORK/index" "$OCI_INDEX" "1_$mib"
 }
 
 # --- a fresh buildset registry per run -------------------------------------
@@ -145,9 +177,9 @@ stop_buildset() {
 }
 
 module_args() { # lazy mib: the module's args file (made before the clock starts)
-  python3 - "$WORK" "$SITE_PORT" "$BUILDSET_PORT" "$PASS" "$1" "$2" <<'PY' > "$WORK/args.json"
+  python3 - "$WORK" "$SITE_PORT" "$BUILDSET_PORT" "$PASS" "$1" "$2" "$LAZY_PREFETCH" <<'PY' > "$WORK/args.json"
 import json, sys
-work, site, buildset, password, lazy, mib = sys.argv[1:]
+work, site, buildset, password, lazy, mib, prefetch = sys.argv[1:]
 cert = open(f"{work}/domain.crt").read()
 registry = lambda port: {"host": "127.0.0.1", "port": int(port), "username": "zuul", "password": password, "cert": cert}
 print(json.dumps({
@@ -156,7 +188,8 @@ print(json.dumps({
     "buildset_registry": registry(buildset), "intermediate_registry": registry(site),
     "zuul_artifacts": [{"url": f"docker://127.0.0.1:{site}/bench/img:1_{mib}",
                         "metadata": {"type": "container_image", "repository": "bench/img", "tag": "latest"}}],
-    "lazy": lazy, "lazy_prefetch": False}))
+    "lazy": lazy, "lazy_prefetch": prefetch != "off",
+    "lazy_prefetch_platforms": [] if prefetch in ("off", "all") else prefetch.split(",")}))
 PY
 }
 check_result() { # way: the module's result did not fail, and was lazy when asked
@@ -176,10 +209,11 @@ pull_step() { # way mib
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 spread() { sort -n | awk 'NR==1{lo=$1} {hi=$1} END {printf "%s-%s", lo, hi}'; }
 
+echo "image: $PLATFORMS platform(s) of $LAYERS layers each, docker pulls linux/amd64; prefetch: $LAZY_PREFETCH"
 printf '%-8s %-7s %18s %22s\n' size way "pull step ms" "until docker pulled ms"
 for mib in $SIZES_MIB; do
   push_image "$mib"
-  for way in lazy full skopeo; do : > "$WORK/step.$way"; : > "$WORK/total.$way"; done
+  for way in lazy full skopeo; do : > "$WORK/step.$way"; : > "$WORK/total.$way"; : > "$WORK/docker.$way"; done
   for _ in $(seq "$RUNS"); do
     # Alternating ways, so a change of the machine's load weighs on all.
     for way in lazy full skopeo; do
@@ -191,10 +225,13 @@ for mib in $SIZES_MIB; do
       check_result "$way"
       docker pull -q "$BUILDSET/bench/img:latest" > /dev/null
       t2=$(now_ms)
+      arch=$(docker image inspect --format '{{.Architecture}}' "$BUILDSET/bench/img:latest")
+      [[ $arch == amd64 ]] || { echo "docker pulled the $arch image, not amd64" >&2; exit 1; }
       docker rmi -f "$BUILDSET/bench/img:latest" > /dev/null
       stop_buildset
       echo $((t1 - t0)) >> "$WORK/step.$way"
       echo $((t2 - t0)) >> "$WORK/total.$way"
+      echo $((t2 - t1)) >> "$WORK/docker.$way"
     done
   done
   for way in lazy full skopeo; do
@@ -203,6 +240,8 @@ for mib in $SIZES_MIB; do
       "$(median < "$WORK/total.$way")" "$(spread < "$WORK/total.$way")"
   done
   lazy=$(median < "$WORK/total.lazy"); full=$(median < "$WORK/total.full"); sk=$(median < "$WORK/total.skopeo")
+  own=$(median < "$WORK/docker.full")
+  echo "  docker's own pull from the buildset registry's disk (after the full copy): $own ms ($(spread < "$WORK/docker.full"))"
   awk -v l="$lazy" -v f="$full" -v s="$sk" 'BEGIN {
     printf "  until docker pulled: lazy/full %.2f (target <= 0.6), lazy/skopeo %.2f (target <= 0.5)\n", l / f, l / s }'
 done
