@@ -1384,3 +1384,71 @@ fn registry_lazy_a_prefetch_is_tried_again_while_the_upstream_is_unavailable() {
     );
     assert_eq!(get_digest(&buildset, "org/img", &digest), digest);
 }
+
+#[test]
+fn registry_lazy_fetches_take_turns_in_the_order_asked_and_a_missing_blob_is_told_at_once() {
+    // Two 24 MiB layers at 8 MiB/s each: about 3 s apiece, streamed one
+    // after the other (docker unpacks in order), not side by side. (The
+    // second's first MiBs wait in the socket buffers meanwhile.)
+    let relay = Relay::start(8 << 20);
+    let site = site_behind(&relay);
+    relay.target.store(site.port, Ordering::SeqCst);
+    let buildset = BuildsetServer::start();
+    let img = image(19, &[24 << 20, 24 << 20]);
+    push_to_site(&site, "org/img", "1_latest", &img);
+    let source = source_through(&site, &relay, "org/img");
+    put_lazily(&buildset, "org/img", "latest", &img, &source);
+    let ghost = Digest::sha256(b"never pushed either");
+    assert_eq!(
+        record(&buildset, "org/img", &source, &[(ghost.clone(), 19)]).status(),
+        200
+    );
+
+    let started = Instant::now();
+    let get = |digest: &Digest| {
+        let (client, url) = (buildset.client(), blob_url(&buildset, "org/img", digest));
+        std::thread::spawn(move || {
+            let reply = client.get(url).send().unwrap();
+            let head = started.elapsed();
+            let bytes = reply.bytes().unwrap();
+            (head, started.elapsed(), Digest::sha256(&bytes))
+        })
+    };
+    let [first, second] = [0, 1].map(|i| img.layer_digests()[i].clone());
+    let first_get = get(&first);
+    std::thread::sleep(Duration::from_millis(300));
+    let second_get = get(&second);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Whatever streams, a blob the upstream lacks is told at once.
+    let asked = Instant::now();
+    let reply = buildset
+        .client()
+        .get(blob_url(&buildset, "org/img", &ghost))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 404);
+    assert_eq!(error_code(reply), "BLOB_UNKNOWN");
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    let (_, first_done, first_digest) = first_get.join().unwrap();
+    let (second_head, second_done, second_digest) = second_get.join().unwrap();
+    assert_eq!(
+        (first_digest, second_digest),
+        (first.clone(), second.clone())
+    );
+    // The second's head came at once, its bytes after the first's.
+    assert!(second_head < Duration::from_secs(1), "{second_head:?}");
+    assert!(
+        second_done > first_done + Duration::from_millis(1500),
+        "the second blob streamed beside the first: done at {second_done:?} and {first_done:?}"
+    );
+    assert!(first_done < Duration::from_secs(5), "{first_done:?}");
+    for digest in [&first, &second] {
+        assert_eq!(upstream_gets(&site, "org/img", digest), 1);
+    }
+}

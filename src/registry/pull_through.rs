@@ -9,6 +9,14 @@
 //! verified: a client of a blob that turns out corrupt never receives a
 //! whole body, its transfer is aborted, and nothing is stored.
 //!
+//! Fetches take turns: one streams its body at a time, in the order the
+//! blobs were asked for, so that the layer a client wants
+//! first (docker unpacks layers in order, while it downloads three at a
+//! time) arrives at the full rate of the link instead of a third of it.
+//! Each fetch sends its GET at once, so a missing blob or an unreachable
+//! registry is still told at once, and a fetch that waited
+//! [`TURN_WAIT`] goes on beside the others.
+//!
 //! The fetch runs on its own task: a client that goes away does not stop
 //! it, so the next client finds the blob stored. Blobs recorded with
 //! `prefetch` are fetched in the background, one at a time, before any
@@ -39,6 +47,11 @@ const READ_CHUNK: usize = 256 << 10;
 /// not leave the buildset registry without its layers.
 const PREFETCH_ATTEMPTS: u32 = 3;
 const PREFETCH_PAUSE: Duration = Duration::from_secs(2);
+
+/// The longest a fetch waits for its turn before it streams beside the
+/// running one: turns order the blobs of one image, and a blob queued
+/// behind a large one must not wait for all of it.
+pub const TURN_WAIT: Duration = Duration::from_secs(10);
 
 /// Retries of the upstream GET before the fetch fails: a registry that
 /// refuses connections fails it within a second or so.
@@ -123,6 +136,28 @@ pub struct PullThrough {
     queue: Mutex<VecDeque<(RepositoryName, Digest)>>,
     /// Wakes [`PullThrough::prefetch`] when the queue grows.
     queued: tokio::sync::Notify,
+    /// Whose body streams now.
+    turns: Turns,
+}
+
+/// The one turn to stream a body from upstream, handed out first come,
+/// first served (tokio's semaphore is fair).
+#[derive(Clone)]
+struct Turns(Arc<tokio::sync::Semaphore>);
+
+impl Default for Turns {
+    fn default() -> Turns {
+        Turns(Arc::new(tokio::sync::Semaphore::new(1)))
+    }
+}
+
+impl Turns {
+    /// Wait for the turn, at most [`TURN_WAIT`]; `None` once that passed
+    /// (the fetch streams beside the others).
+    async fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let turn = self.0.clone().acquire_owned();
+        tokio::time::timeout(TURN_WAIT, turn).await.ok()?.ok()
+    }
 }
 
 impl PullThrough {
@@ -159,6 +194,7 @@ impl PullThrough {
         drop(flights);
         tokio::spawn(fetch(
             self.flights.clone(),
+            self.turns.clone(),
             client,
             digest.clone(),
             source.clone(),
@@ -260,6 +296,7 @@ fn endpoint(upstream: &Upstream) -> Endpoint {
 /// Fetch `digest` from `source` into `ingest`, telling `progress`.
 async fn fetch(
     flights: Flights,
+    turns: Turns,
     client: Arc<RemoteRegistry>,
     digest: Digest,
     source: BlobSource,
@@ -279,7 +316,9 @@ async fn fetch(
             .blob_get(&repository, &digest)
             .await
             .map_err(|e| (classify(&e), e.to_string()))?;
+        // Clients get the response's head now, and the bytes in turn.
         progress.send_replace(Progress::Streaming(0));
+        let _turn = turns.take().await;
         let on_disk = progress.clone();
         ingest
             .write(body, move |written| {
