@@ -29,6 +29,12 @@
 #   PLATFORMS=1                         one platform: a plain image manifest
 #   LAZY_PREFETCH=off                   no background prefetch (default:
 #                                       linux/amd64; "all" for every platform)
+#   LINK_MBIT=1000                      the intermediate registry across a link of that
+#                                       rate (its own network namespace, a veth pair
+#                                       shaped with tc tbf both ways), as a site's
+#                                       intermediate registry is a remote service;
+#                                       default: loopback, where docker's own pull is
+#                                       most of every way's time
 #   SPECULATIVE_IMAGES_BIN=...          the binary (default: a release build)
 #   KEEP_WORK=1                         keep the work directory (the registries' logs)
 set -euo pipefail
@@ -42,7 +48,7 @@ LAZY_PREFETCH=${LAZY_PREFETCH:-linux/amd64}
 ARCHES=(amd64 arm64)
 ((PLATFORMS == 1 || PLATFORMS == 2)) || { echo "PLATFORMS must be 1 or 2, not $PLATFORMS" >&2; exit 2; }
 
-for tool in docker skopeo openssl htpasswd curl python3; do
+for tool in docker skopeo openssl htpasswd curl python3 ${LINK_MBIT:+ip tc}; do
   command -v "$tool" >/dev/null || { echo "missing $tool (run scripts/setup.sh)" >&2; exit 1; }
 done
 BIN=${SPECULATIVE_IMAGES_BIN:-}
@@ -54,7 +60,9 @@ fi
 WORK=$(mktemp -d /tmp/bench-lazy.XXXXXX)
 PIDS=()
 CERTS_D=()
+NETNS=""
 cleanup() {
+  if [[ -n $NETNS ]]; then ip netns del "$NETNS" 2>/dev/null || true; fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   for d in "${CERTS_D[@]}"; do rm -rf "$d"; done
@@ -65,16 +73,36 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-wait_https() { # port
+wait_https() { # address port
   for _ in $(seq 200); do
-    curl -s -o /dev/null --cacert "$WORK/domain.crt" "https://127.0.0.1:$1/v2/" && return
+    curl -s -o /dev/null --cacert "$WORK/domain.crt" "https://$1:$2/v2/" && return
     sleep 0.05
   done
   echo "nothing answers on port $1" >&2; exit 1
 }
 
+# --- where the intermediate registry lives ---------------------------------
+SITE_IP=127.0.0.1
+IN_SITE=()
+if [[ -n ${LINK_MBIT:-} ]]; then
+  [[ $LINK_MBIT =~ ^[1-9][0-9]*$ ]] || { echo "LINK_MBIT must be a whole number of Mbit/s, not $LINK_MBIT" >&2; exit 2; }
+  NETNS=bench-site-$$
+  ip netns add "$NETNS"
+  ip link add "bh$$" type veth peer name "bs$$"
+  ip link set "bs$$" netns "$NETNS"
+  ip addr add 10.213.0.1/30 dev "bh$$" && ip link set "bh$$" up
+  ip netns exec "$NETNS" ip addr add 10.213.0.2/30 dev "bs$$"
+  ip netns exec "$NETNS" ip link set "bs$$" up
+  ip netns exec "$NETNS" ip link set lo up
+  # Both directions shaped: blobs flow from the site, pushes to it.
+  tc qdisc add dev "bh$$" root tbf rate "${LINK_MBIT}mbit" burst 256kb latency 50ms
+  ip netns exec "$NETNS" tc qdisc add dev "bs$$" root tbf rate "${LINK_MBIT}mbit" burst 256kb latency 50ms
+  SITE_IP=10.213.0.2
+  IN_SITE=(ip netns exec "$NETNS")
+fi
+
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
-  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+  -addext subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.213.0.2 \
   -keyout "$WORK/domain.key" -out "$WORK/domain.crt" 2>/dev/null
 mkdir -p "$WORK/certs" && cp "$WORK/domain.crt" "$WORK/certs/ca.crt"
 PASS=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
@@ -83,7 +111,7 @@ HASH=$(cut -d: -f2- "$WORK/htpasswd" | tr -d '\n')
 
 # --- the intermediate registry: our server in site mode -------------------
 SITE_PORT=$(free_port)
-SITE=127.0.0.1:$SITE_PORT
+SITE=$SITE_IP:$SITE_PORT
 cat > "$WORK/site.yaml" <<EOF
 listen: ["$SITE"]
 public_url: https://$SITE
@@ -94,9 +122,9 @@ users: {zuul: read-write}
 token_secret_file: token.secret
 max_token_lifetime: 12h
 EOF
-"$BIN" serve --config "$WORK/site.yaml" 2>> "$WORK/site.log" &
+"${IN_SITE[@]}" "$BIN" serve --config "$WORK/site.yaml" 2>> "$WORK/site.log" &
 PIDS+=("$!")
-wait_https "$SITE_PORT"
+wait_https "$SITE_IP" "$SITE_PORT"
 
 # push_image MIB: an image of MIB MiB in all as bench/img:1_<MIB>.
 push_blob() { # file -> "digest size"
@@ -168,7 +196,7 @@ PY
   mkdir -p "/etc/docker/certs.d/$BUILDSET"
   cp "$WORK/domain.crt" "/etc/docker/certs.d/$BUILDSET/ca.crt"
   CERTS_D+=("/etc/docker/certs.d/$BUILDSET")
-  wait_https "$BUILDSET_PORT"
+  wait_https 127.0.0.1 "$BUILDSET_PORT"
 }
 stop_buildset() {
   kill "$BUILDSET_PID" 2>/dev/null || true
@@ -177,16 +205,16 @@ stop_buildset() {
 }
 
 module_args() { # lazy mib: the module's args file (made before the clock starts)
-  python3 - "$WORK" "$SITE_PORT" "$BUILDSET_PORT" "$PASS" "$1" "$2" "$LAZY_PREFETCH" <<'PY' > "$WORK/args.json"
+  python3 - "$WORK" "$SITE_IP" "$SITE_PORT" "$BUILDSET_PORT" "$PASS" "$1" "$2" "$LAZY_PREFETCH" <<'PY' > "$WORK/args.json"
 import json, sys
-work, site, buildset, password, lazy, mib, prefetch = sys.argv[1:]
+work, site_ip, site, buildset, password, lazy, mib, prefetch = sys.argv[1:]
 cert = open(f"{work}/domain.crt").read()
-registry = lambda port: {"host": "127.0.0.1", "port": int(port), "username": "zuul", "password": password, "cert": cert}
+registry = lambda host, port: {"host": host, "port": int(port), "username": "zuul", "password": password, "cert": cert}
 print(json.dumps({
     "_ansible_module_name": "speculative.images.pull_from_intermediate_registry",
     "_ansible_check_mode": False,
-    "buildset_registry": registry(buildset), "intermediate_registry": registry(site),
-    "zuul_artifacts": [{"url": f"docker://127.0.0.1:{site}/bench/img:1_{mib}",
+    "buildset_registry": registry("127.0.0.1", buildset), "intermediate_registry": registry(site_ip, site),
+    "zuul_artifacts": [{"url": f"docker://{site_ip}:{site}/bench/img:1_{mib}",
                         "metadata": {"type": "container_image", "repository": "bench/img", "tag": "latest"}}],
     "lazy": lazy, "lazy_prefetch": prefetch != "off",
     "lazy_prefetch_platforms": [] if prefetch in ("off", "all") else prefetch.split(",")}))
@@ -209,7 +237,10 @@ pull_step() { # way mib
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 spread() { sort -n | awk 'NR==1{lo=$1} {hi=$1} END {printf "%s-%s", lo, hi}'; }
 
-echo "image: $PLATFORMS platform(s) of $LAYERS layers each, docker pulls linux/amd64; prefetch: $LAZY_PREFETCH"
+WHERE="on loopback"
+[[ -z ${LINK_MBIT:-} ]] || WHERE="across a $LINK_MBIT Mbit/s link"
+echo "image: $PLATFORMS platform(s) of $LAYERS layers each, docker pulls linux/amd64; prefetch: $LAZY_PREFETCH;" \
+  "intermediate registry: $WHERE"
 printf '%-8s %-7s %18s %22s\n' size way "pull step ms" "until docker pulled ms"
 for mib in $SIZES_MIB; do
   push_image "$mib"
