@@ -227,6 +227,17 @@ fn stored(buildset: &BuildsetServer, digest: &Digest) -> bool {
         .is_file()
 }
 
+/// A GET of `digest` from `repo` answers 404 `BLOB_UNKNOWN`.
+fn assert_blob_unknown(buildset: &BuildsetServer, repo: &str, digest: &Digest) {
+    let reply = buildset
+        .client()
+        .get(blob_url(buildset, repo, digest))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 404, "{}", buildset.log());
+    assert_eq!(error_code(reply), "BLOB_UNKNOWN");
+}
+
 fn error_code(reply: reqwest::blocking::Response) -> String {
     let body: serde_json::Value = reply.json().unwrap();
     body["errors"][0]["code"]
@@ -443,13 +454,7 @@ fn registry_lazy_a_missing_or_unreachable_upstream_is_a_spec_error_in_bounded_ti
         record(&buildset, "org/img", &source, &[(ghost.clone(), 12)]).status(),
         200
     );
-    let reply = buildset
-        .client()
-        .get(blob_url(&buildset, "org/img", &ghost))
-        .send()
-        .unwrap();
-    assert_eq!(reply.status(), 404);
-    assert_eq!(error_code(reply), "BLOB_UNKNOWN");
+    assert_blob_unknown(&buildset, "org/img", &ghost);
 
     // The upstream gone: 503 UNAVAILABLE, within seconds.
     let upstream = site.url("");
@@ -578,16 +583,24 @@ fn source_through<'a>(site: &Site, relay: &Relay, repo: &'a str) -> Source<'a> {
     source
 }
 
-#[test]
-fn registry_lazy_a_fetch_killed_midway_is_fetched_again_whole_after_restart() {
-    let relay = Relay::start(4 << 20);
+/// A site behind a relay of `rate` bytes a second, and a buildset
+/// registry holding `img` lazily as `org/img:latest`, its layers recorded
+/// as living at the site through the relay.
+fn lazily_behind_relay(rate: u64, img: &Image) -> (Relay, Site, BuildsetServer, Source<'static>) {
+    let relay = Relay::start(rate);
     let site = site_behind(&relay);
     relay.target.store(site.port, Ordering::SeqCst);
-    let mut buildset = BuildsetServer::start();
-    let img = image(7, &[32 << 20]);
-    push_to_site(&site, "org/img", "1_latest", &img);
+    let buildset = BuildsetServer::start();
+    push_to_site(&site, "org/img", "1_latest", img);
     let source = source_through(&site, &relay, "org/img");
-    put_lazily(&buildset, "org/img", "latest", &img, &source);
+    put_lazily(&buildset, "org/img", "latest", img, &source);
+    (relay, site, buildset, source)
+}
+
+#[test]
+fn registry_lazy_a_fetch_killed_midway_is_fetched_again_whole_after_restart() {
+    let img = image(7, &[32 << 20]);
+    let (relay, site, mut buildset, _) = lazily_behind_relay(4 << 20, &img);
     let digest = img.layer_digests()[0].clone();
 
     let reader = {
@@ -1292,14 +1305,8 @@ fn registry_lazy_deleting_a_blob_only_recorded_drops_its_record_alone() {
 #[test]
 fn registry_lazy_a_range_is_served_while_the_blob_is_still_being_fetched() {
     // 16 MiB at 2 MiB/s: about 8 s to fetch whole.
-    let relay = Relay::start(2 << 20);
-    let site = site_behind(&relay);
-    relay.target.store(site.port, Ordering::SeqCst);
-    let buildset = BuildsetServer::start();
     let img = image(13, &[16 << 20]);
-    push_to_site(&site, "org/img", "1_latest", &img);
-    let source = source_through(&site, &relay, "org/img");
-    put_lazily(&buildset, "org/img", "latest", &img, &source);
+    let (_relay, site, buildset, _) = lazily_behind_relay(2 << 20, &img);
     let digest = img.layer_digests()[0].clone();
 
     let whole = {
@@ -1390,14 +1397,8 @@ fn registry_lazy_fetches_take_turns_in_the_order_asked_and_a_missing_blob_is_tol
     // Two 24 MiB layers at 8 MiB/s each: about 3 s apiece, streamed one
     // after the other (docker unpacks in order), not side by side. (The
     // second's first MiBs wait in the socket buffers meanwhile.)
-    let relay = Relay::start(8 << 20);
-    let site = site_behind(&relay);
-    relay.target.store(site.port, Ordering::SeqCst);
-    let buildset = BuildsetServer::start();
     let img = image(19, &[24 << 20, 24 << 20]);
-    push_to_site(&site, "org/img", "1_latest", &img);
-    let source = source_through(&site, &relay, "org/img");
-    put_lazily(&buildset, "org/img", "latest", &img, &source);
+    let (_relay, site, buildset, source) = lazily_behind_relay(8 << 20, &img);
     let ghost = Digest::sha256(b"never pushed either");
     assert_eq!(
         record(&buildset, "org/img", &source, &[(ghost.clone(), 19)]).status(),
@@ -1422,13 +1423,7 @@ fn registry_lazy_fetches_take_turns_in_the_order_asked_and_a_missing_blob_is_tol
 
     // Whatever streams, a blob the upstream lacks is told at once.
     let asked = Instant::now();
-    let reply = buildset
-        .client()
-        .get(blob_url(&buildset, "org/img", &ghost))
-        .send()
-        .unwrap();
-    assert_eq!(reply.status(), 404);
-    assert_eq!(error_code(reply), "BLOB_UNKNOWN");
+    assert_blob_unknown(&buildset, "org/img", &ghost);
     assert!(
         asked.elapsed() < Duration::from_secs(1),
         "{:?}",
