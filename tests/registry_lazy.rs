@@ -134,10 +134,21 @@ fn record(
     source: &Source<'_>,
     blobs: &[(Digest, usize)],
 ) -> reqwest::blocking::Response {
+    let blobs: Vec<_> = blobs.iter().map(|(d, n)| (d.clone(), *n, false)).collect();
+    record_prefetching(buildset, repo, source, &blobs)
+}
+
+/// [`record`], each blob with its `prefetch` flag.
+fn record_prefetching(
+    buildset: &BuildsetServer,
+    repo: &str,
+    source: &Source<'_>,
+    blobs: &[(Digest, usize, bool)],
+) -> reqwest::blocking::Response {
     let body = serde_json::json!({
         "upstream": {"url": source.url, "repository": source.repository,
                      "username": "token", "password": source.token, "ca_pem": source.ca_pem},
-        "blobs": blobs.iter().map(|(d, n)| serde_json::json!({"digest": d.to_string(), "size": n, "mediaType": LAYER})).collect::<Vec<_>>(),
+        "blobs": blobs.iter().map(|(d, n, prefetch)| serde_json::json!({"digest": d.to_string(), "size": n, "mediaType": LAYER, "prefetch": prefetch})).collect::<Vec<_>>(),
     });
     buildset
         .client()
@@ -1445,5 +1456,44 @@ fn registry_lazy_fetches_take_turns_in_the_order_asked_and_a_missing_blob_is_tol
     assert!(first_done < Duration::from_secs(5), "{first_done:?}");
     for digest in [&first, &second] {
         assert_eq!(upstream_gets(&site, "org/img", digest), 1);
+    }
+}
+
+#[test]
+fn registry_lazy_a_client_never_waits_behind_a_prefetch_nobody_waits_for() {
+    // A 48 MiB layer prefetched at 8 MiB/s (about 6 s) while a client asks
+    // for an 8 MiB one (about 1 s): the client's streams beside it.
+    let img = image(23, &[48 << 20, 8 << 20]);
+    let (_relay, site, buildset, source) = lazily_behind_relay(8 << 20, &img);
+    let [big, small] = [0, 1].map(|i| img.layer_digests()[i].clone());
+    let reply = record_prefetching(
+        &buildset,
+        "org/img",
+        &source,
+        &[(big.clone(), 48 << 20, true)],
+    );
+    assert_eq!(reply.status(), 200, "{}", buildset.log());
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        !stored(&buildset, &big),
+        "the prefetch was done too soon to be in the way"
+    );
+
+    let asked = Instant::now();
+    assert_eq!(get_digest(&buildset, "org/img", &small), small);
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the client waited behind the prefetch: {took:?}"
+    );
+    assert!(
+        !stored(&buildset, &big),
+        "the prefetch ended before the client's blob"
+    );
+    wait_until("the prefetch to finish", Duration::from_secs(20), || {
+        stored(&buildset, &big)
+    });
+    for digest in [&big, &small] {
+        assert_eq!(upstream_gets(&site, "org/img", digest), 1, "{}", site.log());
     }
 }

@@ -15,7 +15,8 @@
 //! time) arrives at the full rate of the link instead of a third of it.
 //! Each fetch sends its GET at once, so a missing blob or an unreachable
 //! registry is still told at once, and a fetch that waited
-//! [`TURN_WAIT`] goes on beside the others.
+//! [`TURN_WAIT`] goes on beside the others; so does a fetch a client waits
+//! for while the turn is a prefetch's that no client waits for.
 //!
 //! The fetch runs on its own task: a client that goes away does not stop
 //! it, so the next client finds the blob stored. Blobs recorded with
@@ -26,6 +27,7 @@
 //! says how it ended.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -112,6 +114,8 @@ pub struct Flight {
     size: u64,
     file: GrowingFile,
     progress: watch::Receiver<Progress>,
+    /// Whether a client waits for it (else only the prefetch does).
+    wanted: Arc<AtomicBool>,
 }
 
 /// What [`PullThrough::join`] found.
@@ -140,23 +144,78 @@ pub struct PullThrough {
     turns: Turns,
 }
 
+/// Who asked for a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asker {
+    /// A client's GET: someone waits for these bytes.
+    Client,
+    /// The background prefetch: nobody waits yet.
+    Prefetch,
+}
+
 /// The one turn to stream a body from upstream, handed out first come,
-/// first served (tokio's semaphore is fair).
+/// first served (tokio's semaphore is fair). A fetch a client waits for
+/// never waits behind a prefetch nobody waits for: it streams beside it.
 #[derive(Clone)]
-struct Turns(Arc<tokio::sync::Semaphore>);
+struct Turns {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    /// Whether a client waits for the fetch holding the turn.
+    holder: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+}
+
+/// How often a waiting fetch looks at who holds the turn.
+const TURN_LOOK: Duration = Duration::from_millis(50);
 
 impl Default for Turns {
     fn default() -> Turns {
-        Turns(Arc::new(tokio::sync::Semaphore::new(1)))
+        Turns {
+            semaphore: Arc::new(tokio::sync::Semaphore::new(1)),
+            holder: Arc::default(),
+        }
+    }
+}
+
+/// The turn, held while a body streams; given back when dropped.
+struct Turn {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    holder: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
 impl Turns {
-    /// Wait for the turn, at most [`TURN_WAIT`]; `None` once that passed
-    /// (the fetch streams beside the others).
-    async fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let turn = self.0.clone().acquire_owned();
-        tokio::time::timeout(TURN_WAIT, turn).await.ok()?.ok()
+    /// Wait for the turn, at most [`TURN_WAIT`]; `None` once that passed,
+    /// or at once when a client waits for this fetch (`wanted`) and none
+    /// for the one holding the turn: the fetch streams beside the others.
+    async fn take(&self, wanted: &Arc<AtomicBool>) -> Option<Turn> {
+        let acquire = self.semaphore.clone().acquire_owned();
+        tokio::pin!(acquire);
+        let give_up = tokio::time::sleep(TURN_WAIT);
+        tokio::pin!(give_up);
+        // Not at once: a client's GETs of several blobs come together, and
+        // the one joining the prefetch's fetch may be a moment behind.
+        let mut look = tokio::time::interval_at(tokio::time::Instant::now() + TURN_LOOK, TURN_LOOK);
+        loop {
+            tokio::select! {
+                permit = &mut acquire => {
+                    let permit = permit.ok()?;
+                    *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(wanted.clone());
+                    return Some(Turn { _permit: permit, holder: self.holder.clone() });
+                }
+                _ = &mut give_up => return None,
+                _ = look.tick() => {
+                    let holder = self.holder.lock().unwrap_or_else(|p| p.into_inner());
+                    let unwanted = holder.as_ref().is_some_and(|h| !h.load(Ordering::Acquire));
+                    if unwanted && wanted.load(Ordering::Acquire) {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -166,16 +225,20 @@ impl PullThrough {
         PullThrough::default()
     }
 
-    /// Join the fetch of `digest`, starting it from `source` when none
-    /// runs. [`Joined::Stored`] when the blob is stored meanwhile.
+    /// Join the fetch of `digest` for `asker`, starting it from `source`
+    /// when none runs. [`Joined::Stored`] when the blob is stored meanwhile.
     pub fn join(
         &self,
         storage: &Arc<Storage>,
         digest: &Digest,
         source: &BlobSource,
+        asker: Asker,
     ) -> Result<Joined, ApiError> {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = flights.get(digest) {
+            if asker == Asker::Client {
+                flight.wanted.store(true, Ordering::Release);
+            }
             return Ok(Joined::Flight(flight.clone()));
         }
         // A fetch that just ended left it stored: no second fetch.
@@ -185,16 +248,18 @@ impl PullThrough {
         let client = self.client(&source.upstream)?;
         let ingest = storage.begin_ingest(digest, source.size)?;
         let (progress, watched) = watch::channel(Progress::Connecting);
+        let wanted = Arc::new(AtomicBool::new(asker == Asker::Client));
         let flight = Arc::new(Flight {
             size: source.size,
             file: ingest.reader(),
             progress: watched,
+            wanted: wanted.clone(),
         });
         flights.insert(digest.clone(), flight.clone());
         drop(flights);
         tokio::spawn(fetch(
             self.flights.clone(),
-            self.turns.clone(),
+            (self.turns.clone(), wanted),
             client,
             digest.clone(),
             source.clone(),
@@ -240,7 +305,9 @@ impl PullThrough {
                 continue;
             };
             for attempt in 1..=PREFETCH_ATTEMPTS {
-                let Ok(Joined::Flight(flight)) = self.join(&storage, &digest, &source) else {
+                let Ok(Joined::Flight(flight)) =
+                    self.join(&storage, &digest, &source, Asker::Prefetch)
+                else {
                     break;
                 };
                 match flight.finished().await {
@@ -296,7 +363,7 @@ fn endpoint(upstream: &Upstream) -> Endpoint {
 /// Fetch `digest` from `source` into `ingest`, telling `progress`.
 async fn fetch(
     flights: Flights,
-    turns: Turns,
+    (turns, wanted): (Turns, Arc<AtomicBool>),
     client: Arc<RemoteRegistry>,
     digest: Digest,
     source: BlobSource,
@@ -318,7 +385,7 @@ async fn fetch(
             .map_err(|e| (classify(&e), e.to_string()))?;
         // Clients get the response's head now, and the bytes in turn.
         progress.send_replace(Progress::Streaming(0));
-        let _turn = turns.take().await;
+        let _turn = turns.take(&wanted).await;
         let on_disk = progress.clone();
         ingest
             .write(body, move |written| {

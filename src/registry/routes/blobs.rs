@@ -11,7 +11,7 @@ use super::range::parse_range;
 use super::{empty, set, Reply, Req};
 use crate::oci::{Digest, RepositoryName};
 use crate::registry::errors::{ApiError, ErrorCode};
-use crate::registry::pull_through::Joined;
+use crate::registry::pull_through::{Asker, Joined};
 use crate::registry::storage::{blocking, BlobSource, StorageError};
 
 /// Read size when streaming a blob.
@@ -61,7 +61,10 @@ async fn pull_through(
         return Ok(response);
     }
     let state = request.state;
-    let flight = match state.pull_through.join(&state.storage, digest, source)? {
+    let flight = match state
+        .pull_through
+        .join(&state.storage, digest, source, Asker::Client)?
+    {
         Joined::Flight(flight) => flight,
         Joined::Stored => {
             let size = request.storage().blob_size(name, digest).await?;
